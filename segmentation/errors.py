@@ -1,0 +1,31 @@
+"""Errors that the command line turns into a one-line reason and a non-zero exit code."""
+
+
+class SegmentationError(Exception):
+    """A failure a user can act on; its message is shown as it is (one line)."""
+
+    exit_code = 1
+
+
+class ConfigurationError(SegmentationError):
+    """A setting is missing or invalid; raised before any work starts."""
+
+    exit_code = 2
+
+
+class ImportRefused(SegmentationError):
+    """A whole file was refused (bad header, encoding, empty...); nothing was loaded."""
+
+    exit_code = 3
+
+
+class RunLocked(SegmentationError):
+    """Another run holds the lock and did not finish within the wait allowed."""
+
+    exit_code = 4
+
+
+class NothingToSegment(SegmentationError):
+    """There are too few active customers to fit the requested segments."""
+
+    exit_code = 5

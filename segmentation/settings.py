@@ -1,0 +1,190 @@
+"""One source of settings for the job, Alembic's env.py and the tests.
+
+Precedence, highest first: command-line flags (passed as keyword arguments), environment
+variables (`DATABASE_URL`, and `SEGMENT_*` for the rest), an optional TOML file
+(`SEGMENT_CONFIG`, else `./segment.toml` when it exists), then the defaults below.
+Everything is validated on construction, so bad configuration fails before any work.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from segmentation.errors import ConfigurationError
+
+#: Columns of `segmentation.customers` that can be used as clustering features.
+FEATURE_COLUMNS = ("annual_income_k", "spending_score", "age", "gender")
+
+DEFAULT_CONFIG_FILE = Path("segment.toml")
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("SEGMENT_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigurationError(f"SEGMENT_CONFIG names {path}, which is not a readable file")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Validated settings of one job invocation."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGMENT_", extra="forbid", populate_by_name=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("database_url", "DATABASE_URL"),
+        description="postgresql:// or postgresql+psycopg:// URL; unset starts the embedded server",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("customer-segmentation")),
+        description="where the embedded PostgreSQL keeps its data (pgdata/) and reports go (reports/)",
+    )
+    features: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["annual_income_k", "spending_score"],
+        description="clustering features, any of " + ", ".join(FEATURE_COLUMNS),
+    )
+    k_min: int = Field(default=2, ge=2, description="smallest number of segments tried")
+    k_max: int = Field(default=10, ge=2, description="largest number of segments tried")
+    k: int | None = Field(default=None, ge=2, description="fix the number of segments instead of choosing it")
+    random_state: int = Field(default=42, description="seed of every random step (K-Means, samples)")
+    n_init: int = Field(default=10, ge=1, description="K-Means restarts; the best inertia wins")
+    scaling: Literal["standard", "robust", "none"] = "standard"
+    silhouette_tolerance: float = Field(
+        default=0.01,
+        ge=0,
+        description="candidates within this of the best silhouette count as tied; ties go to the elbow",
+    )
+    selection_sample_size: int = Field(
+        default=20_000, ge=100, description="rows (seeded sample) used to evaluate each candidate k"
+    )
+    export_mode: Literal["incremental", "full"] = Field(
+        default="incremental",
+        description="full: customers missing from the file are marked inactive; incremental: left alone",
+    )
+    column_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="export column name -> customer_id, gender, age, annual_income_k or spending_score",
+    )
+    schedule_cron: str = Field(default="0 2 * * *", description="crontab expression of `segment schedule`")
+    timezone: str = Field(default="UTC", description="IANA time zone of the schedule")
+    lock_wait_seconds: float = Field(
+        default=0, ge=0, description="how long a run waits for another run's lock before giving up"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _split_features(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one feature is needed")
+        unknown = [name for name in value if name not in FEATURE_COLUMNS]
+        if unknown:
+            raise ValueError(f"unknown feature {unknown[0]!r}; choose from {', '.join(FEATURE_COLUMNS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a feature is listed twice")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// or postgresql+psycopg://")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as error:
+            raise ValueError(f"invalid cron expression {value!r}: {error}") from error
+        return value
+
+    @model_validator(mode="after")
+    def _consistent_k(self) -> Settings:
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) is larger than k_max ({self.k_max})")
+        return self
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from flags (`overrides`, None values ignored), environment and file.
+
+    Raises ConfigurationError with one readable line when anything is invalid.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ConfigurationError:
+        raise
+    except Exception as error:  # pydantic ValidationError and TOML syntax errors
+        raise ConfigurationError(f"invalid settings: {_one_line(error)}") from error
+
+
+def _one_line(error: Exception) -> str:
+    errors = getattr(error, "errors", None)
+    if callable(errors):
+        parts = []
+        for item in errors():
+            where = ".".join(str(part) for part in item.get("loc", ())) or "settings"
+            parts.append(f"{where}: {item.get('msg')}")
+        return "; ".join(parts)
+    return " ".join(str(error).split())
