@@ -229,6 +229,27 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, 
             console.print(f"schema at revision {db.current_revision(connection) or 'base'}")
 
 
+@db_app.command("serve")
+@command
+def db_serve() -> None:
+    """Keep the database up and print its URL until Ctrl-C (for psql while no job runs)."""
+    import signal
+    import threading
+
+    settings = load_settings()
+    with db.database(settings) as engine:
+        db.upgrade(engine)
+        console.print(f"psql '{db.redact(db.psycopg_dsn(engine))}'")
+        console.print("serving until Ctrl-C or SIGTERM")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
 def main() -> None:
     with contextlib.suppress(BrokenPipeError):
         app()

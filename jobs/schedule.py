@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
+JOB_ID = "nightly-segmentation"
 
 
-def run_schedule(settings: Settings, job: Callable[[], object]) -> None:
-    """Run `job` on `settings.schedule_cron` in `settings.timezone` until SIGTERM or Ctrl-C.
+def run_schedule(settings: Settings, job: Callable[[], object], stop: threading.Event | None = None) -> None:
+    """Run `job` on `settings.schedule_cron` in `settings.timezone` until SIGTERM, Ctrl-C or `stop`.
 
-    One instance at a time (a night that is still running is not started twice), missed
-    runs are coalesced into one, and each run logs its outcome and duration.
+    One instance at a time (a run still going when the next is due is not started twice),
+    missed runs are coalesced into one, and each run logs its outcome and duration. A run in
+    progress when the stop comes is allowed to finish.
     """
-    scheduler = BlockingScheduler(timezone=settings.timezone)
+    stop = stop or threading.Event()
+    scheduler = BackgroundScheduler(timezone=settings.timezone)
     trigger = CronTrigger.from_crontab(settings.schedule_cron, timezone=settings.timezone)
 
     def timed_job() -> None:
@@ -33,23 +37,23 @@ def run_schedule(settings: Settings, job: Callable[[], object]) -> None:
         else:
             log.info("scheduled run finished in %.1f s", time.monotonic() - started)
 
-    scheduler.add_job(
-        timed_job,
-        trigger,
-        id="nightly-segmentation",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=3600,
-    )
+    scheduler.add_job(timed_job, trigger, id=JOB_ID, max_instances=1, coalesce=True, misfire_grace_time=3600)
 
-    def stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    def request_stop(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
         log.info("received signal %d; stopping the scheduler", signum)
-        scheduler.shutdown(wait=False)
+        stop.set()
 
-    signal.signal(signal.SIGTERM, stop)
-    next_fire = trigger.get_next_fire_time(None, __import__("datetime").datetime.now(trigger.timezone))
-    log.info("scheduler started: cron %r in %s, next run at %s", settings.schedule_cron, settings.timezone, next_fire)
-    try:
-        scheduler.start()
-    except KeyboardInterrupt:
-        log.info("interrupted; scheduler stopped")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+    scheduler.start()
+    log.info(
+        "scheduler started: cron %r in %s, next run at %s",
+        settings.schedule_cron,
+        settings.timezone,
+        scheduler.get_job(JOB_ID).next_run_time,
+    )
+    while not stop.wait(1.0):
+        pass
+    scheduler.shutdown(wait=True)
+    log.info("scheduler stopped")

@@ -39,7 +39,7 @@ def sqlalchemy_url(url: str) -> str:
 
 def redact(text: str) -> str:
     """Hide passwords of any URL in `text` (for logs and error messages)."""
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
 
 
 def psycopg_dsn(engine: Engine) -> str:

@@ -174,9 +174,11 @@ def parse_line(line: str, layout: ColumnLayout) -> tuple[int | None, tuple[int, 
     if line.strip() == "":
         return None, None, "empty line"
     delimiter = layout.delimiter
-    if '"' in line or "'" in line:
+    if '"' in line:
+        if line.count('"') % 2:
+            return None, None, "unbalanced double quote (a field's closing quote is missing)"
         try:
-            fields = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True, strict=True))
+            fields = next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
         except csv.Error as error:
             return None, None, f"cannot split the line into fields ({error})"
     else:

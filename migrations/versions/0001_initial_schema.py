@@ -215,6 +215,13 @@ from segmentation.runs as runs
 order by runs.run_id desc
 """
 
+#: Definitions of the views this migration creates (tests compare sql/views/ with the latest).
+VIEW_SQL = {
+    "current_customer_segments": CURRENT_CUSTOMER_SEGMENTS,
+    "current_segment_profiles": CURRENT_SEGMENT_PROFILES,
+    "run_history": RUN_HISTORY,
+}
+
 VIEW_COMMENTS = {
     "current_customer_segments": (
         "Grain: one row per customer of the latest published run. Segment of each customer.",
@@ -276,7 +283,7 @@ def upgrade() -> None:
     op.execute(TABLES)
     for table, text in TABLE_COMMENTS.items():
         _comment("table", f"segmentation.{table}", text)
-    for view_sql in (CURRENT_CUSTOMER_SEGMENTS, CURRENT_SEGMENT_PROFILES, RUN_HISTORY):
+    for view_sql in VIEW_SQL.values():
         op.execute(view_sql)
     for view, (view_text, columns) in VIEW_COMMENTS.items():
         _comment("view", f"segmentation.{view}", view_text)
