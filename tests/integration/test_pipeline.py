@@ -1,0 +1,130 @@
+"""The whole run against a real PostgreSQL: versions, views, stable ids, failures, the lock."""
+
+import random
+
+import pytest
+import sqlalchemy as sa
+
+from segmentation import db, publish
+from segmentation.errors import RunLocked
+from segmentation.pipeline import run_once
+from segmentation.settings import load_settings
+
+
+def settings(**overrides):
+    return load_settings(database_url="postgresql://unused@localhost/unused", **overrides)
+
+
+def query(engine, sql, **params):
+    with engine.connect() as connection:
+        return connection.execute(sa.text(sql), params).all()
+
+
+def assignments(engine, run_id):
+    return dict(query(engine, "select customer_id, segment_id from segmentation.customer_segments where run_id = :r",
+                      r=run_id))
+
+
+def test_mall_file_gives_the_reference_segments(engine, mall_csv):
+    outcome = run_once(engine, settings(), mall_csv)
+    assert outcome.k == 5
+    assert outcome.silhouette >= 0.55
+    sizes = query(engine, "select customer_count from segmentation.current_segment_profiles order by 1 desc")
+    assert [row[0] for row in sizes] == [81, 39, 35, 23, 22]
+    shares = query(engine, "select sum(customer_share) from segmentation.current_segment_profiles")[0][0]
+    assert shares == pytest.approx(1.0)
+    evaluations = query(engine, "select k, is_chosen, silhouette, davies_bouldin, calinski_harabasz"
+                                " from segmentation.k_evaluations where run_id = :r order by k", r=outcome.run_id)
+    assert [row.k for row in evaluations] == list(range(2, 11))
+    assert [row.k for row in evaluations if row.is_chosen] == [5]
+    assert all(row.silhouette is not None and row.davies_bouldin is not None for row in evaluations)
+
+
+def test_two_runs_keep_both_versions_and_every_customer_keeps_its_segment(engine, mall_csv):
+    first = run_once(engine, settings(), mall_csv)
+    second = run_once(engine, settings(), mall_csv)
+    assert second.run_id > first.run_id
+    assert assignments(engine, first.run_id) == assignments(engine, second.run_id)
+    current = query(engine, "select distinct run_id from segmentation.current_customer_segments")
+    assert current == [(second.run_id,)]
+    kept = query(engine, "select run_id, count(*) from segmentation.customer_segments group by 1 order by 1")
+    assert kept == [(first.run_id, 200), (second.run_id, 200)]
+    names = query(engine, "select run_id, segment_id, segment_name from segmentation.segment_profiles order by 2, 1")
+    assert {(s, n) for _, s, n in names if _ == first.run_id} == {(s, n) for _, s, n in names if _ == second.run_id}
+
+
+def test_row_order_of_the_export_does_not_change_the_segments(server_url, template_database, tmp_path, mall_csv):
+    from tests.conftest import _fresh_database
+
+    lines = mall_csv.read_text().splitlines()
+    body = lines[1:]
+    random.Random(4).shuffle(body)
+    shuffled = tmp_path / "shuffled.csv"
+    shuffled.write_text("\n".join([lines[0], *body]) + "\n")
+    results = []
+    for path in (mall_csv, shuffled):
+        with _fresh_database(server_url, template_database) as url:
+            engine = db.make_engine(url)
+            outcome = run_once(engine, settings(), path)
+            results.append(assignments(engine, outcome.run_id))
+            engine.dispose()
+    assert results[0] == results[1]
+
+
+def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engine, mall_csv, monkeypatch):
+    good = run_once(engine, settings(), mall_csv)
+
+    def broken_copy(*args, **kwargs):
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(publish, "_copy_assignments", broken_copy)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_once(engine, settings(), None)
+    assert query(engine, "select distinct run_id from segmentation.current_segment_profiles") == [(good.run_id,)]
+    failed = query(engine, "select run_id, status, error from segmentation.run_history where status <> 'published'")
+    assert len(failed) == 1 and failed[0].status == "failed" and "disk full" in failed[0].error
+    # nothing of the failed run was kept: its profiles and evaluations rolled back with it
+    leftovers = query(engine, "select count(*) from segmentation.k_evaluations where run_id = :r", r=failed[0].run_id)
+    assert leftovers == [(0,)]
+
+
+def test_a_run_that_never_finished_is_marked_abandoned_by_the_next(engine, mall_csv):
+    with engine.begin() as connection:
+        dead = connection.execute(sa.text("insert into segmentation.runs default values returning run_id")).scalar()
+    run_once(engine, settings(), mall_csv)
+    assert query(engine, "select status from segmentation.runs where run_id = :r", r=dead) == [("abandoned",)]
+
+
+def test_a_second_run_is_refused_while_the_lock_is_held(engine, mall_csv):
+    with db.run_lock(engine, wait_seconds=0):
+        with pytest.raises(RunLocked, match="another segmentation run is in progress"):
+            run_once(engine, settings(lock_wait_seconds=0.3), mall_csv)
+    run_once(engine, settings(), mall_csv)  # free again afterwards
+
+
+def test_missing_values_are_imputed_and_counted_on_the_run(engine, tmp_path, mall_csv):
+    lines = mall_csv.read_text().splitlines()
+    lines[1] = "0001,Male,19,,39"
+    lines[2] = "0002,Male,21,15,"
+    path = tmp_path / "gaps.csv"
+    path.write_text("\n".join(lines) + "\n")
+    outcome = run_once(engine, settings(), path)
+    imputed = query(engine, "select n_imputed from segmentation.runs where run_id = :r", r=outcome.run_id)[0][0]
+    assert imputed == {"annual_income_k": 1, "spending_score": 1}
+
+
+def test_age_and_gender_can_be_switched_on(engine, mall_csv):
+    outcome = run_once(engine, settings(features="age,annual_income_k,spending_score,gender", k=4), mall_csv)
+    assert outcome.k == 4
+    features = query(engine, "select features from segmentation.runs where run_id = :r", r=outcome.run_id)[0][0]
+    assert features == ["age", "annual_income_k", "spending_score", "gender"]
+    names = [row[0] for row in query(engine, "select segment_name from segmentation.current_segment_profiles")]
+    assert len(set(names)) == 4 and all(("younger" in n or "older" in n or "middle-aged" in n) for n in names)
+
+
+def test_customers_marked_inactive_are_left_out_of_the_next_fit(engine, tmp_path, mall_csv):
+    run_once(engine, settings(), mall_csv)
+    partial = tmp_path / "partial.csv"
+    partial.write_text("\n".join(mall_csv.read_text().splitlines()[:181]) + "\n")
+    outcome = run_once(engine, settings(export_mode="full"), partial)
+    assert outcome.n_customers == 180

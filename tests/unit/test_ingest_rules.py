@@ -1,0 +1,100 @@
+"""Row rules of the import, line by line (no database)."""
+
+import pytest
+
+from segmentation.errors import ImportRefused
+from segmentation.ingest import map_header, normalise_header, parse_line
+
+MALL_HEADER = ["CustomerID", "Genre", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
+
+
+@pytest.fixture
+def layout():
+    return map_header(MALL_HEADER, {}, "test.csv")
+
+
+def test_mall_header_maps_every_column(layout):
+    assert layout.positions == {
+        "customer_id": 0, "gender": 1, "age": 2, "annual_income_k": 3, "spending_score": 4,
+    }
+
+
+def test_header_spelling_variants_map_automatically():
+    header = [" customer_id ", "GENDER", "age", "annual income k$", "Spending-Score"]
+    assert set(map_header(header, {}, "x.csv").positions) == {
+        "customer_id", "gender", "age", "annual_income_k", "spending_score",
+    }
+
+
+def test_missing_column_is_named_in_the_error():
+    with pytest.raises(ImportRefused, match=r"x\.csv line 1: header has no column for spending_score"):
+        map_header(["CustomerID", "Gender", "Age", "Annual Income (k$)"], {}, "x.csv")
+
+
+def test_column_map_setting_maps_other_exports():
+    header = ["client", "sex", "years", "revenue", "score_100"]
+    layout = map_header(header, {"client": "customer_id", "years": "age", "revenue": "annual_income_k",
+                                 "score_100": "spending_score"}, "x.csv")
+    assert layout.positions["age"] == 2 and layout.positions["annual_income_k"] == 3
+
+
+def test_extra_columns_are_listed_as_ignored():
+    layout = map_header(MALL_HEADER + ["Loyalty tier"], {}, "x.csv")
+    assert layout.ignored == ("Loyalty tier",)
+
+
+def test_normalise_header_drops_case_spaces_and_punctuation():
+    assert normalise_header("Spending Score (1-100)") == "spendingscore1100"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("0001,Male,19,15,39", (1, "Male", 19, "15", 39)),
+        ("7, female , 30 , 15.5 , 100", (7, "Female", 30, "15.5", 100)),
+        ('"8","F","30","70","1"', (8, "Female", 30, "70", 1)),
+        ("9,m,,,", (9, "Male", None, None, None)),
+        ("10,,0,0,50", (10, None, 0, "0", 50)),
+        ("11,MALE,120,1e2,5", (11, "Male", 120, "1e2", 5)),
+    ],
+)
+def test_valid_lines_parse_to_normalised_values(layout, line, expected):
+    customer_id, row, reason = parse_line(line, layout)
+    assert reason is None
+    assert row == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("1,Male,abc,15,39", "age 'abc' is not a whole number"),
+        ("1,Male,19.5,15,39", "age '19.5' is not a whole number"),
+        ("1,Male,121,15,39", "age 121 is outside 0..120"),
+        ("1,Male,-1,15,39", "age -1 is outside 0..120"),
+        ("1,Male,19,15,101", "spending score 101 is outside 1..100"),
+        ("1,Male,19,15,0", "spending score 0 is outside 1..100"),
+        ("1,Male,19,-3,39", "annual income '-3' is below 0"),
+        ("1,Male,19,lots,39", "annual income 'lots' is not a number"),
+        ("1,Male,19,nan,39", "annual income 'nan' is not a number"),
+        ("1,Male,19,1_000,39", "annual income '1_000' is not a number"),
+        ("1,Other,19,15,39", "gender 'Other' is not Male, Female, M, F or empty"),
+        ("x,Male,19,15,39", "customer id 'x' is not a positive whole number"),
+        ("0,Male,19,15,39", "customer id '0' is not a positive whole number"),
+        ("-4,Male,19,15,39", "customer id '-4' is not a positive whole number"),
+        (",Male,19,15,39", "customer id is empty"),
+        ("99999999999999999999,Male,19,15,39", "customer id '99999999999999999999' is too large"),
+        ("1,Male,19,15,39,extra", "6 fields, expected 5"),
+        ("1,Male,19,15", "4 fields, expected 5"),
+        ("", "empty line"),
+        ("1,\"x'); DROP TABLE segmentation.customers; --\",19,15,39", "gender"),
+    ],
+)
+def test_invalid_lines_are_rejected_with_a_readable_reason(layout, line, reason):
+    _, row, rejected = parse_line(line, layout)
+    assert row is None
+    assert rejected is not None and rejected.startswith(reason)
+
+
+def test_rejected_line_keeps_its_customer_id_when_readable(layout):
+    customer_id, row, reason = parse_line("42,Male,abc,15,39", layout)
+    assert (customer_id, row) == (42, None) and reason
