@@ -98,3 +98,36 @@ def test_invalid_lines_are_rejected_with_a_readable_reason(layout, line, reason)
 def test_rejected_line_keeps_its_customer_id_when_readable(layout):
     customer_id, row, reason = parse_line("42,Male,abc,15,39", layout)
     assert (customer_id, row) == (42, None) and reason
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"a\nbb\r\nccc", b"\xef\xbb\xbfh\n12345678901234\n\n", b"x\n", b"abc", b"1\r\n2\r\n"],
+)
+def test_lines_are_split_the_same_whatever_the_block_boundaries(tmp_path, monkeypatch, content):
+    import hashlib
+
+    from segmentation import ingest
+
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    expected = content.decode("utf-8-sig").split("\n")
+    if content.endswith(b"\n"):
+        expected.pop()
+    expected = [line.removesuffix("\r") for line in expected]
+    for block in (1, 2, 3, 7, 1 << 20):
+        monkeypatch.setattr(ingest, "BLOCK_BYTES", block)
+        digest = hashlib.sha256()
+        numbered = list(ingest._numbered_lines(path, digest, lambda n: None))
+        assert numbered == list(enumerate(expected, start=1))
+        assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
+
+
+def test_fast_path_and_careful_path_agree_on_plain_lines(layout):
+    from segmentation.ingest import fast_record
+
+    for line in ["0001,Male,19,15,39", "7,f,0,15.5,100", "8,,120,0,1", "9,M,33,.5,50"]:
+        record = fast_record(2, line, layout)
+        _, row, reason = parse_line(line, layout)
+        assert reason is None
+        assert record.split("\t")[1:6] == [str(value) if value is not None else "\\N" for value in row]
