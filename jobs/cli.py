@@ -92,22 +92,36 @@ def run(
     k: KOption = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="random_state of every random step")] = None,
     export_mode: ExportModeOption = None,
+    force_publish: Annotated[
+        Optional[bool], typer.Option("--force-publish", help="publish even if the health gate would hold the run")
+    ] = None,
 ) -> None:
     """The nightly job once: migrate, import --csv if given, fit, publish, print the segments."""
+    from segmentation.errors import RunHeld
     from segmentation.pipeline import run_once
 
-    settings = load_settings(features=features, k=k, random_state=seed, export_mode=export_mode)
+    settings = load_settings(
+        features=features, k=k, random_state=seed, export_mode=export_mode, force_publish=force_publish
+    )
     with db.database(settings) as engine:
-        outcome = run_once(engine, settings, csv)
+        try:
+            outcome = run_once(engine, settings, csv)
+        except RunHeld as held:
+            _print_outcome(held.outcome)
+            raise
+    _print_outcome(outcome)
+
+
+def _print_outcome(outcome) -> None:
     if outcome.import_result is not None:
         console.print(outcome.import_result.summary())
     console.print(
-        f"run {outcome.run_id} published: {outcome.n_customers} customers in {outcome.k} segments,"
+        f"run {outcome.run_id} {outcome.status}: {outcome.n_customers} customers in {outcome.k} segments,"
         f" silhouette {outcome.silhouette:.3f}"
     )
     console.print(outcome.rationale)
-    table = Table(title="Segments (segmentation.current_segment_profiles)")
-    for header in ("id", "name", "customers", "share", "avg income k$", "avg spending", "recommendation"):
+    table = Table(title="Segments" + (" (segmentation.current_segment_profiles)" if outcome.status == "published" else " (held, not published)"))
+    for header in ("id", "name", "customers", "share", "avg income k$", "avg spending", "what sets it apart"):
         table.add_column(header, overflow="fold")
     for row in outcome.profiles.itertuples():
         table.add_row(
@@ -117,9 +131,14 @@ def run(
             f"{row.customer_share:.1%}",
             "-" if row.avg_annual_income_k is None else f"{row.avg_annual_income_k:.1f}",
             "-" if row.avg_spending_score is None else f"{row.avg_spending_score:.1f}",
-            row.recommendation,
+            row.distinguishing_features,
         )
     console.print(table)
+    console.print("Recommendations:")
+    for row in outcome.profiles.itertuples():
+        console.print(f"  {row.segment_id}. {row.segment_name}: {row.recommendation}")
+    if outcome.report_path is not None:
+        console.print(f"report: {outcome.report_path}")
 
 
 @app.command("import")
@@ -191,6 +210,36 @@ def runs(limit: Annotated[int, typer.Option("--limit", help="how many runs, newe
             row.error or "",
         )
     console.print(table)
+
+
+@app.command()
+@command
+def report(
+    run_id: Annotated[Optional[int], typer.Argument(help="run to report on; default: the latest published run")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write", dir_okay=False)] = None,
+) -> None:
+    """Write a run's self-contained HTML report (plots embedded) and print its path."""
+    import sqlalchemy as sa
+
+    from segmentation import publish
+    from segmentation import report as report_module
+    from segmentation.errors import SegmentationError as Failure
+
+    settings = load_settings()
+    with db.database(settings) as engine:
+        db.upgrade(engine)
+        with engine.begin() as connection:
+            if run_id is None:
+                run_id = connection.execute(
+                    sa.text("select run_id from segmentation.run_history where status = 'published' limit 1")
+                ).scalar()
+                if run_id is None:
+                    raise Failure("no published run yet; run `segment run --csv PATH` first")
+            path = out or settings.reports_dir / f"run-{run_id}.html"
+            report_module.write_report(connection, run_id, path)
+            if out is None:
+                publish.record_report(connection, run_id, str(path))
+    console.print(f"report of run {run_id}: {path}")
 
 
 @app.command()

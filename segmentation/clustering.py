@@ -14,15 +14,27 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
-ASSIGN_CHUNK_ROWS = 1_000_000
+ASSIGN_CHUNK_ROWS = 200_000  # bounds the (rows x k x features) distance block to ~64 MB
+
+
+#: Tukey's far-out fence: a customer is an outlier beyond Q3 + 3 x IQR of its segment's distances.
+OUTLIER_IQR_FACTOR = 3.0
 
 
 @dataclasses.dataclass
 class Assignment:
-    """Per customer (same order as the input rows): segment id and distance to its centroid."""
+    """Per customer (same order as the input rows), distances in scaled units.
+
+    segment_ids: the nearest centroid's published id; distances: to it; second_ids: the
+    second-nearest centroid's id (None with one segment); margins: second distance minus
+    first (small means borderline); is_outlier: see `flag_outliers`.
+    """
 
     segment_ids: np.ndarray
     distances: np.ndarray
+    second_ids: np.ndarray
+    margins: np.ndarray
+    is_outlier: np.ndarray
 
 
 def fit_kmeans(scaled: np.ndarray, k: int, *, random_state: int, n_init: int) -> KMeans:
@@ -38,15 +50,47 @@ def assign(model: KMeans, scaled: np.ndarray, segment_ids: np.ndarray) -> Assign
     scaled units (standard deviations with the default scaling).
     """
     centroids = model.cluster_centers_.astype(np.float64)
-    labels = np.empty(len(scaled), dtype=np.int64)
-    distances = np.empty(len(scaled), dtype=np.float64)
-    for start in range(0, len(scaled), ASSIGN_CHUNK_ROWS):
+    n_rows, k = len(scaled), len(centroids)
+    labels = np.empty(n_rows, dtype=np.int64)
+    seconds = np.zeros(n_rows, dtype=np.int64)
+    distances = np.empty(n_rows, dtype=np.float64)
+    margins = np.full(n_rows, np.nan)
+    for start in range(0, n_rows, ASSIGN_CHUNK_ROWS):
         chunk = scaled[start : start + ASSIGN_CHUNK_ROWS].astype(np.float64)
-        squared = ((chunk[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2)
-        nearest = squared.argmin(axis=1)
-        labels[start : start + len(chunk)] = nearest
-        distances[start : start + len(chunk)] = np.sqrt(squared[np.arange(len(chunk)), nearest])
-    return Assignment(segment_ids=segment_ids[labels], distances=distances)
+        all_distances = np.sqrt(((chunk[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
+        stop = start + len(chunk)
+        if k > 1:
+            two = np.argpartition(all_distances, 1, axis=1)[:, :2]
+            two_distances = np.take_along_axis(all_distances, two, axis=1)
+            order = np.argsort(two_distances, axis=1, kind="stable")
+            nearest = np.take_along_axis(two, order, axis=1)
+            labels[start:stop], seconds[start:stop] = nearest[:, 0], nearest[:, 1]
+            sorted_distances = np.take_along_axis(two_distances, order, axis=1)
+            distances[start:stop] = sorted_distances[:, 0]
+            margins[start:stop] = sorted_distances[:, 1] - sorted_distances[:, 0]
+        else:
+            labels[start:stop] = 0
+            distances[start:stop] = all_distances[:, 0]
+    return Assignment(
+        segment_ids=segment_ids[labels],
+        distances=distances,
+        second_ids=segment_ids[seconds] if k > 1 else np.full(n_rows, None),
+        margins=margins,
+        is_outlier=flag_outliers(labels, distances),
+    )
+
+
+def flag_outliers(labels: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """True where a distance is beyond Q3 + 3 x IQR of the distances in the same segment.
+
+    Being far from its own (nearest) centre means being far from every centre.
+    """
+    flags = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = labels == label
+        q1, q3 = np.percentile(distances[members], [25, 75])
+        flags[members] = distances[members] > q3 + OUTLIER_IQR_FACTOR * (q3 - q1)
+    return flags
 
 
 def stable_segment_ids(

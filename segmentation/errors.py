@@ -29,3 +29,13 @@ class NothingToSegment(SegmentationError):
     """There are too few active customers to fit the requested segments."""
 
     exit_code = 5
+
+
+class RunHeld(SegmentationError):
+    """The health gate held the run: stored with status held, not published."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, outcome=None) -> None:
+        super().__init__(message)
+        self.outcome = outcome

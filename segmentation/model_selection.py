@@ -1,12 +1,24 @@
-"""Choosing the number of segments k.
+"""Choosing the number of segments k, with reasons.
 
-`evaluate_candidates` returns a tidy table (one row per k, one column per criterion) that is
-stored as it is in `k_evaluations`; `choose_k` applies the documented rule:
+`evaluate_candidates` returns a tidy table (one row per k, one column per criterion), stored
+as it is in `k_evaluations`:
 
-1. Every candidate gets a silhouette (higher is better separated).
-2. Candidates within `tolerance` of the best silhouette count as tied.
-3. If the elbow of the inertia curve (Kneedle) is among the tied, it wins; otherwise the
-   tied candidate with the highest silhouette wins (the smaller k on an exact tie).
+- inertia, and `is_elbow` where Kneedle finds the elbow of the inertia curve;
+- silhouette (higher is better; on a seeded sample of at most `silhouette_rows` rows);
+- Davies-Bouldin (lower is better) and Calinski-Harabasz (higher is better);
+- the gap statistic and its standard error (Tibshirani, Walther and Hastie, 2001) against
+  `gap_references` uniform reference sets drawn in the data's bounding box;
+- bootstrap stability: mean adjusted Rand index between the fit on the data and refits on
+  `stability_resamples` resamples (drawn with replacement), both labelling all rows.
+
+`choose_k` applies the documented rule:
+
+1. Five criteria each vote for one k: the best silhouette, the lowest Davies-Bouldin, the
+   highest Calinski-Harabasz, the elbow, and the gap rule (the smallest k with
+   gap(k) >= gap(k+1) - s(k+1)).
+2. Only stable candidates can win: mean ARI >= `min_stability` (if none is, all can).
+3. The candidate with the most votes wins; ties go to the higher silhouette, then the
+   smaller k.
 """
 
 from __future__ import annotations
@@ -15,7 +27,15 @@ import numpy as np
 import pandas as pd
 from kneed import KneeLocator
 from sklearn.cluster import KMeans
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+    silhouette_score,
+)
+
+MIN_STABILITY = 0.75
+CRITERIA = ("silhouette", "davies_bouldin", "calinski_harabasz", "elbow", "gap")
 
 
 def seeded_sample(values: np.ndarray, size: int, random_state: int) -> np.ndarray:
@@ -27,29 +47,65 @@ def seeded_sample(values: np.ndarray, size: int, random_state: int) -> np.ndarra
 
 
 def evaluate_candidates(
-    scaled: np.ndarray, k_values: range, *, random_state: int, n_init: int
+    scaled: np.ndarray,
+    k_values: range,
+    *,
+    random_state: int,
+    n_init: int,
+    gap_references: int = 10,
+    stability_resamples: int = 10,
+    silhouette_rows: int = 10_000,
 ) -> pd.DataFrame:
-    """Fit K-Means for each k on `scaled` (rows x features) and score it.
+    """Fit K-Means for each k on `scaled` (rows x features) and score it on every criterion.
 
-    Returns columns k, inertia, silhouette, davies_bouldin, calinski_harabasz, is_elbow.
+    Returns one row per k with columns k, inertia, silhouette, davies_bouldin,
+    calinski_harabasz, gap, gap_sd, stability_ari, is_elbow, gap_choice and votes.
     """
+    rng = np.random.default_rng(random_state)
+    low, high = scaled.min(axis=0), scaled.max(axis=0)
+    references = [rng.uniform(low, high, size=scaled.shape) for _ in range(gap_references)]
+    resamples = [rng.integers(0, len(scaled), size=len(scaled)) for _ in range(stability_resamples)]
+    silhouette_rows_index = np.sort(rng.choice(len(scaled), size=min(silhouette_rows, len(scaled)), replace=False))
     rows = []
     for k in k_values:
         model = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(scaled)
         labels = model.labels_
         distinct = len(np.unique(labels))
-        rows.append(
-            {
-                "k": k,
-                "inertia": float(model.inertia_),
-                "silhouette": float(silhouette_score(scaled, labels)) if distinct > 1 else None,
-                "davies_bouldin": float(davies_bouldin_score(scaled, labels)) if distinct > 1 else None,
-                "calinski_harabasz": float(calinski_harabasz_score(scaled, labels)) if distinct > 1 else None,
-            }
-        )
+        row = {"k": k, "inertia": float(model.inertia_)}
+        if distinct > 1:
+            row["silhouette"] = float(
+                silhouette_score(scaled[silhouette_rows_index], labels[silhouette_rows_index])
+            )
+            row["davies_bouldin"] = float(davies_bouldin_score(scaled, labels))
+            row["calinski_harabasz"] = float(calinski_harabasz_score(scaled, labels))
+        else:
+            row["silhouette"] = row["davies_bouldin"] = row["calinski_harabasz"] = None
+        if references:
+            log_reference = np.log(
+                [KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(ref).inertia_ for ref in references]
+            )
+            row["gap"] = float(log_reference.mean() - np.log(max(model.inertia_, 1e-12)))
+            row["gap_sd"] = float(log_reference.std() * np.sqrt(1 + 1 / len(references)))
+        else:
+            row["gap"] = row["gap_sd"] = None
+        if resamples:
+            scores = [
+                adjusted_rand_score(
+                    labels,
+                    KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(scaled[rows_drawn]).predict(scaled),
+                )
+                for rows_drawn in resamples
+            ]
+            row["stability_ari"] = float(np.mean(scores))
+        else:
+            row["stability_ari"] = None
+        rows.append(row)
     table = pd.DataFrame(rows)
     elbow = find_elbow(table["k"].tolist(), table["inertia"].tolist())
     table["is_elbow"] = table["k"] == elbow
+    gap_k = gap_choice(table)
+    table["gap_choice"] = table["k"] == gap_k
+    table["votes"] = count_votes(table)
     return table
 
 
@@ -61,28 +117,86 @@ def find_elbow(k_values: list[int], inertia: list[float]) -> int | None:
     return None if knee is None else int(knee)
 
 
-def choose_k(table: pd.DataFrame, tolerance: float) -> tuple[int, str]:
+def gap_choice(table: pd.DataFrame) -> int | None:
+    """Tibshirani's rule: the smallest k with gap(k) >= gap(k+1) - s(k+1), else the largest gap."""
+    scored = table.dropna(subset=["gap"]).sort_values("k").reset_index(drop=True)
+    if scored.empty:
+        return None
+    for index in range(len(scored) - 1):
+        if scored.loc[index, "gap"] >= scored.loc[index + 1, "gap"] - scored.loc[index + 1, "gap_sd"]:
+            return int(scored.loc[index, "k"])
+    return int(scored.loc[scored["gap"].idxmax(), "k"])
+
+
+def _best(table: pd.DataFrame, column: str, lowest: bool = False) -> int | None:
+    scored = table.dropna(subset=[column])
+    if scored.empty:
+        return None
+    return int(scored.sort_values([column, "k"], ascending=[lowest, True])["k"].iloc[0])
+
+
+def criterion_choices(table: pd.DataFrame) -> dict[str, int | None]:
+    """The k each criterion votes for."""
+    elbow = table.loc[table["is_elbow"], "k"]
+    gap = table.loc[table["gap_choice"], "k"] if "gap_choice" in table else pd.Series(dtype=int)
+    return {
+        "silhouette": _best(table, "silhouette"),
+        "davies_bouldin": _best(table, "davies_bouldin", lowest=True),
+        "calinski_harabasz": _best(table, "calinski_harabasz"),
+        "elbow": int(elbow.iloc[0]) if len(elbow) else None,
+        "gap": int(gap.iloc[0]) if len(gap) else None,
+    }
+
+
+def count_votes(table: pd.DataFrame) -> list[int]:
+    choices = criterion_choices(table)
+    return [sum(1 for choice in choices.values() if choice == k) for k in table["k"]]
+
+
+def choose_k(table: pd.DataFrame, min_stability: float = MIN_STABILITY) -> tuple[int, str]:
     """Apply the module's rule to an `evaluate_candidates` table; return (k, rationale)."""
     scored = table.dropna(subset=["silhouette"])
     if scored.empty:
         raise ValueError("no candidate k produced more than one segment")
-    best = scored["silhouette"].max()
-    tied = scored[scored["silhouette"] >= best - tolerance]
-    elbow_rows = table[table["is_elbow"]]
-    elbow = int(elbow_rows["k"].iloc[0]) if not elbow_rows.empty else None
-    if elbow is not None and elbow in set(tied["k"]):
-        chosen = elbow
-        reason = "the elbow of inertia is among the best silhouettes"
-    else:
-        chosen = int(tied.sort_values(["silhouette", "k"], ascending=[False, True])["k"].iloc[0])
-        reason = "highest silhouette"
+    choices = criterion_choices(table)
+    if "votes" not in table:
+        table = table.assign(votes=count_votes(table))
+    scored = table.dropna(subset=["silhouette"])
+    stable = scored
+    stability_note = ""
+    if scored["stability_ari"].notna().any():
+        stable = scored[scored["stability_ari"] >= min_stability]
+        if stable.empty:
+            stable = scored
+            stability_note = f" No candidate reached the stability threshold (mean ARI {min_stability}); all were considered."
+    ranked = stable.sort_values(["votes", "silhouette", "k"], ascending=[False, False, True])
+    chosen = int(ranked["k"].iloc[0])
     row = table.set_index("k").loc[chosen]
-    others = scored[scored["k"] != chosen]
-    runner_up = others.sort_values("silhouette", ascending=False).head(1)
-    parts = [f"k = {chosen}: {reason}; silhouette {row['silhouette']:.3f}"]
-    if not runner_up.empty:
-        parts.append(f"next best {runner_up['silhouette'].iloc[0]:.3f} at k = {int(runner_up['k'].iloc[0])}")
-    parts.append(f"elbow of inertia at k = {elbow}" if elbow is not None else "no clear elbow of inertia")
-    lowest_db = int(scored.sort_values("davies_bouldin")["k"].iloc[0])
-    parts.append(f"Davies-Bouldin {row['davies_bouldin']:.3f} (lowest at k = {lowest_db})")
-    return chosen, "; ".join(parts) + "."
+    agreeing = [name for name, k in choices.items() if k == chosen]
+    other = [f"{_LABELS[name]} {k}" for name, k in choices.items() if k is not None and k != chosen]
+    parts = [
+        f"k = {chosen}: chosen by {len(agreeing)} of {len(choices)} criteria"
+        + (f" ({', '.join(_LABELS[name] for name in agreeing)})" if agreeing else ""),
+        f"silhouette {row['silhouette']:.3f}" + (" (best)" if choices["silhouette"] == chosen else ""),
+        f"Davies-Bouldin {row['davies_bouldin']:.3f}" + (" (lowest)" if choices["davies_bouldin"] == chosen else ""),
+    ]
+    if choices["elbow"] is not None:
+        parts.append(f"elbow of inertia at k = {choices['elbow']}")
+    else:
+        parts.append("no clear elbow of inertia")
+    if pd.notna(row.get("stability_ari")):
+        word = "stable" if row["stability_ari"] >= min_stability else "not stable"
+        parts.append(f"{word} (mean ARI {row['stability_ari']:.2f} over resamples)")
+    text = "; ".join(parts) + "."
+    if other:
+        text += " Other criteria preferred: " + ", ".join(other) + "."
+    return chosen, text + stability_note
+
+
+_LABELS = {
+    "silhouette": "silhouette",
+    "davies_bouldin": "Davies-Bouldin",
+    "calinski_harabasz": "Calinski-Harabasz",
+    "elbow": "elbow",
+    "gap": "gap statistic",
+}

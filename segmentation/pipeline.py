@@ -20,25 +20,67 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from segmentation import clustering, db, features, ingest, model_selection, profiling, publish
-from segmentation.errors import NothingToSegment, SegmentationError
+from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish
+from segmentation.errors import NothingToSegment, RunHeld, SegmentationError
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
+class Segmentation:
+    """The pure middle's result for one run (nothing written yet)."""
+
+    k: int
+    k_selection: str
+    rationale: str
+    silhouette: float | None
+    n_imputed: dict[str, int]
+    evaluations: pd.DataFrame
+    profiles: pd.DataFrame
+    assignments: pd.DataFrame
+    size_psi: float | None
+    max_centroid_shift: float | None
+
+    @property
+    def n_outliers(self) -> int:
+        return int(self.assignments["is_outlier"].sum())
+
+
+@dataclasses.dataclass
 class RunOutcome:
-    """What `run_once` did: the import (if any), the run id and its published profiles."""
+    """What `run_once` did: the import (if any), the run id, its status and results."""
 
     run_id: int
-    k: int
-    silhouette: float | None
-    n_customers: int
-    rationale: str
-    profiles: pd.DataFrame
-    evaluations: pd.DataFrame
+    status: str
+    result: Segmentation
     import_result: ingest.ImportResult | None = None
+    report_path: Path | None = None
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def k(self) -> int:
+        return self.result.k
+
+    @property
+    def silhouette(self) -> float | None:
+        return self.result.silhouette
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.result.assignments)
+
+    @property
+    def rationale(self) -> str:
+        return self.result.rationale
+
+    @property
+    def profiles(self) -> pd.DataFrame:
+        return self.result.profiles
+
+    @property
+    def evaluations(self) -> pd.DataFrame:
+        return self.result.evaluations
 
 
 def import_file(engine: Engine, path: Path, settings: Settings) -> ingest.ImportResult:
@@ -59,11 +101,10 @@ def import_file(engine: Engine, path: Path, settings: Settings) -> ingest.Import
     return result
 
 
-def segment(customers: pd.DataFrame, settings: Settings, previous: dict[int, np.ndarray] | None, next_free_id: int):
-    """Pure middle of the run: choose k, fit, assign, profile. No I/O.
-
-    Returns (k, k_selection, rationale, silhouette, n_imputed, evaluations, profiles, assignments).
-    """
+def segment(
+    customers: pd.DataFrame, settings: Settings, previous: publish.PreviousRun | None, next_free_id: int
+) -> Segmentation:
+    """Pure middle of the run: choose k, fit, assign, profile, compare with `previous`. No I/O."""
     n_rows = len(customers)
     if n_rows < max(settings.k_min, 2) + 1:
         raise NothingToSegment(
@@ -81,11 +122,17 @@ def segment(customers: pd.DataFrame, settings: Settings, previous: dict[int, np.
     k_values = range(settings.k_min, k_max + 1) if settings.k is None else range(settings.k, settings.k + 1)
     started = time.monotonic()
     evaluations = model_selection.evaluate_candidates(
-        sample, k_values, random_state=settings.random_state, n_init=settings.n_init
+        sample,
+        k_values,
+        random_state=settings.random_state,
+        n_init=settings.n_init,
+        gap_references=settings.gap_references,
+        stability_resamples=settings.stability_resamples,
+        silhouette_rows=settings.silhouette_rows,
     )
     log.info("evaluated k in %s on %d rows in %.1f s", list(k_values), len(sample), time.monotonic() - started)
     if settings.k is None:
-        k, rationale = model_selection.choose_k(evaluations, settings.silhouette_tolerance)
+        k, rationale = model_selection.choose_k(evaluations, settings.min_stability)
         k_selection = "automatic"
     else:
         k = settings.k
@@ -97,12 +144,32 @@ def segment(customers: pd.DataFrame, settings: Settings, previous: dict[int, np.
     sizes = np.bincount(labels, minlength=k)
     centroids = feature_values.groupby(labels).mean().reindex(range(k)).to_numpy()
     spread = feature_values.std(ddof=0).to_numpy()
-    ids_by_label = clustering.stable_segment_ids(centroids, sizes, spread, previous, next_free_id)
+    ids_by_label = clustering.stable_segment_ids(
+        centroids, sizes, spread, previous.centroids if previous else None, next_free_id
+    )
     assignment = clustering.assign(model, scaled, ids_by_label)
     silhouette = evaluations.set_index("k").loc[k, "silhouette"]
     silhouette = None if pd.isna(silhouette) else float(silhouette)
 
     profiles = profiling.profile_segments(customers, feature_values, assignment.segment_ids)
+    size_psi = max_shift = None
+    if previous is not None:
+        profiles = profiling.keep_previous_names(profiles, previous.names)
+        current_centroids = {
+            int(row.segment_id): np.array([row.centroid[name] for name in settings.features])
+            for row in profiles.itertuples()
+        }
+        shifts = drift.centroid_shifts(current_centroids, previous.centroids, spread)
+        profiles["centroid_shift"] = [shifts[int(segment_id)] for segment_id in profiles["segment_id"]]
+        profiles["previous_customer_count"] = [previous.sizes.get(int(segment_id)) for segment_id in profiles["segment_id"]]
+        size_psi = drift.population_stability_index(
+            dict(zip(profiles["segment_id"].astype(int), profiles["customer_count"])), previous.sizes
+        )
+        known = [shift for shift in shifts.values() if shift is not None]
+        max_shift = max(known) if known else None
+    else:
+        profiles["centroid_shift"] = None
+        profiles["previous_customer_count"] = None
     assignments = pd.DataFrame(
         {
             "customer_id": customers["customer_id"].to_numpy(),
@@ -112,9 +179,23 @@ def segment(customers: pd.DataFrame, settings: Settings, previous: dict[int, np.
             "age": customers["age"].to_numpy(),
             "annual_income_k": customers["annual_income_k"].to_numpy(),
             "spending_score": customers["spending_score"].to_numpy(),
+            "second_segment_id": assignment.second_ids,
+            "margin_to_second": assignment.margins,
+            "is_outlier": assignment.is_outlier,
         }
     )
-    return k, k_selection, rationale, silhouette, n_imputed, evaluations, profiles, assignments
+    return Segmentation(
+        k=k,
+        k_selection=k_selection,
+        rationale=rationale,
+        silhouette=silhouette,
+        n_imputed=n_imputed,
+        evaluations=evaluations,
+        profiles=profiles,
+        assignments=assignments,
+        size_psi=size_psi,
+        max_centroid_shift=max_shift,
+    )
 
 
 def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -> RunOutcome:
@@ -137,41 +218,77 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
             started = time.monotonic()
             with engine.begin() as connection:
                 customers = features.read_active_customers(connection)
-                previous, next_free_id = publish.previous_centroids(connection, settings.features)
+                previous, next_free_id = publish.previous_run(connection, settings.features)
             log.info("run %d: read %d active customers in %.1f s", run_id, len(customers), time.monotonic() - started)
             started = time.monotonic()
-            k, k_selection, rationale, silhouette, n_imputed, evaluations, profiles, assignments = segment(
-                customers, settings, previous, next_free_id
+            result = segment(customers, settings, previous, next_free_id)
+            log.info("run %d: %s (%.1f s)", run_id, result.rationale, time.monotonic() - started)
+            problems = drift.health_problems(
+                result.silhouette,
+                result.size_psi,
+                min_silhouette=settings.min_silhouette,
+                max_size_psi=settings.max_size_psi,
             )
-            log.info("run %d: %s (%.1f s)", run_id, rationale, time.monotonic() - started)
+            if problems and settings.force_publish:
+                log.warning("run %d: publishing despite %s (force_publish)", run_id, "; ".join(problems))
+            status = "held" if problems and not settings.force_publish else "published"
             started = time.monotonic()
             with engine.begin() as connection:
-                publish.publish_results(
+                publish.store_results(
                     connection,
                     run_id,
-                    k=k,
-                    k_selection=k_selection,
-                    rationale=rationale,
-                    silhouette=silhouette,
-                    n_imputed=n_imputed,
-                    evaluations=evaluations,
-                    profiles=profiles,
-                    assignments=assignments,
+                    status=status,
+                    run_fields={
+                        "k": result.k,
+                        "k_selection": result.k_selection,
+                        "rationale": result.rationale,
+                        "silhouette": result.silhouette,
+                        "n_imputed": result.n_imputed,
+                        "size_psi": result.size_psi,
+                        "max_centroid_shift": result.max_centroid_shift,
+                        "n_outliers": result.n_outliers,
+                        "error": "; ".join(problems) if status == "held" else None,
+                    },
+                    evaluations=result.evaluations,
+                    profiles=result.profiles,
+                    assignments=result.assignments,
                 )
-            log.info("run %d: published %d customers in %.1f s", run_id, len(assignments), time.monotonic() - started)
+            log.info("run %d: %s %d customers in %.1f s", run_id, status, len(result.assignments), time.monotonic() - started)
         except BaseException as error:
             status = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
             message = str(error) or type(error).__name__
             with engine.begin() as connection:
                 publish.end_run(connection, run_id, status, db.redact(message))
             raise
-    return RunOutcome(
+    report_path = write_run_report(engine, settings, run_id)
+    outcome = RunOutcome(
         run_id=run_id,
-        k=k,
-        silhouette=silhouette,
-        n_customers=len(assignments),
-        rationale=rationale,
-        profiles=profiles,
-        evaluations=evaluations,
+        status=status,
+        result=result,
         import_result=import_result,
+        report_path=report_path,
+        problems=problems if status == "held" else [],
     )
+    if status == "held":
+        raise RunHeld(
+            f"run {run_id} held, not published: {'; '.join(problems)}. The previous run stays current;"
+            " rerun with --force-publish to publish anyway",
+            outcome,
+        )
+    return outcome
+
+
+def write_run_report(engine: Engine, settings: Settings, run_id: int) -> Path | None:
+    """Write the run's HTML report and record its path; a failure here never fails the run."""
+    try:
+        from segmentation import report
+
+        path = settings.reports_dir / f"run-{run_id}.html"
+        with engine.begin() as connection:
+            report.write_report(connection, run_id, path)
+            publish.record_report(connection, run_id, str(path))
+        log.info("run %d: report written to %s", run_id, path)
+        return path
+    except Exception as error:  # the segments are published; the report is a convenience
+        log.warning("run %d: could not write the report: %s", run_id, error)
+        return None

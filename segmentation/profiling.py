@@ -84,18 +84,21 @@ def recommendation(levels: dict[str, str]) -> str:
 
 
 def profile_segments(customers: pd.DataFrame, features: pd.DataFrame, segment_ids: np.ndarray) -> pd.DataFrame:
-    """One row per segment id (ascending).
+    """One row per segment id (ascending), all in original units.
 
     `customers` has age, annual_income_k, spending_score and gender per customer (original
     units, NaN where unknown); `features` holds the imputed clustering features. Returns
     customer_count, customer_share, avg_/median_ of age, income and spending, female_share,
-    one `z_<feature>` and `level_<feature>` per clustering feature, segment_name,
-    recommendation and centroid (feature -> mean in original units).
+    the index of age, income, spending and female share against the overall mean
+    (100 = average), one `z_<feature>` and `level_<feature>` per clustering feature,
+    distinguishing_features (words), segment_name, recommendation and centroid
+    (feature -> mean in original units).
     """
     frame = customers[["age", "annual_income_k", "spending_score"]].astype(float).copy()
     known_gender = customers["gender"].notna()
     frame["is_female"] = np.where(known_gender, (customers["gender"] == "Female").astype(float), np.nan)
     frame["segment_id"] = segment_ids
+    overall_attribute_mean = frame[["age", "annual_income_k", "spending_score", "is_female"]].mean()
     overall_mean = features.mean()
     overall_std = features.std(ddof=0).replace(0, 1.0)
     feature_means = features.assign(segment_id=segment_ids).groupby("segment_id").mean()
@@ -112,6 +115,9 @@ def profile_segments(customers: pd.DataFrame, features: pd.DataFrame, segment_id
         for column in ("age", "annual_income_k", "spending_score"):
             row[f"avg_{column}"] = _mean_or_none(members[column])
             row[f"median_{column}"] = _median_or_none(members[column])
+        for column, index_name in _INDEXES.items():
+            value, overall = members[column].mean(), overall_attribute_mean[column]
+            row[index_name] = None if pd.isna(value) or not overall else float(100 * value / overall)
         levels = {}
         centroid = {}
         for feature in features.columns:
@@ -121,12 +127,73 @@ def profile_segments(customers: pd.DataFrame, features: pd.DataFrame, segment_id
             levels[feature] = level(z_score)
             row[f"level_{feature}"] = levels[feature]
             centroid[feature] = mean
+        row["distinguishing_features"] = distinguishing_features(
+            {feature: row[f"z_{feature}"] for feature in features.columns},
+            {feature: (centroid[feature], float(overall_mean[feature])) for feature in features.columns},
+        )
         row["segment_name"] = segment_name(levels)
         row["recommendation"] = recommendation(levels)
         row["centroid"] = centroid
         rows.append(row)
     table = pd.DataFrame(rows).sort_values("segment_id").reset_index(drop=True)
     table["segment_name"] = _unique_names(table)
+    return table
+
+
+_INDEXES = {
+    "age": "age_index",
+    "annual_income_k": "annual_income_index",
+    "spending_score": "spending_score_index",
+    "is_female": "female_share_index",
+}
+_FEATURE_WORDS = {
+    "annual_income_k": "annual income",
+    "spending_score": "spending score",
+    "age": "age",
+    "gender": "female share",
+}
+
+
+def distinguishing_features(z_scores: dict[str, float], means: dict[str, tuple[float, float]]) -> str:
+    """The features whose level is not average, strongest first, in words.
+
+    `z_scores` maps feature -> segment mean in overall standard deviations; `means` maps
+    feature -> (segment mean, overall mean) in original units.
+    """
+    apart = sorted(
+        (feature for feature, z in z_scores.items() if abs(z) > LEVEL_THRESHOLD),
+        key=lambda feature: -abs(z_scores[feature]),
+    )
+    if not apart:
+        return "close to the average on every feature"
+    parts = []
+    for feature in apart:
+        segment_mean, overall = means[feature]
+        if feature == "gender":
+            parts.append(f"{_FEATURE_WORDS[feature]} {segment_mean:.0%} against {overall:.0%} overall")
+        elif overall:
+            change = 100 * (segment_mean - overall) / abs(overall)
+            direction = "above" if change >= 0 else "below"
+            parts.append(f"{_FEATURE_WORDS[feature]} {abs(change):.0f}% {direction} average ({segment_mean:.1f} vs {overall:.1f})")
+    return "; ".join(parts)
+
+
+def keep_previous_names(table: pd.DataFrame, previous_names: dict[int, str]) -> pd.DataFrame:
+    """Segments whose id carried over from the last run keep that run's name.
+
+    A new segment whose fresh name collides with a kept one gets a suffix.
+    """
+    table = table.copy()
+    kept = {segment_id: previous_names[segment_id] for segment_id in table["segment_id"] if segment_id in previous_names}
+    names = []
+    for segment_id, name in zip(table["segment_id"], table["segment_name"]):
+        names.append(kept.get(segment_id, name))
+    taken = set(kept.values())
+    for position, (segment_id, name) in enumerate(zip(table["segment_id"], names)):
+        if segment_id not in kept and name in taken:
+            names[position] = f"{name} (new {segment_id})"
+        taken.add(names[position])
+    table["segment_name"] = names
     return table
 
 

@@ -8,6 +8,7 @@ atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -68,11 +69,18 @@ def end_run(connection: Connection, run_id: int, status: str, error: str | None)
     )
 
 
-def previous_centroids(connection: Connection, features: list[str]) -> tuple[dict[int, np.ndarray] | None, int]:
-    """Centroids (original units) of the latest published run fitted on the same features.
+@dataclasses.dataclass
+class PreviousRun:
+    """The latest published run fitted on the same features: what a new run is compared with."""
 
-    Returns (segment id -> centroid, or None when there is no such run; the next id never used).
-    """
+    run_id: int
+    centroids: dict[int, np.ndarray]
+    names: dict[int, str]
+    sizes: dict[int, int]
+
+
+def previous_run(connection: Connection, features: list[str]) -> tuple[PreviousRun | None, int]:
+    """The latest published run on the same features (or None), and the next never-used segment id."""
     next_free = connection.execute(
         sa.text("select coalesce(max(segment_id), 0) + 1 from segmentation.segment_profiles")
     ).scalar_one()
@@ -86,79 +94,103 @@ def previous_centroids(connection: Connection, features: list[str]) -> tuple[dic
     if latest is None:
         return None, next_free
     rows = connection.execute(
-        sa.text("select segment_id, centroid from segmentation.segment_profiles where run_id = :run_id"),
+        sa.text(
+            "select segment_id, segment_name, customer_count, centroid from segmentation.segment_profiles"
+            " where run_id = :run_id"
+        ),
         {"run_id": latest},
     ).all()
-    return {row.segment_id: np.array([row.centroid[name] for name in features]) for row in rows}, next_free
+    return (
+        PreviousRun(
+            run_id=latest,
+            centroids={row.segment_id: np.array([row.centroid[name] for name in features]) for row in rows},
+            names={row.segment_id: row.segment_name for row in rows},
+            sizes={row.segment_id: row.customer_count for row in rows},
+        ),
+        next_free,
+    )
 
 
-def publish_results(
+PROFILE_COLUMNS = [
+    "segment_id", "segment_name", "customer_count", "customer_share", "avg_age", "avg_annual_income_k",
+    "avg_spending_score", "female_share", "median_age", "median_annual_income_k", "median_spending_score",
+    "recommendation", "age_index", "annual_income_index", "spending_score_index", "female_share_index",
+    "distinguishing_features", "centroid_shift", "previous_customer_count",
+]
+EVALUATION_COLUMNS = [
+    "k", "inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "gap", "gap_sd", "stability_ari",
+    "is_elbow", "gap_choice", "votes", "is_chosen",
+]
+ASSIGNMENT_COLUMNS = [
+    "customer_id", "segment_id", "distance_to_centroid", "gender", "age", "annual_income_k", "spending_score",
+    "second_segment_id", "margin_to_second", "is_outlier",
+]
+
+
+def store_results(
     connection: Connection,
     run_id: int,
     *,
-    k: int,
-    k_selection: str,
-    rationale: str,
-    silhouette: float | None,
-    n_imputed: dict[str, int],
+    status: str,
+    run_fields: dict,
     evaluations: pd.DataFrame,
     profiles: pd.DataFrame,
     assignments: pd.DataFrame,
 ) -> None:
-    """Write k_evaluations, segment_profiles and customer_segments and mark the run published.
+    """Write a run's k_evaluations, segment_profiles and customer_segments and set its status.
 
-    `assignments` has one row per customer: customer_id, segment_id, distance_to_centroid,
-    gender, age, annual_income_k, spending_score.
+    `status` is `published` (the views switch to this run when the caller commits) or `held`
+    (kept for inspection, never shown by the views). `run_fields` fills the runs row: k,
+    k_selection, rationale, silhouette, n_imputed, size_psi, max_centroid_shift, n_outliers,
+    error. `assignments` has one row per customer with ASSIGNMENT_COLUMNS.
     """
-    evaluation_rows = evaluations.assign(run_id=run_id, is_chosen=evaluations["k"] == k)
+    chosen = evaluations.assign(run_id=run_id, is_chosen=evaluations["k"] == run_fields["k"])
     connection.execute(
         sa.text(
-            """
-            insert into segmentation.k_evaluations
-                (run_id, k, inertia, silhouette, davies_bouldin, calinski_harabasz, is_elbow, is_chosen)
-            values (:run_id, :k, :inertia, :silhouette, :davies_bouldin, :calinski_harabasz, :is_elbow, :is_chosen)
-            """
+            f"insert into segmentation.k_evaluations (run_id, {', '.join(EVALUATION_COLUMNS)})"
+            f" values (:run_id, {', '.join(':' + column for column in EVALUATION_COLUMNS)})"
         ),
-        _records(evaluation_rows),
+        _records(chosen[["run_id", *EVALUATION_COLUMNS]]),
     )
-    profile_columns = [
-        "segment_id", "segment_name", "customer_count", "customer_share", "avg_age", "avg_annual_income_k",
-        "avg_spending_score", "female_share", "median_age", "median_annual_income_k", "median_spending_score",
-        "recommendation",
-    ]
-    profile_rows = _records(profiles[profile_columns])
+    profile_rows = _records(profiles[PROFILE_COLUMNS])
     for row, centroid in zip(profile_rows, profiles["centroid"]):
         row["run_id"] = run_id
         row["centroid"] = json.dumps(centroid)
     connection.execute(
         sa.text(
             f"""
-            insert into segmentation.segment_profiles (run_id, {", ".join(profile_columns)}, centroid)
-            values (:run_id, {", ".join(":" + column for column in profile_columns)}, cast(:centroid as jsonb))
+            insert into segmentation.segment_profiles (run_id, {", ".join(PROFILE_COLUMNS)}, centroid)
+            values (:run_id, {", ".join(":" + column for column in PROFILE_COLUMNS)}, cast(:centroid as jsonb))
             """
         ),
         profile_rows,
     )
     _copy_assignments(connection, run_id, assignments)
+    published = "clock_timestamp()" if status == "published" else "null"
     connection.execute(
         sa.text(
-            """
+            f"""
             update segmentation.runs set
-                status = 'published', k = :k, k_selection = :k_selection, rationale = :rationale,
+                status = :status, k = :k, k_selection = :k_selection, rationale = :rationale,
                 silhouette = :silhouette, n_customers = :n_customers, n_imputed = cast(:n_imputed as jsonb),
-                finished_at = clock_timestamp(), published_at = clock_timestamp()
+                size_psi = :size_psi, max_centroid_shift = :max_centroid_shift, n_outliers = :n_outliers,
+                error = :error, finished_at = clock_timestamp(), published_at = {published}
             where run_id = :run_id
             """
         ),
         {
             "run_id": run_id,
-            "k": k,
-            "k_selection": k_selection,
-            "rationale": rationale,
-            "silhouette": silhouette,
+            "status": status,
             "n_customers": len(assignments),
-            "n_imputed": json.dumps(n_imputed),
+            **{**run_fields, "n_imputed": json.dumps(run_fields["n_imputed"])},
         },
+    )
+
+
+def record_report(connection: Connection, run_id: int, path: str) -> None:
+    connection.execute(
+        sa.text("update segmentation.runs set report_path = :path where run_id = :run_id"),
+        {"run_id": run_id, "path": path},
     )
 
 
@@ -174,16 +206,16 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def _copy_assignments(connection: Connection, run_id: int, assignments: pd.DataFrame) -> None:
-    columns = ["customer_id", "segment_id", "distance_to_centroid", "gender", "age", "annual_income_k", "spending_score"]
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
         with cursor.copy(
-            f"copy segmentation.customer_segments (run_id, {', '.join(columns)}) from stdin with (format csv)"
+            f"copy segmentation.customer_segments (run_id, {', '.join(ASSIGNMENT_COLUMNS)})"
+            " from stdin with (format csv)"
         ) as copy:
             for start in range(0, len(assignments), COPY_BLOCK_ROWS):
-                block = assignments.iloc[start : start + COPY_BLOCK_ROWS][columns].copy()
+                block = assignments.iloc[start : start + COPY_BLOCK_ROWS][ASSIGNMENT_COLUMNS].copy()
                 block.insert(0, "run_id", run_id)
-                for column in ("age", "spending_score"):
+                for column in ("age", "spending_score", "second_segment_id"):
                     block[column] = block[column].astype("Int64")
                 text = io.StringIO()
                 block.to_csv(text, header=False, index=False, float_format="%.10g")

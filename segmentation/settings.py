@@ -65,11 +65,14 @@ class Settings(BaseSettings):
     random_state: int = Field(default=42, description="seed of every random step (K-Means, samples)")
     n_init: int = Field(default=10, ge=1, description="K-Means restarts; the best inertia wins")
     scaling: Literal["standard", "robust", "none"] = "standard"
-    silhouette_tolerance: float = Field(
-        default=0.01,
-        ge=0,
-        description="candidates within this of the best silhouette count as tied; ties go to the elbow",
+    gap_references: int = Field(default=10, ge=0, description="uniform reference sets of the gap statistic (0: off)")
+    stability_resamples: int = Field(
+        default=10, ge=0, description="bootstrap refits per k for the stability criterion (0: off)"
     )
+    min_stability: float = Field(
+        default=0.75, ge=0, le=1, description="mean adjusted Rand index a candidate k needs to be chosen"
+    )
+    silhouette_rows: int = Field(default=10_000, ge=100, description="seeded sample size for silhouette scores")
     selection_sample_size: int = Field(
         default=20_000, ge=100, description="rows (seeded sample) used to evaluate each candidate k"
     )
@@ -87,6 +90,13 @@ class Settings(BaseSettings):
         default=0, ge=0, description="how long a run waits for another run's lock before giving up"
     )
 
+    min_silhouette: float = Field(
+        default=0.25, ge=-1, le=1, description="health gate: a run below this silhouette is held, not published"
+    )
+    max_size_psi: float = Field(
+        default=0.25, ge=0, description="health gate: a run whose segment sizes drift beyond this PSI is held"
+    )
+    force_publish: bool = Field(default=False, description="publish even when the health gate would hold the run")
     @classmethod
     def settings_customise_sources(
         cls,

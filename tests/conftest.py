@@ -113,6 +113,14 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Reports and embedded data of each test go to a temporary folder, never the user's."""
+    folder = tmp_path_factory.mktemp("segment-data")
+    monkeypatch.setenv("SEGMENT_DATA_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def mall_csv() -> Path:
     if not MALL_CSV.is_file():

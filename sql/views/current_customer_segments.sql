@@ -1,6 +1,6 @@
--- Reference copy of segmentation.current_customer_segments (created by migration 0001).
+-- Reference copy of segmentation.current_customer_segments (latest definition: migration 0002).
 -- Editing this file changes nothing in the database: views change only by migration.
-create view segmentation.current_customer_segments as
+create or replace view segmentation.current_customer_segments as
 -- grain: one row per customer of the latest published run
 with latest_run as (
     select run_id, published_at
@@ -19,7 +19,10 @@ select
     assigned.spending_score,
     assigned.distance_to_centroid,
     assigned.run_id,
-    latest_run.published_at
+    latest_run.published_at,
+    assigned.second_segment_id,
+    assigned.margin_to_second,
+    assigned.is_outlier
 from latest_run
 join segmentation.customer_segments as assigned
     on assigned.run_id = latest_run.run_id

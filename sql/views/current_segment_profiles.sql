@@ -1,6 +1,6 @@
--- Reference copy of segmentation.current_segment_profiles (created by migration 0001).
+-- Reference copy of segmentation.current_segment_profiles (latest definition: migration 0002).
 -- Editing this file changes nothing in the database: views change only by migration.
-create view segmentation.current_segment_profiles as
+create or replace view segmentation.current_segment_profiles as
 -- grain: one row per segment of the latest published run
 with latest_run as (
     select run_id, published_at
@@ -20,7 +20,17 @@ select
     profile.female_share,
     profile.recommendation,
     profile.run_id,
-    latest_run.published_at
+    latest_run.published_at,
+    profile.median_age,
+    profile.median_annual_income_k,
+    profile.median_spending_score,
+    profile.age_index,
+    profile.annual_income_index,
+    profile.spending_score_index,
+    profile.female_share_index,
+    profile.distinguishing_features,
+    profile.centroid_shift,
+    profile.previous_customer_count
 from latest_run
 join segmentation.segment_profiles as profile
     on profile.run_id = latest_run.run_id;

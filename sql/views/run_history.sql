@@ -1,6 +1,6 @@
--- Reference copy of segmentation.run_history (created by migration 0001).
+-- Reference copy of segmentation.run_history (latest definition: migration 0002).
 -- Editing this file changes nothing in the database: views change only by migration.
-create view segmentation.run_history as
+create or replace view segmentation.run_history as
 -- grain: one row per run, newest first
 select
     runs.run_id,
@@ -13,6 +13,10 @@ select
     runs.published_at,
     runs.rationale,
     runs.features,
-    runs.error
+    runs.error,
+    runs.size_psi,
+    runs.max_centroid_shift,
+    runs.n_outliers,
+    runs.report_path
 from segmentation.runs as runs
 order by runs.run_id desc;

@@ -17,6 +17,7 @@ VIEWS = {
         "avg_spending_score", "female_share", "recommendation", "run_id",
     },
     "run_history": {"run_id", "started_at", "finished_at", "status", "k", "silhouette", "n_customers", "published_at"},
+    "segment_transitions": {"from_run_id", "to_run_id", "from_segment_id", "to_segment_id", "customer_count"},
 }
 TABLES = {"customers", "import_batches", "import_rejects", "runs", "k_evaluations", "segment_profiles",
           "customer_segments"}
@@ -44,6 +45,20 @@ def test_upgrade_creates_the_contract_and_downgrade_removes_it(empty_database_ur
     assert relations(engine, "v") == set()
     assert relations(engine, "r") <= {"alembic_version"}
     db.upgrade(engine)  # and up again
+    assert relations(engine, "v") == set(VIEWS)
+    engine.dispose()
+
+
+def test_each_migration_downgrades_to_the_one_before_with_its_comments(empty_database_url):
+    engine = db.make_engine(empty_database_url)
+    db.upgrade(engine)
+    db.downgrade(engine, "0001")
+    assert relations(engine, "v") == set(VIEWS) - {"segment_transitions"}
+    with engine.connect() as connection:
+        comment = connection.execute(sa.text(
+            "select col_description(cast('segmentation.current_segment_profiles' as regclass), 1)")).scalar()
+        assert comment and "Segment number" in comment
+    db.upgrade(engine)
     assert relations(engine, "v") == set(VIEWS)
     engine.dispose()
 

@@ -31,10 +31,10 @@ def test_choose_k_finds_the_number_of_well_separated_blobs(true_k):
     centres = np.column_stack([20 * np.cos(angles), 20 * np.sin(angles)])
     points, _ = make_blobs(n_samples=600, centers=centres, cluster_std=1.0, random_state=3)
     table = model_selection.evaluate_candidates(points, range(2, 11), random_state=0, n_init=10)
-    k, rationale = model_selection.choose_k(table, tolerance=0.01)
+    k, rationale = model_selection.choose_k(table)
     assert k == true_k
     assert rationale.startswith(f"k = {true_k}:")
-    assert list(table.columns) == ["k", "inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "is_elbow"]
+    assert {"silhouette", "davies_bouldin", "calinski_harabasz", "gap", "gap_sd", "stability_ari", "is_elbow"} <= set(table.columns)
     assert table["inertia"].is_monotonic_decreasing
 
 
@@ -42,19 +42,40 @@ def test_elbow_of_a_sharp_inertia_curve_is_found():
     assert model_selection.find_elbow([1, 2, 3, 4, 5, 6], [100, 40, 12, 10, 9, 8.5]) == 3
 
 
-def test_ties_within_tolerance_go_to_the_elbow():
-    table = pd.DataFrame(
-        {
-            "k": [2, 3, 4],
-            "inertia": [10.0, 5.0, 4.0],
-            "silhouette": [0.600, 0.595, 0.4],
-            "davies_bouldin": [0.5, 0.6, 0.9],
-            "calinski_harabasz": [1.0, 1.0, 1.0],
-            "is_elbow": [False, True, False],
-        }
-    )
-    assert model_selection.choose_k(table, tolerance=0.01)[0] == 3
-    assert model_selection.choose_k(table, tolerance=0.001)[0] == 2
+def evaluation_table(**columns):
+    base = {
+        "k": [2, 3, 4],
+        "inertia": [10.0, 5.0, 4.0],
+        "silhouette": [0.60, 0.59, 0.40],
+        "davies_bouldin": [0.5, 0.6, 0.9],
+        "calinski_harabasz": [1.0, 2.0, 1.5],
+        "gap": [0.1, 0.5, 0.505],
+        "gap_sd": [0.01, 0.01, 0.01],
+        "stability_ari": [0.95, 0.95, 0.95],
+        "is_elbow": [False, True, False],
+    }
+    base.update(columns)
+    table = pd.DataFrame(base)
+    table["gap_choice"] = table["k"] == model_selection.gap_choice(table)
+    return table
+
+
+def test_the_k_with_most_criteria_votes_wins():
+    # silhouette and Davies-Bouldin vote 2; elbow, Calinski-Harabasz and gap vote 3
+    k, rationale = model_selection.choose_k(evaluation_table())
+    assert k == 3
+    assert "chosen by 3 of 5 criteria" in rationale and "Other criteria preferred: silhouette 2" in rationale
+
+
+def test_an_unstable_candidate_cannot_win():
+    k, rationale = model_selection.choose_k(evaluation_table(stability_ari=[0.95, 0.40, 0.95]))
+    assert k == 2
+    assert "stable (mean ARI 0.95" in rationale
+
+
+def test_gap_rule_takes_the_smallest_k_within_one_standard_error():
+    table = evaluation_table(gap=[0.1, 0.5, 0.52], gap_sd=[0.01, 0.05, 0.05])
+    assert model_selection.gap_choice(table) == 3
 
 
 def test_seeded_sample_is_reproducible_and_bounded():
