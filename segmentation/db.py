@@ -79,9 +79,22 @@ def database(settings: Settings) -> Iterator[Engine]:
         yield engine
 
 
+APPLICATION_NAME = "segment"
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; connections are checked before use so a restarted server is survived."""
-    return sa.create_engine(make_url(url), pool_pre_ping=True, future=True)
+    """An engine for `url`; connections are checked before use so a restarted server is survived.
+
+    Sessions show as application_name `segment` in pg_stat_activity.
+    """
+    return sa.create_engine(
+        make_url(url), pool_pre_ping=True, connect_args={"application_name": APPLICATION_NAME}
+    )
+
+
+def connection_lost(error: sa.exc.DBAPIError) -> bool:
+    """True when `error` means the connection or the server went away (worth a retry)."""
+    return bool(error.connection_invalidated) or isinstance(error, sa.exc.OperationalError)
 
 
 # --- migrations -------------------------------------------------------------------------
@@ -157,3 +170,25 @@ def run_lock(engine: Engine, wait_seconds: float) -> Iterator[Connection]:
             connection.execute(sa.text("select pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY})
             connection.commit()
         connection.close()
+
+
+# --- read-only access for BI tools ---------------------------------------------------------
+
+READER_ROLE = "segmentation_reader"
+
+
+def grant_reader(engine: Engine, role: str) -> None:
+    """Make the existing login `role` a member of the read-only group role.
+
+    The name is quoted as an identifier by psycopg, never pasted into SQL.
+    """
+    from psycopg import sql
+
+    with engine.begin() as connection:
+        exists = connection.execute(sa.text("select 1 from pg_roles where rolname = :role"), {"role": role}).scalar()
+        if not exists:
+            raise SegmentationError(
+                f"there is no role {role!r}; create it first, e.g. create role {role} login password '...'"
+            )
+        raw = connection.connection.driver_connection
+        raw.execute(sql.SQL("grant {} to {}").format(sql.Identifier(READER_ROLE), sql.Identifier(role)))

@@ -39,3 +39,13 @@ class RunHeld(SegmentationError):
     def __init__(self, message: str, outcome=None) -> None:
         super().__init__(message)
         self.outcome = outcome
+
+
+class DatabaseUnavailable(SegmentationError):
+    """The database connection was lost and the retries ran out."""
+
+    exit_code = 7
+
+
+class Cancelled(BaseException):
+    """SIGTERM asked the job to stop (a BaseException so no `except Exception` swallows it)."""

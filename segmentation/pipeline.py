@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish
-from segmentation.errors import NothingToSegment, RunHeld, SegmentationError
+from segmentation.errors import Cancelled, DatabaseUnavailable, NothingToSegment, RunHeld, SegmentationError
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,12 @@ def import_file(engine: Engine, path: Path, settings: Settings) -> ingest.Import
             )
     except BaseException as error:
         message = str(error) if isinstance(error, SegmentationError) else f"{type(error).__name__}: {error}"
-        with engine.begin() as connection:
-            ingest.fail_batch(connection, batch_id, db.redact(message))
+        try:
+            with engine.begin() as connection:
+                ingest.fail_batch(connection, batch_id, db.redact(" ".join(message.split())))
+        except Exception:  # the server is gone: the next run marks the batch abandoned
+            log.warning("import batch %d: could not record its failure", batch_id)
         raise
-    log.info("import %s: %s", path, result.summary())
     return result
 
 
@@ -198,31 +201,64 @@ def segment(
     )
 
 
+def run_with_retries(engine: Engine, settings: Settings, csv_path: Path | None = None) -> RunOutcome:
+    """`run_once`, started again (with backoff) when the database connection is lost.
+
+    A lost connection or a server restart rolls back whatever the attempt was writing, so a
+    new attempt starts from a clean state; the dead attempt's run row is marked failed (or
+    abandoned by the next attempt). After `db_retries` retries the last error is raised as a
+    one-line SegmentationError.
+    """
+    attempt = 0
+    while True:
+        try:
+            return run_once(engine, settings, csv_path)
+        except sa.exc.DBAPIError as error:
+            if not db.connection_lost(error):
+                raise
+            attempt += 1
+            reason = db.redact(" ".join(str(error.orig or error).split()))
+            if attempt > settings.db_retries:
+                raise DatabaseUnavailable(
+                    f"lost the database connection {attempt} time(s), giving up: {reason}"
+                ) from error
+            delay = settings.db_retry_delay_seconds * 2 ** (attempt - 1)
+            log.warning("lost the database connection (%s); retry %d of %d in %.1f s",
+                        reason, attempt, settings.db_retries, delay)
+            engine.dispose()
+            time.sleep(delay)
+
+
 def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -> RunOutcome:
     """The nightly job once: migrate, take the run lock, import `csv_path` if given, fit, publish."""
     db.upgrade(engine)
     with db.run_lock(engine, settings.lock_wait_seconds):
         with engine.begin() as connection:
-            abandoned = publish.mark_abandoned(connection)
-        if abandoned:
-            log.warning("marked %d earlier run(s) that never finished as abandoned", abandoned)
-        import_result = import_file(engine, csv_path, settings) if csv_path is not None else None
+            abandoned_runs, abandoned_batches = publish.mark_abandoned(connection)
+        if abandoned_runs or abandoned_batches:
+            log.warning("marked %d run(s) and %d import(s) whose process died as abandoned",
+                        abandoned_runs, abandoned_batches)
         with engine.begin() as connection:
             run_id = publish.start_run(
-                connection,
-                settings.model_dump(mode="json", exclude={"database_url", "data_dir"}),
-                import_result.batch_id if import_result else None,
+                connection, settings.model_dump(mode="json", exclude={"database_url", "data_dir"}), None
             )
         log.info("run %d started", run_id)
         try:
+            import_result = None
+            if csv_path is not None:
+                started = time.monotonic()
+                import_result = import_file(engine, csv_path, settings)
+                with engine.begin() as connection:
+                    publish.link_batch(connection, run_id, import_result.batch_id)
+                log.info("run %d: import %s (%.1f s)", run_id, import_result.summary(), time.monotonic() - started)
             started = time.monotonic()
             with engine.begin() as connection:
                 customers = features.read_active_customers(connection)
                 previous, next_free_id = publish.previous_run(connection, settings.features)
-            log.info("run %d: read %d active customers in %.1f s", run_id, len(customers), time.monotonic() - started)
+            log.info("run %d: read %d active customers (%.1f s)", run_id, len(customers), time.monotonic() - started)
             started = time.monotonic()
             result = segment(customers, settings, previous, next_free_id)
-            log.info("run %d: %s (%.1f s)", run_id, result.rationale, time.monotonic() - started)
+            log.info("run %d: fit (%.1f s): %s", run_id, time.monotonic() - started, result.rationale)
             problems = drift.health_problems(
                 result.silhouette,
                 result.size_psi,
@@ -253,14 +289,18 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
                     profiles=result.profiles,
                     assignments=result.assignments,
                 )
-            log.info("run %d: %s %d customers in %.1f s", run_id, status, len(result.assignments), time.monotonic() - started)
+            log.info("run %d: %s %d customers (%.1f s)", run_id, status, len(result.assignments), time.monotonic() - started)
         except BaseException as error:
-            status = "cancelled" if isinstance(error, KeyboardInterrupt) else "failed"
+            status = "cancelled" if isinstance(error, (KeyboardInterrupt, Cancelled)) else "failed"
             message = str(error) or type(error).__name__
-            with engine.begin() as connection:
-                publish.end_run(connection, run_id, status, db.redact(message))
+            try:
+                with engine.begin() as connection:
+                    publish.end_run(connection, run_id, status, db.redact(" ".join(message.split())))
+            except Exception:  # e.g. the server is gone: the next run marks this one abandoned
+                log.warning("run %d: could not record its %s status", run_id, status)
             raise
-    report_path = write_run_report(engine, settings, run_id)
+        prune_customer_rows(engine, settings, run_id)
+    report_path = write_run_report(engine, settings, run_id) if settings.write_report else None
     outcome = RunOutcome(
         run_id=run_id,
         status=status,
@@ -292,3 +332,20 @@ def write_run_report(engine: Engine, settings: Settings, run_id: int) -> Path | 
     except Exception as error:  # the segments are published; the report is a convenience
         log.warning("run %d: could not write the report: %s", run_id, error)
         return None
+
+
+def prune_customer_rows(engine: Engine, settings: Settings, run_id: int) -> None:
+    """Drop per-customer rows of runs older than the newest `keep_customer_rows_runs`.
+
+    Each run's rows are one partition, so pruning is a DROP TABLE, never a mass DELETE. The
+    two latest published runs always stay (`segment_transitions` compares them). The
+    statement waits at most `prune_lock_timeout` for dashboards' queries; if it cannot get
+    its brief lock in time the pruning is left for the next night.
+    """
+    try:
+        with engine.begin() as connection:
+            dropped = publish.prune_customer_rows(connection, settings.keep_customer_rows_runs)
+        if dropped:
+            log.info("run %d: pruned per-customer rows of run(s) %s", run_id, ", ".join(map(str, dropped)))
+    except sa.exc.DBAPIError as error:
+        log.warning("run %d: pruning postponed to the next run: %s", run_id, " ".join(str(error.orig).split()))

@@ -22,15 +22,36 @@ from sqlalchemy.engine import Connection
 COPY_BLOCK_ROWS = 200_000
 
 
-def mark_abandoned(connection: Connection) -> int:
-    """Runs still `running` while we hold the run lock died without finishing: mark them."""
-    return connection.execute(
+PRUNE_LOCK_TIMEOUT = "2s"
+
+
+def mark_abandoned(connection: Connection) -> tuple[int, int]:
+    """Runs and imports still `running` while we hold the run lock died unfinished: mark them.
+
+    Returns (runs marked, import batches marked).
+    """
+    runs = connection.execute(
         sa.text(
             "update segmentation.runs set status = 'abandoned', finished_at = clock_timestamp(),"
             " error = coalesce(error, 'the process ended before the run finished')"
             " where status = 'running'"
         )
     ).rowcount
+    batches = connection.execute(
+        sa.text(
+            "update segmentation.import_batches set status = 'abandoned', finished_at = clock_timestamp(),"
+            " error = coalesce(error, 'the process ended before the import finished; nothing was loaded')"
+            " where status = 'running'"
+        )
+    ).rowcount
+    return runs, batches
+
+
+def link_batch(connection: Connection, run_id: int, batch_id: int) -> None:
+    connection.execute(
+        sa.text("update segmentation.runs set batch_id = :batch_id where run_id = :run_id"),
+        {"run_id": run_id, "batch_id": batch_id},
+    )
 
 
 def start_run(connection: Connection, settings_json: dict, batch_id: int | None) -> int:
@@ -205,13 +226,24 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return records
 
 
+def partition_name(run_id: int) -> str:
+    return f"customer_segments_r{int(run_id)}"
+
+
 def _copy_assignments(connection: Connection, run_id: int, assignments: pd.DataFrame) -> None:
+    """Load the run's rows into a new table, index it, and attach it as the run's partition.
+
+    Attaching takes only a SHARE UPDATE EXCLUSIVE lock on `customer_segments`, so dashboards
+    reading the views are never blocked; the table is visible only when the caller commits.
+    """
+    table = f"segmentation.{partition_name(run_id)}"
+    connection.exec_driver_sql(
+        f"create table {table} (like segmentation.customer_segments including defaults,"
+        f" check (run_id = {int(run_id)}))"
+    )
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
-        with cursor.copy(
-            f"copy segmentation.customer_segments (run_id, {', '.join(ASSIGNMENT_COLUMNS)})"
-            " from stdin with (format csv)"
-        ) as copy:
+        with cursor.copy(f"copy {table} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin with (format csv)") as copy:
             for start in range(0, len(assignments), COPY_BLOCK_ROWS):
                 block = assignments.iloc[start : start + COPY_BLOCK_ROWS][ASSIGNMENT_COLUMNS].copy()
                 block.insert(0, "run_id", run_id)
@@ -220,6 +252,46 @@ def _copy_assignments(connection: Connection, run_id: int, assignments: pd.DataF
                 text = io.StringIO()
                 block.to_csv(text, header=False, index=False, float_format="%.10g")
                 copy.write(text.getvalue())
+    connection.exec_driver_sql(f"alter table {table} add primary key (run_id, customer_id)")
+    connection.exec_driver_sql(
+        f"alter table segmentation.customer_segments attach partition {table} for values in ({int(run_id)})"
+    )
+
+
+def prune_customer_rows(connection: Connection, keep_runs: int) -> list[int]:
+    """Drop the per-customer partitions of all but the newest `keep_runs` runs that have one.
+
+    The two latest published runs are always kept. Waits at most PRUNE_LOCK_TIMEOUT for the
+    brief exclusive lock a partition drop needs. Returns the run ids pruned.
+    """
+    connection.exec_driver_sql(f"set local lock_timeout = '{PRUNE_LOCK_TIMEOUT}'")
+    rows = connection.execute(
+        sa.text(
+            """
+            with partitions as (
+                select cast(substring(child.relname from 'customer_segments_r([0-9]+)$') as bigint) as run_id
+                from pg_inherits
+                join pg_class as child on child.oid = pg_inherits.inhrelid
+                join pg_class as parent on parent.oid = pg_inherits.inhparent
+                join pg_namespace on pg_namespace.oid = parent.relnamespace
+                where pg_namespace.nspname = 'segmentation' and parent.relname = 'customer_segments'
+            ),
+            protected as (
+                select run_id from segmentation.runs where status = 'published'
+                order by published_at desc, run_id desc limit 2
+            )
+            select ranked.run_id
+            from (select run_id, row_number() over (order by run_id desc) as recency from partitions) as ranked
+            where ranked.recency > :keep
+            and ranked.run_id not in (select run_id from protected)
+            order by ranked.run_id
+            """
+        ),
+        {"keep": keep_runs},
+    ).scalars().all()
+    for run_id in rows:
+        connection.exec_driver_sql(f"drop table segmentation.{partition_name(run_id)}")
+    return list(rows)
 
 
 def recent_runs(connection: Connection, limit: int = 20) -> list[sa.Row]:

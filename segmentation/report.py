@@ -107,7 +107,7 @@ def write_report(connection: Connection, run_id: int, path: Path) -> Path:
 
 def _png(figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img alt="" src="data:image/png;base64,{encoded}">'
@@ -184,7 +184,7 @@ def plot_segments(customers: pd.DataFrame, profiles: pd.DataFrame, features: lis
         y = "spending_score" if x != "spending_score" else "annual_income_k"
     colours = _colours(profiles["segment_id"])
     names = dict(zip(profiles["segment_id"].astype(int), profiles["segment_name"]))
-    figure, axis = plt.subplots(figsize=(9, 6.5))
+    figure, axis = plt.subplots(figsize=(11, 6.5))
     for segment_id, members in customers.groupby("segment_id"):
         axis.scatter(members[x], members[y], s=14, alpha=0.6, color=colours[int(segment_id)],
                      label=f"{int(segment_id)}: {names.get(int(segment_id), '')}")

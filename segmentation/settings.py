@@ -90,12 +90,23 @@ class Settings(BaseSettings):
         default=0, ge=0, description="how long a run waits for another run's lock before giving up"
     )
 
+    db_retries: int = Field(default=3, ge=0, description="new attempts after a lost database connection")
+    db_retry_delay_seconds: float = Field(
+        default=5, ge=0, description="wait before the first retry; doubles with each further retry"
+    )
+    keep_customer_rows_runs: int = Field(
+        default=14, ge=2, description="runs whose per-customer rows are kept (profiles and history: always)"
+    )
+    missed_run_grace_seconds: float = Field(
+        default=6 * 3600, ge=0, description="a scheduled run missed less than this long ago runs at scheduler start"
+    )
     min_silhouette: float = Field(
         default=0.25, ge=-1, le=1, description="health gate: a run below this silhouette is held, not published"
     )
     max_size_psi: float = Field(
         default=0.25, ge=0, description="health gate: a run whose segment sizes drift beyond this PSI is held"
     )
+    write_report: bool = Field(default=True, description="segment run writes the run's HTML report")
     force_publish: bool = Field(default=False, description="publish even when the health gate would hold the run")
     @classmethod
     def settings_customise_sources(

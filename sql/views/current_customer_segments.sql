@@ -1,4 +1,4 @@
--- Reference copy of segmentation.current_customer_segments (latest definition: migration 0002).
+-- Reference copy of segmentation.current_customer_segments (latest definition: migration 0003).
 -- Editing this file changes nothing in the database: views change only by migration.
 create or replace view segmentation.current_customer_segments as
 -- grain: one row per customer of the latest published run

@@ -1,4 +1,4 @@
--- Reference copy of segmentation.segment_transitions (latest definition: migration 0002).
+-- Reference copy of segmentation.segment_transitions (latest definition: migration 0003).
 -- Editing this file changes nothing in the database: views change only by migration.
 create or replace view segmentation.segment_transitions as
 -- grain: one row per (previous segment, current segment) pair between the two latest published runs

@@ -95,7 +95,7 @@ def test_import_reports_rejected_lines_and_where_to_find_them(database_url):
 
 def test_a_password_in_database_url_never_appears_in_output(tmp_path):
     url = "postgresql://root:pa55-Secret@127.0.0.1:1/nowhere"  # nothing listens on port 1
-    result = segment("run", env=environment(DATABASE_URL=url))
+    result = segment("run", env=environment(DATABASE_URL=url, SEGMENT_DB_RETRY_DELAY_SECONDS="0.1"))
     assert result.returncode != 0
     assert "pa55-Secret" not in result.stdout + result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error:")

@@ -18,6 +18,7 @@ VIEWS = {
     },
     "run_history": {"run_id", "started_at", "finished_at", "status", "k", "silhouette", "n_customers", "published_at"},
     "segment_transitions": {"from_run_id", "to_run_id", "from_segment_id", "to_segment_id", "customer_count"},
+    "segment_profile_history": {"run_id", "published_at", "segment_id", "segment_name", "customer_count"},
 }
 TABLES = {"customers", "import_batches", "import_rejects", "runs", "k_evaluations", "segment_profiles",
           "customer_segments"}
@@ -29,9 +30,9 @@ def relations(engine, kind):
             connection.execute(
                 sa.text(
                     "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-                    " where n.nspname = 'segmentation' and c.relkind = :kind"
+                    " where n.nspname = 'segmentation' and c.relkind = any(:kinds) and not c.relispartition"
                 ),
-                {"kind": kind},
+                {"kinds": list({"r": "rp"}.get(kind, kind))},
             ).scalars()
         )
 
@@ -53,7 +54,7 @@ def test_each_migration_downgrades_to_the_one_before_with_its_comments(empty_dat
     engine = db.make_engine(empty_database_url)
     db.upgrade(engine)
     db.downgrade(engine, "0001")
-    assert relations(engine, "v") == set(VIEWS) - {"segment_transitions"}
+    assert relations(engine, "v") == set(VIEWS) - {"segment_transitions", "segment_profile_history"}
     with engine.connect() as connection:
         comment = connection.execute(sa.text(
             "select col_description(cast('segmentation.current_segment_profiles' as regclass), 1)")).scalar()
@@ -107,3 +108,25 @@ def test_sql_reference_copies_match_the_views_in_the_migrations():
     for view, sql in definitions.items():
         reference = (folder / f"{view}.sql").read_text()
         assert _normalise(reference) == _normalise(sql), f"sql/views/{view}.sql differs from the migrations"
+
+
+def test_partitioning_keeps_every_customer_row_down_and_up_again(engine, mall_csv):
+    from segmentation.pipeline import run_once
+    from segmentation.settings import load_settings
+
+    run_once(engine, load_settings(database_url="postgresql://unused@h/x"), mall_csv)
+    run_once(engine, load_settings(database_url="postgresql://unused@h/x"), mall_csv)
+    count = "select run_id, count(*) from segmentation.customer_segments group by 1 order by 1"
+    with engine.connect() as connection:
+        before = connection.execute(sa.text(count)).all()
+    db.downgrade(engine, "0002")
+    assert relations(engine, "p") == set()  # a plain table again
+    with engine.connect() as connection:
+        assert connection.execute(sa.text(count)).all() == before
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text(count)).all() == before
+        partitions = connection.execute(sa.text(
+            "select count(*) from pg_inherits where inhparent = cast('segmentation.customer_segments' as regclass)"
+        )).scalar()
+    assert partitions == 2

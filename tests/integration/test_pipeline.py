@@ -12,7 +12,7 @@ from segmentation.settings import load_settings
 
 
 def settings(**overrides):
-    return load_settings(database_url="postgresql://unused@localhost/unused", **overrides)
+    return load_settings(database_url="postgresql://unused@localhost/unused", write_report=False, **overrides)
 
 
 def query(engine, sql, **params):

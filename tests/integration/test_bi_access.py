@@ -1,0 +1,135 @@
+"""BI access: the read-only role, the dashboard queries in sql/, and retention."""
+
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from segmentation import db
+from segmentation.errors import SegmentationError
+from segmentation.pipeline import run_once
+from segmentation.settings import load_settings
+
+DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "sql" / "dashboards").glob("*.sql"))
+VIEWS = ["current_customer_segments", "current_segment_profiles", "run_history", "segment_transitions",
+         "segment_profile_history"]
+
+
+def settings(**overrides):
+    # these tests are about access and retention, not the choice of k: fewer refits, same code
+    return load_settings(database_url="postgresql://unused@localhost/unused", gap_references=2,
+                         stability_resamples=2, write_report=False, **overrides)
+
+
+@pytest.fixture
+def reader_url(engine, database_url):
+    """URL of a new login role made a member of segmentation_reader by `grant_reader`."""
+    role = f"bi_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"create role {role} login password 'reader-pass'")
+    db.grant_reader(engine, role)
+    yield sa.make_url(database_url).set(username=role, password="reader-pass")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"drop role {role}")
+
+
+@pytest.fixture
+def populated(engine, tmp_path, mall_csv):
+    run_once(engine, settings(), mall_csv)
+    lines = mall_csv.read_text().splitlines()
+    lines[1] = "0001,Male,19,90,90"
+    changed = tmp_path / "changed.csv"
+    changed.write_text("\n".join(lines) + "\n")
+    run_once(engine, settings(), changed)
+    return engine
+
+
+def test_the_reader_can_select_every_view(populated, reader_url):
+    reader = sa.create_engine(reader_url)
+    with reader.connect() as connection:
+        for view in VIEWS:
+            rows = connection.execute(sa.text(f"select * from segmentation.{view}")).all()
+            assert rows, f"{view} returned nothing"
+    reader.dispose()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "select * from segmentation.import_rejects",
+        "select * from segmentation.customers",
+        "select * from segmentation.customer_segments",
+        "insert into segmentation.customers (customer_id) values (999)",
+        "update segmentation.runs set status = 'failed'",
+        "delete from segmentation.segment_profiles",
+        "truncate segmentation.import_batches",
+        "create table segmentation.sneaky (x int)",
+        "drop view segmentation.run_history",
+        "create or replace view segmentation.run_history as select 1 as run_id",
+    ],
+)
+def test_the_reader_is_refused_everything_else(populated, reader_url, statement):
+    reader = sa.create_engine(reader_url)
+    with reader.connect() as connection:
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied|must be owner"):
+            connection.execute(sa.text(statement))
+    reader.dispose()
+
+
+def test_grant_reader_refuses_a_role_that_does_not_exist_without_running_its_name(engine):
+    with pytest.raises(SegmentationError, match="there is no role"):
+        db.grant_reader(engine, 'x"; drop table segmentation.customers; --')
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("select to_regclass('segmentation.customers')")).scalar()
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=[path.stem for path in DASHBOARDS])
+def test_every_dashboard_query_runs_as_the_reader(populated, reader_url, path):
+    text = path.read_text()
+    assert text.startswith("-- "), "each dashboard query starts with a comment saying what it shows"
+    reader = sa.create_engine(reader_url)
+    with reader.connect() as connection:
+        rows = connection.execute(sa.text(text)).all()
+    reader.dispose()
+    assert rows
+
+
+def test_there_are_the_five_dashboard_queries():
+    assert {path.stem for path in DASHBOARDS} == {
+        "segment_sizes_over_time", "segment_migration_between_runs", "top_customers_per_segment",
+        "current_profiles", "run_quality_over_time",
+    }
+
+
+def partitions(engine):
+    with engine.connect() as connection:
+        return sorted(connection.execute(sa.text(
+            "select cast(substring(c.relname from '[0-9]+$') as int) from pg_inherits i"
+            " join pg_class c on c.oid = i.inhrelid"
+            " where i.inhparent = cast('segmentation.customer_segments' as regclass)")).scalars())
+
+
+def test_retention_keeps_the_newest_runs_customer_rows_and_all_history(engine, mall_csv):
+    run_ids = [run_once(engine, settings(keep_customer_rows_runs=2), mall_csv).run_id for _ in range(4)]
+    assert partitions(engine) == run_ids[-2:]
+    with engine.connect() as connection:
+        kept = connection.execute(sa.text("select count(distinct run_id) from segmentation.segment_profiles")).scalar()
+        views = connection.execute(sa.text("select count(*) from segmentation.current_customer_segments")).scalar()
+    assert kept == 4 and views == 200
+
+
+def test_pruning_waits_briefly_for_dashboards_then_leaves_it_for_the_next_run(engine, database_url, mall_csv):
+    first = run_once(engine, settings(keep_customer_rows_runs=2), mall_csv).run_id
+    run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)
+    dashboard = db.make_engine(database_url)
+    with dashboard.connect() as reader:
+        reader.execute(sa.text("begin"))
+        reader.execute(sa.text(f"select count(*) from segmentation.customer_segments_r{first}")).scalar()
+        outcome = run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)  # cannot drop r{first} now
+        assert outcome.status == "published"
+        assert first in partitions(engine)
+        reader.execute(sa.text("rollback"))
+    dashboard.dispose()
+    run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)
+    assert first not in partitions(engine)
