@@ -246,11 +246,10 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
         try:
             import_result = None
             if csv_path is not None:
-                started = time.monotonic()
                 import_result = import_file(engine, csv_path, settings)
                 with engine.begin() as connection:
                     publish.link_batch(connection, run_id, import_result.batch_id)
-                log.info("run %d: import %s (%.1f s)", run_id, import_result.summary(), time.monotonic() - started)
+                log.info("run %d: import %s: %s", run_id, csv_path, import_result.summary())
             started = time.monotonic()
             with engine.begin() as connection:
                 customers = features.read_active_customers(connection)

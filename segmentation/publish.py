@@ -9,7 +9,7 @@ atomically.
 from __future__ import annotations
 
 import dataclasses
-import io
+import itertools
 import json
 import os
 import socket
@@ -19,7 +19,6 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-COPY_BLOCK_ROWS = 200_000
 
 
 PRUNE_LOCK_TIMEOUT = "2s"
@@ -226,6 +225,18 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return records
 
 
+INTEGER_COLUMNS = {"customer_id", "segment_id", "age", "spending_score", "second_segment_id"}
+
+
+def _python_values(series: pd.Series, integer: bool) -> list:
+    """A column as a list of plain Python values, None where missing."""
+    if integer:
+        series = pd.Series(series).astype("Int64")
+    if series.isna().any() or series.dtype == object or integer:
+        return series.astype(object).where(series.notna(), None).tolist()
+    return series.tolist()
+
+
 def partition_name(run_id: int) -> str:
     return f"customer_segments_r{int(run_id)}"
 
@@ -241,17 +252,13 @@ def _copy_assignments(connection: Connection, run_id: int, assignments: pd.DataF
         f"create table {table} (like segmentation.customer_segments including defaults,"
         f" check (run_id = {int(run_id)}))"
     )
+    columns = [_python_values(assignments[column], integer=column in INTEGER_COLUMNS) for column in ASSIGNMENT_COLUMNS]
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
-        with cursor.copy(f"copy {table} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin with (format csv)") as copy:
-            for start in range(0, len(assignments), COPY_BLOCK_ROWS):
-                block = assignments.iloc[start : start + COPY_BLOCK_ROWS][ASSIGNMENT_COLUMNS].copy()
-                block.insert(0, "run_id", run_id)
-                for column in ("age", "spending_score", "second_segment_id"):
-                    block[column] = block[column].astype("Int64")
-                text = io.StringIO()
-                block.to_csv(text, header=False, index=False, float_format="%.10g")
-                copy.write(text.getvalue())
+        with cursor.copy(f"copy {table} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin") as copy:
+            # psycopg formats each row in C: about twice as fast as pandas to_csv blocks
+            for row in zip(itertools.repeat(int(run_id)), *columns):
+                copy.write_row(row)
     connection.exec_driver_sql(f"alter table {table} add primary key (run_id, customer_id)")
     connection.exec_driver_sql(
         f"alter table segmentation.customer_segments attach partition {table} for values in ({int(run_id)})"
