@@ -261,12 +261,15 @@ class ImportResult:
     error: str | None = None
 
     def summary(self) -> str:
-        return (
+        text = (
             f"batch {self.batch_id}: {self.rows_read} lines read, {self.rows_inserted} inserted,"
             f" {self.rows_updated} updated, {self.rows_unchanged} unchanged,"
             f" {self.rows_rejected} rejected, {self.rows_deactivated} deactivated"
             f" ({self.seconds:.2f} s)"
         )
+        if self.rows_inserted + self.rows_updated + self.rows_deactivated == 0:
+            text += "; nothing changed"
+        return text
 
 
 def _numbered_lines(path: Path, digest: hashlib._Hash, progress) -> Iterator[tuple[int, str]]:
@@ -282,7 +285,6 @@ def _numbered_lines(path: Path, digest: hashlib._Hash, progress) -> Iterator[tup
         while True:
             chunk = handle.read(BLOCK_BYTES)
             digest.update(chunk)
-            progress(len(chunk))
             data = carry + chunk
             if not data:
                 return
@@ -310,6 +312,7 @@ def _numbered_lines(path: Path, digest: hashlib._Hash, progress) -> Iterator[tup
                 lines.pop()
             if "\r" in text:
                 lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+            progress(len(data), len(lines))
             for line in lines:
                 number += 1
                 yield number, line
@@ -324,25 +327,32 @@ def _detect_delimiter(header: str) -> str:
 
 
 class _Progress:
-    """A tqdm bar on a terminal; otherwise a log line every 10 seconds."""
+    """A tqdm bar (bytes, with rows and rows/s) on a terminal; otherwise a log line every 10 s."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, log_every_seconds: float = 10.0) -> None:
+        self.name = path.name
         self.total = path.stat().st_size
         self.bar = None
         self.seen = 0
-        self.last_log = time.monotonic()
+        self.rows = 0
+        self.started = self.last_log = time.monotonic()
+        self.log_every_seconds = log_every_seconds
         if sys.stderr.isatty() and self.total > 8 * BLOCK_BYTES:
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, unit="B", unit_scale=True, desc=f"import {path.name}")
 
-    def __call__(self, n_bytes: int) -> None:
+    def __call__(self, n_bytes: int, n_lines: int = 0) -> None:
         self.seen += n_bytes
+        self.rows += n_lines
+        rate = self.rows / max(time.monotonic() - self.started, 1e-9)
         if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.rows:,} lines, {rate:,.0f} lines/s", refresh=False)
             self.bar.update(n_bytes)
-        elif time.monotonic() - self.last_log > 10:
+        elif time.monotonic() - self.last_log > self.log_every_seconds:
             self.last_log = time.monotonic()
-            log.info("import: %.0f%% of %d bytes read", 100 * self.seen / max(self.total, 1), self.total)
+            log.info("import %s: %.0f%% read, %d lines, %.0f lines/s",
+                     self.name, 100 * self.seen / max(self.total, 1), self.rows, rate)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -526,7 +536,7 @@ def _reject_superseded(connection: Connection, path: Path, batch_id: int) -> Non
     # Re-read only those lines from the file (duplicates are rare) to keep them verbatim.
     wanted = dict(superseded)
     raw_lines: dict[int, str] = {}
-    for number, text in _numbered_lines(path, hashlib.sha256(), lambda n: None):
+    for number, text in _numbered_lines(path, hashlib.sha256(), lambda *_: None):
         if number in wanted:
             raw_lines[number] = text
             if len(raw_lines) == len(wanted):

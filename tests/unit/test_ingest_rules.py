@@ -118,7 +118,7 @@ def test_lines_are_split_the_same_whatever_the_block_boundaries(tmp_path, monkey
     for block in (1, 2, 3, 7, 1 << 20):
         monkeypatch.setattr(ingest, "BLOCK_BYTES", block)
         digest = hashlib.sha256()
-        numbered = list(ingest._numbered_lines(path, digest, lambda n: None))
+        numbered = list(ingest._numbered_lines(path, digest, lambda *_: None))
         assert numbered == list(enumerate(expected, start=1))
         assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
 
@@ -131,3 +131,18 @@ def test_fast_path_and_careful_path_agree_on_plain_lines(layout):
         _, row, reason = parse_line(line, layout)
         assert reason is None
         assert record.split("\t")[1:6] == [str(value) if value is not None else "\\N" for value in row]
+
+
+def test_progress_logs_lines_and_rate_when_not_on_a_terminal(tmp_path, caplog):
+    import hashlib
+    import logging
+
+    from segmentation import ingest
+
+    path = tmp_path / "f.csv"
+    path.write_text("h\n" + "1,2\n" * 1000)
+    progress = ingest._Progress(path, log_every_seconds=0)
+    with caplog.at_level(logging.INFO, logger="segmentation.ingest"):
+        assert len(list(ingest._numbered_lines(path, hashlib.sha256(), progress))) == 1001
+    assert progress.rows == 1001 and progress.seen == path.stat().st_size
+    assert "1001 lines" in caplog.text and "lines/s" in caplog.text
