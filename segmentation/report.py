@@ -279,9 +279,7 @@ def render_report(data: ReportData) -> str:
     changes = _changes_html(data)
     sections = {
         "Summary": f"{summary_html}<p class='rationale'>{html.escape(run.rationale or '')}</p>",
-        "The data": plot_distributions(data.customers) + plot_pairs(data.customers)
-        + f"<p class='note'>Plots use {len(data.customers):,} customers"
-        + (" (a seeded sample)." if len(data.customers) < (run.n_customers or 0) else ".") + "</p>",
+        "The data": plot_distributions(data.customers) + plot_pairs(data.customers) + _sample_note(data),
         "Choosing the number of segments": plot_k_choice(data.evaluations, chosen)
         + _table(data.evaluations[[c for c in evaluation_columns if c in data.evaluations]]),
         "The segments": plot_segments(data.customers, profiles, features) + plot_profile_indexes(profiles),
@@ -306,6 +304,17 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 </style></head>
 <body><h1>Customer segments – run {run.run_id}</h1>{body}</body></html>
 """
+
+
+def _sample_note(data: ReportData) -> str:
+    shown, total = len(data.customers), data.run.n_customers or 0
+    if shown == 0:
+        text = "This run's per-customer rows were pruned (setting keep_customer_rows_runs): customer plots are empty."
+    elif shown < total:
+        text = f"Plots use {shown:,} of {total:,} customers (a seeded sample)."
+    else:
+        text = f"Plots use all {shown:,} customers."
+    return f"<p class='note'>{html.escape(text)}</p>"
 
 
 def _changes_html(data: ReportData) -> str:

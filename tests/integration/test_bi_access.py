@@ -133,3 +133,15 @@ def test_pruning_waits_briefly_for_dashboards_then_leaves_it_for_the_next_run(en
     dashboard.dispose()
     run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)
     assert first not in partitions(engine)
+
+
+def test_the_report_of_a_pruned_run_still_renders_and_says_why_plots_are_empty(engine, mall_csv, tmp_path):
+    from segmentation import report
+
+    first = run_once(engine, settings(keep_customer_rows_runs=2), mall_csv).run_id
+    for _ in range(3):
+        run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)
+    assert first not in partitions(engine)
+    with engine.begin() as connection:
+        path = report.write_report(connection, first, tmp_path / "old.html")
+    assert "per-customer rows were pruned" in path.read_text()
