@@ -178,8 +178,8 @@ def import_(
     settings = load_settings(export_mode=export_mode)
     _stop_on_sigterm()
     with db.database(settings) as engine:
-        db.upgrade(engine)
         with db.run_lock(engine, settings.lock_wait_seconds):
+            db.upgrade(engine)
             with engine.begin() as connection:
                 publish.mark_abandoned(connection)
             result = import_file(engine, path, settings)
@@ -295,7 +295,7 @@ def sample(
 def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
     """Migrate the schema up (to head by default)."""
     settings = load_settings()
-    with db.database(settings) as engine:
+    with db.database(settings) as engine, db.run_lock(engine, settings.lock_wait_seconds):
         db.upgrade(engine, revision)
         with engine.connect() as connection:
             console.print(f"schema at revision {db.current_revision(connection)}")
@@ -306,7 +306,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
 def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. base")]) -> None:
     """Migrate the schema down to REVISION ("base" removes every table and view)."""
     settings = load_settings()
-    with db.database(settings) as engine:
+    with db.database(settings) as engine, db.run_lock(engine, settings.lock_wait_seconds):
         db.downgrade(engine, revision)
         with engine.connect() as connection:
             console.print(f"schema at revision {db.current_revision(connection) or 'base'}")

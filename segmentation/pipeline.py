@@ -230,9 +230,12 @@ def run_with_retries(engine: Engine, settings: Settings, csv_path: Path | None =
 
 
 def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -> RunOutcome:
-    """The nightly job once: migrate, take the run lock, import `csv_path` if given, fit, publish."""
-    db.upgrade(engine)
+    """The nightly job once: take the run lock, migrate, import `csv_path` if given, fit, publish.
+
+    Migrating under the lock means two first runs started together never race on the DDL.
+    """
     with db.run_lock(engine, settings.lock_wait_seconds):
+        db.upgrade(engine)
         with engine.begin() as connection:
             abandoned_runs, abandoned_batches = publish.mark_abandoned(connection)
         if abandoned_runs or abandoned_batches:

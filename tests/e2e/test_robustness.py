@@ -186,3 +186,10 @@ def test_a_password_in_the_url_never_appears_in_any_output(database_url, mall_cs
     assert [result.returncode for result in outputs] == [0, 0, 3]
     for result in outputs:
         assert secret not in result.stdout + result.stderr
+
+
+def test_two_first_runs_on_an_empty_database_do_not_race_on_the_migrations(empty_database_url, mall_csv):
+    env = environment(DATABASE_URL=empty_database_url, SEGMENT_LOCK_WAIT_SECONDS="120", SEGMENT_WRITE_REPORT="false")
+    jobs = [Job("run", "--csv", str(mall_csv), env=env) for _ in range(2)]
+    assert [job.finish() for job in jobs] == [0, 0], [job.output() for job in jobs]
+    assert query(empty_database_url, "select count(*) from segmentation.runs where status = 'published'") == [(2,)]
