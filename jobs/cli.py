@@ -27,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Schema migrations.", no_args_is_help=True)
+db_app = typer.Typer(help="Schema migrations and database access (read-only role for BI, psql on the embedded server).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 # Pipes and log files get a wide, stable layout; terminals use their own width.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -119,7 +119,7 @@ def run(
         Optional[bool], typer.Option("--force-publish", help="publish even if the health gate would hold the run")
     ] = None,
 ) -> None:
-    """The nightly job once: migrate, import --csv if given, fit, publish, print the segments."""
+    """The nightly job once: migrate, import --csv if given, fit, publish, print the segments, write the report."""
     from segmentation.errors import RunHeld
     from segmentation.pipeline import run_with_retries
 
@@ -257,7 +257,6 @@ def report(
 
     from segmentation import publish
     from segmentation import report as report_module
-    from segmentation.errors import SegmentationError as Failure
 
     settings = load_settings()
     with db.database(settings) as engine:
@@ -268,7 +267,7 @@ def report(
                     sa.text("select run_id from segmentation.run_history where status = 'published' limit 1")
                 ).scalar()
                 if run_id is None:
-                    raise Failure("no published run yet; run `segment run --csv PATH` first")
+                    raise SegmentationError("no published run yet; run `segment run --csv PATH` first")
             path = out or settings.reports_dir / f"run-{run_id}.html"
             report_module.write_report(connection, run_id, path)
             if out is None:

@@ -260,7 +260,6 @@ class ImportResult:
     rows_rejected: int = 0
     rows_deactivated: int = 0
     seconds: float = 0.0
-    error: str | None = None
 
     def summary(self) -> str:
         text = (

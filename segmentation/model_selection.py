@@ -35,7 +35,6 @@ from sklearn.metrics import (
 )
 
 MIN_STABILITY = 0.75
-CRITERIA = ("silhouette", "davies_bouldin", "calinski_harabasz", "elbow", "gap")
 
 
 def seeded_sample(values: np.ndarray, size: int, random_state: int) -> np.ndarray:
@@ -155,13 +154,10 @@ def count_votes(table: pd.DataFrame) -> list[int]:
 
 def choose_k(table: pd.DataFrame, min_stability: float = MIN_STABILITY) -> tuple[int, str]:
     """Apply the module's rule to an `evaluate_candidates` table; return (k, rationale)."""
-    scored = table.dropna(subset=["silhouette"])
+    choices = criterion_choices(table)
+    scored = table.assign(votes=count_votes(table)).dropna(subset=["silhouette"])
     if scored.empty:
         raise ValueError("no candidate k produced more than one segment")
-    choices = criterion_choices(table)
-    if "votes" not in table:
-        table = table.assign(votes=count_votes(table))
-    scored = table.dropna(subset=["silhouette"])
     stable = scored
     stability_note = ""
     if scored["stability_ari"].notna().any():

@@ -1,11 +1,12 @@
 """The nightly job as one function, shared by the command line and the scheduler.
 
 Transactions (this module owns them all):
-1. the run lock, on its own connection, for the whole run;
-2. import: a committed `running` batch row, then one transaction for the file's data;
-3. a committed `running` run row;
+1. the run lock, on its own connection, for the whole run (migrations run under it);
+2. a committed `running` run row;
+3. import: a committed `running` batch row, then one transaction for the file's data;
 4. reading customers, then computing with no transaction open;
-5. one transaction that writes every result row and marks the run published.
+5. one transaction that writes every result row and marks the run published (or held);
+6. after the lock: pruning old per-customer partitions and writing the report.
 A failure anywhere leaves the previous published run current and records why.
 """
 
@@ -57,7 +58,6 @@ class RunOutcome:
     result: Segmentation
     import_result: ingest.ImportResult | None = None
     report_path: Path | None = None
-    problems: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def k(self) -> int:
@@ -78,10 +78,6 @@ class RunOutcome:
     @property
     def profiles(self) -> pd.DataFrame:
         return self.result.profiles
-
-    @property
-    def evaluations(self) -> pd.DataFrame:
-        return self.result.evaluations
 
 
 def import_file(engine: Engine, path: Path, settings: Settings) -> ingest.ImportResult:
@@ -309,7 +305,6 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
         result=result,
         import_result=import_result,
         report_path=report_path,
-        problems=problems if status == "held" else [],
     )
     if status == "held":
         raise RunHeld(

@@ -310,9 +310,3 @@ def recent_runs(connection: Connection, limit: int = 20) -> list[sa.Row]:
         ),
         {"limit": limit},
     ).all()
-
-
-def current_profiles(connection: Connection) -> list[sa.Row]:
-    return connection.execute(
-        sa.text("select * from segmentation.current_segment_profiles order by segment_id")
-    ).all()

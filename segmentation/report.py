@@ -27,8 +27,6 @@ from segmentation.errors import SegmentationError  # noqa: E402
 from segmentation.features import FEATURE_LABELS  # noqa: E402
 
 SAMPLE_ROWS = 20_000
-SECTIONS = ("Summary", "The data", "Choosing the number of segments", "The segments", "Segment profiles",
-            "What changed since the last run")
 AXIS_LABELS = {
     "age": "Age (years)",
     "annual_income_k": "Annual income (k$)",
