@@ -18,7 +18,6 @@ It prints seconds, rows/s and the ratio of ours to each reference.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import sys
@@ -34,7 +33,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from segmentation import clustering, db, features, publish  # noqa: E402
-from segmentation.pipeline import import_file  # noqa: E402
+from segmentation.ingest import import_file  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402
 from segmentation.settings import load_settings  # noqa: E402
 

@@ -172,8 +172,7 @@ def import_(
     export_mode: ExportModeOption = None,
 ) -> None:
     """Import a customer CSV into segmentation.customers (no fit)."""
-    from segmentation import publish
-    from segmentation.pipeline import import_file
+    from segmentation.ingest import import_file
 
     settings = load_settings(export_mode=export_mode)
     _stop_on_sigterm()
@@ -181,7 +180,7 @@ def import_(
         with db.run_lock(engine, settings.lock_wait_seconds):
             db.upgrade(engine)
             with engine.begin() as connection:
-                publish.mark_abandoned(connection)
+                db.mark_abandoned(connection)
             result = import_file(engine, path, settings)
     console.print(result.summary())
     if result.rows_rejected:

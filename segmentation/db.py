@@ -192,3 +192,25 @@ def grant_reader(engine: Engine, role: str) -> None:
             )
         raw = connection.connection.driver_connection
         raw.execute(sql.SQL("grant {} to {}").format(sql.Identifier(READER_ROLE), sql.Identifier(role)))
+
+
+def mark_abandoned(connection: Connection) -> tuple[int, int]:
+    """Runs and imports still `running` while we hold the run lock died unfinished: mark them.
+
+    Returns (runs marked, import batches marked).
+    """
+    runs = connection.execute(
+        sa.text(
+            "update segmentation.runs set status = 'abandoned', finished_at = clock_timestamp(),"
+            " error = coalesce(error, 'the process ended before the run finished')"
+            " where status = 'running'"
+        )
+    ).rowcount
+    batches = connection.execute(
+        sa.text(
+            "update segmentation.import_batches set status = 'abandoned', finished_at = clock_timestamp(),"
+            " error = coalesce(error, 'the process ended before the import finished; nothing was loaded')"
+            " where status = 'running'"
+        )
+    ).rowcount
+    return runs, batches

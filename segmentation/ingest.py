@@ -17,14 +17,17 @@ import hashlib
 import logging
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from segmentation.errors import ImportRefused
+from segmentation import db
+from segmentation.errors import ImportRefused, SegmentationError
+from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ GENDERS = {"male": "Male", "m": "Male", "female": "Female", "f": "Female", "": N
 BLOCK_BYTES = 1 << 20
 STAGE_TEMP_BUFFERS = "1GB"  # local buffers of the staging table (memory of the server backend)
 MERGE_WORK_MEM = "256MB"
+IN_ORDER_CORRELATION = 0.95  # pg_stats.correlation of customer_id above which a table counts as in id order
 MAX_BIGINT = 2**63 - 1
 _WHOLE = re.compile(r"[0-9]+")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
@@ -204,46 +208,43 @@ def parse_line(line: str, layout: ColumnLayout) -> tuple[int | None, tuple[int, 
     return customer_id, row, None
 
 
-_FAST_GENDERS = {"Male": "Male", "Female": "Female", "male": "Male", "female": "Female", "M": "Male",
-                 "F": "Female", "m": "Male", "f": "Female", "": "\\N"}
+# --- the fast path: whole blocks of plain lines, checked by one regular expression ----------
+
+#: Each canonical column's value in its plainest valid form. A line made only of these (no
+#: quotes, spaces, signs or exponents, gender spelt exactly Male or Female) means to
+#: PostgreSQL's CSV COPY exactly what `parse_line` makes of it, so such lines are sent as they
+#: are; anything else takes `parse_line`. Empty (NULL) is allowed except for the id.
+PLAIN_VALUES = {
+    "customer_id": r"0*[1-9][0-9]{0,17}",
+    "gender": r"(?:Male|Female|)",
+    "age": r"(?:0*(?:1[01][0-9]|120|[0-9]{1,2})|)",
+    "annual_income_k": r"(?:[0-9]{1,12}(?:\.[0-9]{1,6})?|)",
+    "spending_score": r"(?:0*(?:100|[1-9][0-9]?)|)",
+}
 
 
-def fast_record(line_number: int, line: str, layout: ColumnLayout) -> str | None:
-    """The staging COPY record of a line in the plainest form, or None to take `parse_line`.
+def plain_line_pattern(layout: ColumnLayout) -> str | None:
+    """A regular expression (without line end) of the layout's plain lines, or None.
 
-    Only accepts what `parse_line` accepts with the same result (plain digits, no quotes or
-    spaces), so the two paths always agree; anything unusual goes the careful way.
+    None when the file has columns besides the five: those lines cannot be sent as they are.
     """
-    parts = line.split(layout.delimiter)
-    if len(parts) != layout.n_fields or '"' in line:
+    if layout.n_fields != len(CANONICAL_COLUMNS):
         return None
-    positions = layout.positions
-    customer_id = parts[positions["customer_id"]]
-    age = parts[positions["age"]]
-    income = parts[positions["annual_income_k"]]
-    spending = parts[positions["spending_score"]]
-    gender = _FAST_GENDERS.get(parts[positions["gender"]])
-    if (
-        gender is None
-        or not (customer_id.isascii() and customer_id.isdigit() and len(customer_id) < 19)
-        or not (age.isascii() and age.isdigit() and len(age) <= 3 and int(age) <= 120)
-        or not (spending.isascii() and spending.isdigit() and 1 <= int(spending) <= 100)
-        or not (income.isascii() and income.replace(".", "", 1).isdigit() and len(income) < 16)
-        or int(customer_id) == 0
-    ):
-        return None
-    return f"{line_number}\t{int(customer_id)}\t{gender}\t{age}\t{income}\t{spending}\t\\N\t\\N\n"
+    by_position = {position: column for column, position in layout.positions.items()}
+    return re.escape(layout.delimiter).join(PLAIN_VALUES[by_position[index]] for index in range(layout.n_fields))
+
+
+def copy_columns(layout: ColumnLayout) -> tuple[str, ...]:
+    """The canonical columns in the order the file has them (the order of COPY records)."""
+    return tuple(sorted(CANONICAL_COLUMNS, key=layout.positions.__getitem__))
 
 
 # --- the file ----------------------------------------------------------------------------
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\ufffd"})
 
-
-def _copy_text(value: object) -> str:
-    if value is None:
-        return "\\N"
-    return str(value).translate(_COPY_ESCAPES)
+def _csv_quoted(value: str) -> str:
+    """A CSV field that COPY reads back as exactly `value` (never NULL); NUL bytes become U+FFFD."""
+    return '"' + value.replace('"', '""').replace("\x00", "\ufffd") + '"'
 
 
 @dataclasses.dataclass
@@ -260,27 +261,30 @@ class ImportResult:
     rows_rejected: int = 0
     rows_deactivated: int = 0
     seconds: float = 0.0
+    #: "first load" (COPY straight into an empty customers table) or "merge" (staging table)
+    method: str = "merge"
 
     def summary(self) -> str:
         text = (
             f"batch {self.batch_id}: {self.rows_read} lines read, {self.rows_inserted} inserted,"
             f" {self.rows_updated} updated, {self.rows_unchanged} unchanged,"
             f" {self.rows_rejected} rejected, {self.rows_deactivated} deactivated"
-            f" ({self.seconds:.2f} s)"
+            f" ({self.seconds:.2f} s, {self.method})"
         )
         if self.rows_inserted + self.rows_updated + self.rows_deactivated == 0:
             text += "; nothing changed"
         return text
 
 
-def _numbered_lines(path: Path, digest: hashlib._Hash, progress) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text without line end) for every line; the header is line 1.
+def _blocks(path: Path, digest: hashlib._Hash, progress) -> Iterator[tuple[int, str]]:
+    """Yield (number of the block's first line, text of whole lines) for ~1 MiB blocks.
 
-    Reads, hashes and decodes 1 MiB blocks (cut after their last newline) rather than single
-    lines: per-line calls were most of the import's Python time.
+    The header is line 1. Every line of a block's text ends in "\\n" (one is added to a last
+    line without it) and has its "\\r\\n" turned into "\\n"; the BOM is dropped. Working on
+    blocks rather than lines keeps the per-line Python cost of a plain file near zero.
     """
     source = str(path)
-    number = 0
+    number = 1
     carry = b""
     with path.open("rb") as handle:
         while True:
@@ -297,28 +301,33 @@ def _numbered_lines(path: Path, digest: hashlib._Hash, progress) -> Iterator[tup
                 data, carry = data[:cut], data[cut:]
             else:
                 carry = b""
-            if number == 0 and data.startswith(b"\xef\xbb\xbf"):
+            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
                 data = data[3:]
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as error:
-                line = number + data.count(b"\n", 0, error.start) + 1
+                line = number + data.count(b"\n", 0, error.start)
                 column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
                 raise ImportRefused(
                     f"{source} line {line}: byte {data[error.start]:#04x} at column {column}"
                     " is not valid UTF-8; save the export as UTF-8 and import it again"
                 ) from None
-            lines = text.split("\n")
-            if text.endswith("\n"):
-                lines.pop()
+            if not text.endswith("\n"):
+                text += "\n"
             if "\r" in text:
-                lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-            progress(len(data), len(lines))
-            for line in lines:
-                number += 1
-                yield number, line
+                text = text.replace("\r\n", "\n")
+            n_lines = text.count("\n")
+            progress(len(data), n_lines)
+            yield number, text
+            number += n_lines
             if not chunk:
                 return
+
+
+def _numbered_lines(path: Path, digest: hashlib._Hash, progress) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text without line end) for every line; the header is line 1."""
+    for first, text in _blocks(path, digest, progress):
+        yield from enumerate(text.split("\n")[:-1], start=first)
 
 
 def _detect_delimiter(header: str) -> str:
@@ -360,9 +369,10 @@ class _Progress:
             self.bar.close()
 
 
+# line_number counts the stage's records: one per input line, in file order, in one COPY
 STAGE_TABLE = """
 create temporary table import_stage (
-    line_number bigint not null,
+    line_number bigint generated by default as identity (start with 2),
     customer_id bigint,
     gender text,
     age smallint,
@@ -395,6 +405,117 @@ def fail_batch(connection: Connection, batch_id: int, message: str) -> None:
     )
 
 
+def import_file(engine: Engine, path: Path, settings: Settings) -> ImportResult:
+    """Import one CSV: all its rows or none, with the batch row recording the outcome."""
+    with engine.begin() as connection:
+        batch_id = begin_batch(connection, path.name, settings.export_mode)
+    try:
+        with engine.begin() as connection:
+            result = load_file(
+                connection, path, batch_id, column_map=settings.column_map, export_mode=settings.export_mode
+            )
+    except BaseException as error:
+        message = str(error) if isinstance(error, SegmentationError) else f"{type(error).__name__}: {error}"
+        try:
+            with engine.begin() as connection:
+                fail_batch(connection, batch_id, db.redact(" ".join(message.split())))
+        except Exception:  # the server is gone: the next run marks the batch abandoned
+            log.warning("import batch %d: could not record its failure", batch_id)
+        raise
+    return result
+
+
+@dataclasses.dataclass
+class _Source:
+    """An opened customer file: its header layout and its data blocks (from line 2)."""
+
+    path: Path
+    layout: ColumnLayout
+    blocks: Iterator[tuple[int, str]]
+    digest: hashlib._Hash
+    progress: _Progress
+
+    @classmethod
+    def open(cls, path: Path, column_map: dict[str, str]) -> _Source:
+        source = str(path)
+        if not path.is_file():
+            raise ImportRefused(f"{source}: no such file")
+        if path.stat().st_size == 0:
+            raise ImportRefused(f"{source}: the file is empty; expected a header line and customer lines")
+        digest = hashlib.sha256()
+        progress = _Progress(path)
+        blocks = _blocks(path, digest, progress)
+        _, first = next(blocks)
+        header_text, rest = first.split("\n", 1)
+        delimiter = _detect_delimiter(header_text)
+        header = next(csv.reader([header_text], delimiter=delimiter, skipinitialspace=True))
+        layout = dataclasses.replace(map_header(header, column_map, source), delimiter=delimiter)
+        if layout.ignored:
+            log.info("%s: ignoring extra columns %s", source, ", ".join(layout.ignored))
+
+        def data_blocks() -> Iterator[tuple[int, str]]:
+            if rest:
+                yield 2, rest
+            yield from blocks
+
+        return cls(path, layout, data_blocks(), digest, progress)
+
+
+class _Writer:
+    """Turns data lines into COPY (CSV) records: valid ones into `copy`, rejected ones by `reject`.
+
+    A block whose every line is plain goes out as it is, with `tail` (the values of the COPY's
+    last columns) put before each line end; other blocks are read line by line.
+    """
+
+    def __init__(self, layout: ColumnLayout, tail: str, reject) -> None:
+        self.layout = layout
+        self.tail = tail + "\n"
+        self.reject = reject
+        pattern = plain_line_pattern(layout)
+        self.plain_block = re.compile(f"(?:{pattern}\n)*") if pattern else None
+        self.plain_line = re.compile(pattern) if pattern else None
+        order = [CANONICAL_COLUMNS.index(column) for column in copy_columns(layout)]
+        self.order = order
+        self.rows_read = 0
+        self.rows_valid = 0
+
+    def records(self, first: int, text: str) -> str:
+        n_lines = text.count("\n")
+        self.rows_read += n_lines
+        if self.plain_block is not None and self.plain_block.fullmatch(text):
+            self.rows_valid += n_lines
+            return text.replace("\n", self.tail)
+        records = []
+        delimiter, tail, order = self.layout.delimiter, self.tail, self.order
+        for number, line in enumerate(text.split("\n")[:-1], start=first):
+            if self.plain_line is not None and self.plain_line.fullmatch(line):
+                records.append(line + tail)
+                self.rows_valid += 1
+                continue
+            customer_id, row, reason = parse_line(line, self.layout)
+            if reason is None:
+                records.append(delimiter.join("" if row[i] is None else str(row[i]) for i in order) + tail)
+                self.rows_valid += 1
+            else:
+                record = self.reject(number, customer_id, line, reason)
+                if record:
+                    records.append(record)
+        return "".join(records)
+
+
+def _copy_statement(table: str, columns: tuple[str, ...], delimiter: str):
+    from psycopg import sql
+
+    return sql.SQL("copy {} ({}) from stdin with (format csv, delimiter {})").format(
+        sql.SQL(table), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Literal(delimiter)
+    )
+
+
+class _DuplicateInFile(Exception):
+    """A customer id repeats in the file: the first-load COPY cannot decide which line wins."""
+
+
 def load_file(
     connection: Connection,
     path: Path,
@@ -405,92 +526,38 @@ def load_file(
 ) -> ImportResult:
     """Stream `path` into `customers` inside the caller's transaction.
 
-    Raises ImportRefused (and loads nothing, once the caller rolls back) for a missing or
-    unreadable file, an empty file, a bad header or invalid UTF-8.
+    Into an empty `customers` table the valid lines are copied straight in ("first load");
+    otherwise, or when an id repeats in the file, they go through a staging table and a
+    set-based merge ("merge"). Raises ImportRefused (and loads nothing, once the caller rolls
+    back) for a missing or unreadable file, an empty file, a bad header or invalid UTF-8.
     """
     started = time.monotonic()
-    source = str(path)
-    if not path.is_file():
-        raise ImportRefused(f"{source}: no such file")
-    if path.stat().st_size == 0:
-        raise ImportRefused(f"{source}: the file is empty; expected a header line and customer lines")
-    digest = hashlib.sha256()
-    progress = _Progress(path)
-    lines = _numbered_lines(path, digest, progress)
-    try:
-        _, header_text = next(lines)
-        delimiter = _detect_delimiter(header_text)
-        header = next(csv.reader([header_text], delimiter=delimiter, skipinitialspace=True))
-        layout = dataclasses.replace(map_header(header, column_map or {}, source), delimiter=delimiter)
-        if layout.ignored:
-            log.info("%s: ignoring extra columns %s", source, ", ".join(layout.ignored))
-
-        # Local buffers for the staging table (only settable before a session's first temporary
-        # table, hence the savepoint); the default 8 MB makes a million-row stage spill to disk.
-        with contextlib.suppress(sa.exc.DBAPIError), connection.begin_nested():
-            connection.exec_driver_sql(f"set local temp_buffers = '{STAGE_TEMP_BUFFERS}'")
-        # Hash joins and the duplicate check over millions of staged rows spill to disk at the
-        # default 4 MB; this transaction is the only heavy one while the run lock is held.
-        connection.exec_driver_sql(f"set local work_mem = '{MERGE_WORK_MEM}'")
-        connection.exec_driver_sql(STAGE_TABLE)
-        raw_connection = connection.connection.driver_connection
-        rows_read = 0
-        with raw_connection.cursor() as cursor:
-            with cursor.copy(
-                "copy import_stage (line_number, customer_id, gender, age, annual_income_k,"
-                " spending_score, raw_line, reason) from stdin"
-            ) as copy:
-                block: list[str] = []
-                block_size = 0
-                for number, text in lines:
-                    rows_read += 1
-                    record = fast_record(number, text, layout)
-                    if record is None:
-                        customer_id, row, reason = parse_line(text, layout)
-                        if reason is None:
-                            record = "%d\t%d\t%s\t%s\t%s\t%s\t\\N\t\\N\n" % (
-                                number,
-                                row[0],
-                                "\\N" if row[1] is None else row[1],
-                                "\\N" if row[2] is None else row[2],
-                                "\\N" if row[3] is None else row[3],
-                                "\\N" if row[4] is None else row[4],
-                            )
-                        else:
-                            record = (
-                                f"{number}\t{_copy_text(customer_id)}\t\\N\t\\N\t\\N\t\\N\t"
-                                f"{_copy_text(text)}\t{_copy_text(reason)}\n"
-                            )
-                    block.append(record)
-                    block_size += len(record)
-                    if block_size >= BLOCK_BYTES:
-                        copy.write("".join(block))
-                        block.clear()
-                        block_size = 0
-                if block:
-                    copy.write("".join(block))
-    finally:
-        progress.close()
-    if rows_read == 0:
-        raise ImportRefused(f"{source}: the file has a header but no customer lines")
-
-    _reject_superseded(connection, path, batch_id)
-    counts = _merge(connection, batch_id, export_mode)
+    counts = None
+    empty = connection.execute(sa.text("select not exists (select 1 from segmentation.customers)")).scalar_one()
+    if empty:
+        try:
+            with connection.begin_nested():
+                counts, source = _first_load(connection, path, batch_id, column_map or {})
+        except _DuplicateInFile:
+            log.info("%s: a customer id repeats in the file; loading through the staging table", path)
+    if counts is None:
+        counts, source = _staged_load(connection, path, batch_id, column_map or {}, export_mode)
     result = ImportResult(
         batch_id=batch_id,
         source_name=path.name,
         status="succeeded",
-        rows_read=rows_read,
+        rows_read=counts["read"],
         rows_inserted=counts["inserted"],
         rows_updated=counts["updated"],
         rows_unchanged=counts["unchanged"],
         rows_rejected=counts["rejected"],
         rows_deactivated=counts["deactivated"],
         seconds=time.monotonic() - started,
+        method=counts["method"],
     )
     accounted = result.rows_inserted + result.rows_updated + result.rows_unchanged + result.rows_rejected
-    if accounted != rows_read:  # a bug, never bad input: refuse rather than lose lines
-        raise RuntimeError(f"{source}: {rows_read} lines read but {accounted} accounted for")
+    if accounted != result.rows_read:  # a bug, never bad input: refuse rather than lose lines
+        raise RuntimeError(f"{path}: {result.rows_read} lines read but {accounted} accounted for")
     connection.execute(
         sa.text(
             """
@@ -503,7 +570,7 @@ def load_file(
             """
         ),
         {
-            "sha256": digest.hexdigest(),
+            "sha256": source.digest.hexdigest(),
             "batch_id": batch_id,
             **{field: getattr(result, field) for field in (
                 "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_rejected", "rows_deactivated"
@@ -513,8 +580,107 @@ def load_file(
     return result
 
 
-def _reject_superseded(connection: Connection, path: Path, batch_id: int) -> None:
-    """The same id twice in a file: the later valid line wins, earlier ones are rejected."""
+def _stream(connection: Connection, source: _Source, statement, writer: _Writer) -> None:
+    raw_connection = connection.connection.driver_connection
+    try:
+        with raw_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for first, text in source.blocks:
+                copy.write(writer.records(first, text))
+    finally:
+        source.progress.close()
+    if writer.rows_read == 0:
+        raise ImportRefused(f"{source.path}: the file has a header but no customer lines")
+
+
+def _first_load(connection: Connection, path: Path, batch_id: int, column_map: dict[str, str]):
+    """COPY valid lines straight into the empty `customers`; rejects go to a spool file first."""
+    import psycopg
+
+    source = _Source.open(path, column_map)
+    layout = source.layout
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
+        n_rejected = 0
+
+        def reject(number: int, customer_id: int | None, line: str, reason: str) -> None:
+            nonlocal n_rejected
+            n_rejected += 1
+            spool.write(f"{batch_id},{number},{_csv_quoted(line)},{_csv_quoted(reason)}\n")
+
+        d = layout.delimiter
+        writer = _Writer(layout, f"{d}{batch_id}{d}{batch_id}", reject)
+        statement = _copy_statement(
+            "segmentation.customers", copy_columns(layout) + ("first_batch_id", "last_batch_id"), d
+        )
+        try:
+            _stream(connection, source, statement, writer)
+        except psycopg.errors.UniqueViolation:
+            raise _DuplicateInFile from None
+        if n_rejected:
+            spool.seek(0)
+            raw_connection = connection.connection.driver_connection
+            with raw_connection.cursor() as cursor, cursor.copy(
+                "copy segmentation.import_rejects (batch_id, line_number, raw_line, reason) from stdin"
+                " with (format csv)"
+            ) as copy:
+                while block := spool.read(BLOCK_BYTES):
+                    copy.write(block)
+    return {
+        "method": "first load",
+        "read": writer.rows_read,
+        "inserted": writer.rows_valid,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": n_rejected,
+        "deactivated": 0,
+    }, source
+
+
+def _staged_load(connection: Connection, path: Path, batch_id: int, column_map: dict[str, str], export_mode: str):
+    """COPY every line into a staging table (rejects with their reason), then merge by set operations."""
+    source = _Source.open(path, column_map)
+    layout = source.layout
+    # Local buffers for the staging table (only settable before a session's first temporary
+    # table, hence the savepoint); the default 8 MB makes a million-row stage spill to disk.
+    with contextlib.suppress(sa.exc.DBAPIError), connection.begin_nested():
+        connection.exec_driver_sql(f"set local temp_buffers = '{STAGE_TEMP_BUFFERS}'")
+    # Hash joins and the duplicate check over millions of staged rows spill to disk at the
+    # default 4 MB; this transaction is the only heavy one while the run lock is held.
+    connection.exec_driver_sql(f"set local work_mem = '{MERGE_WORK_MEM}'")
+    connection.exec_driver_sql(STAGE_TABLE)
+    columns = copy_columns(layout)
+    d = layout.delimiter
+    id_index = columns.index("customer_id")
+
+    def reject(number: int, customer_id: int | None, line: str, reason: str) -> str:
+        values = [""] * len(columns)
+        if customer_id is not None:
+            values[id_index] = str(customer_id)
+        return d.join(values) + f"{d}{_csv_quoted(line)}{d}{_csv_quoted(reason)}\n"
+
+    writer = _Writer(layout, f"{d}{d}", reject)
+    _stream(connection, source, _copy_statement("import_stage", columns + ("raw_line", "reason"), d), writer)
+    n_superseded, unique = _reject_superseded(connection, path, batch_id)
+    last_line = connection.execute(
+        sa.text("select currval(pg_get_serial_sequence('import_stage', 'line_number'))")
+    ).scalar_one()
+    if last_line != writer.rows_read + 1:  # one record per line, numbered in file order
+        raise RuntimeError(f"{path}: {writer.rows_read} lines read but the stage ends at line {last_line}")
+    valid = writer.rows_valid - n_superseded
+    counts = _merge(connection, batch_id, export_mode, merge_join=unique)
+    return {
+        **counts,
+        "method": "merge",
+        "read": writer.rows_read,
+        "unchanged": valid - counts["inserted"] - counts["updated"],
+        "rejected": writer.rows_read - valid,
+    }, source
+
+
+def _reject_superseded(connection: Connection, path: Path, batch_id: int) -> tuple[int, bool]:
+    """The same id twice in a file: the later valid line wins, earlier ones are rejected.
+
+    Returns (lines rejected as superseded, whether the stage has a unique index on the id).
+    """
     # Building a unique index is the cheapest duplicate test on millions of rows (one sort;
     # a GROUP BY took 11 s on 10M): if it builds, no id repeats and the window query is skipped.
     try:
@@ -523,7 +689,7 @@ def _reject_superseded(connection: Connection, path: Path, batch_id: int) -> Non
             connection.exec_driver_sql(
                 "create unique index import_stage_unique_id on import_stage (customer_id) where reason is null"
             )
-        return
+        return 0, True
     except sa.exc.IntegrityError:
         pass  # some id repeats: find which lines lost
     superseded = connection.execute(
@@ -539,7 +705,7 @@ def _reject_superseded(connection: Connection, path: Path, batch_id: int) -> Non
         )
     ).all()
     if not superseded:
-        return
+        return 0, False
     # Re-read only those lines from the file (duplicates are rare) to keep them verbatim.
     wanted = dict(superseded)
     raw_lines: dict[int, str] = {}
@@ -566,9 +732,39 @@ def _reject_superseded(connection: Connection, path: Path, batch_id: int) -> Non
             "raw_lines": [raw_lines[number].replace("\x00", "\ufffd") for number, _ in superseded],
         },
     )
+    return len(superseded), False
 
 
-def _merge(connection: Connection, batch_id: int, export_mode: str) -> dict[str, int]:
+def _both_in_id_order(connection: Connection) -> bool:
+    """Whether the statistics say the stage and `customers` are both stored in id order."""
+    connection.exec_driver_sql("analyze segmentation.customers")
+    correlations = connection.execute(
+        sa.text(
+            """
+            select stats.tablename, stats.correlation
+            from pg_stats as stats
+            where stats.attname = 'customer_id'
+            and ((stats.schemaname = 'segmentation' and stats.tablename = 'customers')
+                 or (stats.schemaname = (select nspname from pg_namespace where oid = pg_my_temp_schema())
+                     and stats.tablename = 'import_stage'))
+            """
+        )
+    ).all()
+    return len(correlations) == 2 and all(
+        correlation is not None and correlation > IN_ORDER_CORRELATION for _, correlation in correlations
+    )
+
+
+def _merge(connection: Connection, batch_id: int, export_mode: str, *, merge_join: bool) -> dict[str, int]:
+    """Store the stage's rejects, then update changed customers and insert new ones.
+
+    One join of the stage with `customers` finds what changed or is new (into a small table
+    when little changed), so the two big tables are matched once. When both tables are stored
+    in id order (exports usually are) and the stage has its unique id index, a merge join of
+    the two id indexes does that in 3.1 s at 10M rows, where the planner would choose a hash
+    join (10 s); in any other order the merge join reads pages at random (31 s) and the
+    planner's choice stands.
+    """
     connection.execute(
         sa.text(
             "insert into segmentation.import_rejects (batch_id, line_number, raw_line, reason)"
@@ -576,28 +772,42 @@ def _merge(connection: Connection, batch_id: int, export_mode: str) -> dict[str,
         ),
         {"batch_id": batch_id},
     )
-    valid, rejected = connection.execute(
-        sa.text("select count(*) filter (where reason is null), count(*) filter (where reason is not null) from import_stage")
-    ).one()
-    # Set-based merge (hash joins) rather than INSERT ... ON CONFLICT, which probes the key
-    # index row by row: changed rows are updated, then new rows inserted; the rest are unchanged.
+    connection.exec_driver_sql("analyze import_stage")
+    merge_join = merge_join and _both_in_id_order(connection)
+    log.debug("matching the stage with customers by %s", "a merge join of the id indexes" if merge_join else "the planner's choice")
+    if merge_join:
+        connection.exec_driver_sql("set local enable_hashjoin = off")
+        connection.exec_driver_sql("set local enable_nestloop = off")
+    connection.exec_driver_sql(
+        """
+        create temporary table import_changes on commit drop as
+        select stage.customer_id, stage.gender, stage.age, stage.annual_income_k, stage.spending_score,
+               current.customer_id is null as is_new
+        from import_stage as stage
+        left join segmentation.customers as current on current.customer_id = stage.customer_id
+        where stage.reason is null
+        and (current.customer_id is null
+             or (current.gender, current.age, current.annual_income_k, current.spending_score, current.is_active)
+                is distinct from (stage.gender, stage.age, stage.annual_income_k, stage.spending_score, true))
+        """
+    )
+    if merge_join:
+        connection.exec_driver_sql("set local enable_hashjoin to default")
+        connection.exec_driver_sql("set local enable_nestloop to default")
+    connection.exec_driver_sql("analyze import_changes")
     updated = connection.execute(
         sa.text(
             """
             update segmentation.customers as current
-            set gender = stage.gender,
-                age = stage.age,
-                annual_income_k = stage.annual_income_k,
-                spending_score = stage.spending_score,
+            set gender = changed.gender,
+                age = changed.age,
+                annual_income_k = changed.annual_income_k,
+                spending_score = changed.spending_score,
                 is_active = true,
                 last_batch_id = :batch_id,
                 updated_at = now()
-            from import_stage as stage
-            where stage.reason is null
-            and stage.customer_id = current.customer_id
-            and (current.gender, current.age, current.annual_income_k, current.spending_score, current.is_active)
-                is distinct from
-                (stage.gender, stage.age, stage.annual_income_k, stage.spending_score, true)
+            from import_changes as changed
+            where not changed.is_new and changed.customer_id = current.customer_id
             """
         ),
         {"batch_id": batch_id},
@@ -608,13 +818,9 @@ def _merge(connection: Connection, batch_id: int, export_mode: str) -> dict[str,
             insert into segmentation.customers (
                 customer_id, gender, age, annual_income_k, spending_score, first_batch_id, last_batch_id
             )
-            select stage.customer_id, stage.gender, stage.age, stage.annual_income_k, stage.spending_score,
-                   :batch_id, :batch_id
-            from import_stage as stage
-            where stage.reason is null
-            and not exists (
-                select 1 from segmentation.customers as current where current.customer_id = stage.customer_id
-            )
+            select customer_id, gender, age, annual_income_k, spending_score, :batch_id, :batch_id
+            from import_changes
+            where is_new
             """
         ),
         {"batch_id": batch_id},
@@ -634,10 +840,4 @@ def _merge(connection: Connection, batch_id: int, export_mode: str) -> dict[str,
             ),
             {"batch_id": batch_id},
         ).rowcount
-    return {
-        "inserted": inserted,
-        "updated": updated,
-        "unchanged": valid - inserted - updated,
-        "rejected": rejected,
-        "deactivated": deactivated,
-    }
+    return {"inserted": inserted, "updated": updated, "deactivated": deactivated}

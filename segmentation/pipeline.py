@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish
-from segmentation.errors import Cancelled, DatabaseUnavailable, NothingToSegment, RunHeld, SegmentationError
+from segmentation.errors import Cancelled, DatabaseUnavailable, NothingToSegment, RunHeld
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,26 +78,6 @@ class RunOutcome:
     @property
     def profiles(self) -> pd.DataFrame:
         return self.result.profiles
-
-
-def import_file(engine: Engine, path: Path, settings: Settings) -> ingest.ImportResult:
-    """Import one CSV: all its rows or none, with the batch row recording the outcome."""
-    with engine.begin() as connection:
-        batch_id = ingest.begin_batch(connection, path.name, settings.export_mode)
-    try:
-        with engine.begin() as connection:
-            result = ingest.load_file(
-                connection, path, batch_id, column_map=settings.column_map, export_mode=settings.export_mode
-            )
-    except BaseException as error:
-        message = str(error) if isinstance(error, SegmentationError) else f"{type(error).__name__}: {error}"
-        try:
-            with engine.begin() as connection:
-                ingest.fail_batch(connection, batch_id, db.redact(" ".join(message.split())))
-        except Exception:  # the server is gone: the next run marks the batch abandoned
-            log.warning("import batch %d: could not record its failure", batch_id)
-        raise
-    return result
 
 
 def segment(
@@ -233,7 +213,7 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
     with db.run_lock(engine, settings.lock_wait_seconds):
         db.upgrade(engine)
         with engine.begin() as connection:
-            abandoned_runs, abandoned_batches = publish.mark_abandoned(connection)
+            abandoned_runs, abandoned_batches = db.mark_abandoned(connection)
         if abandoned_runs or abandoned_batches:
             log.warning("marked %d run(s) and %d import(s) whose process died as abandoned",
                         abandoned_runs, abandoned_batches)
@@ -245,7 +225,7 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
         try:
             import_result = None
             if csv_path is not None:
-                import_result = import_file(engine, csv_path, settings)
+                import_result = ingest.import_file(engine, csv_path, settings)
                 with engine.begin() as connection:
                     publish.link_batch(connection, run_id, import_result.batch_id)
                 log.info("run %d: import %s: %s", run_id, csv_path, import_result.summary())

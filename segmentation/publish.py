@@ -24,28 +24,6 @@ from sqlalchemy.engine import Connection
 PRUNE_LOCK_TIMEOUT = "2s"
 
 
-def mark_abandoned(connection: Connection) -> tuple[int, int]:
-    """Runs and imports still `running` while we hold the run lock died unfinished: mark them.
-
-    Returns (runs marked, import batches marked).
-    """
-    runs = connection.execute(
-        sa.text(
-            "update segmentation.runs set status = 'abandoned', finished_at = clock_timestamp(),"
-            " error = coalesce(error, 'the process ended before the run finished')"
-            " where status = 'running'"
-        )
-    ).rowcount
-    batches = connection.execute(
-        sa.text(
-            "update segmentation.import_batches set status = 'abandoned', finished_at = clock_timestamp(),"
-            " error = coalesce(error, 'the process ended before the import finished; nothing was loaded')"
-            " where status = 'running'"
-        )
-    ).rowcount
-    return runs, batches
-
-
 def link_batch(connection: Connection, run_id: int, batch_id: int) -> None:
     connection.execute(
         sa.text("update segmentation.runs set batch_id = :batch_id where run_id = :run_id"),

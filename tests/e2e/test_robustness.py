@@ -1,6 +1,5 @@
 """Safe to run every night: real processes killed, overlapped and cut off against a real server."""
 
-import os
 import signal
 import subprocess
 import sys

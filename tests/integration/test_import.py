@@ -1,14 +1,13 @@
 """Import into a real PostgreSQL: every line accounted for, refused files load nothing."""
 
 import json
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from segmentation.errors import ImportRefused
-from segmentation.pipeline import import_file
+from segmentation.ingest import import_file
 from segmentation.settings import load_settings
 from tests.conftest import TEST_DATA
 
@@ -47,20 +46,36 @@ def test_the_defect_corpus_has_at_least_twenty_kinds():
     assert {path.name for path in DEFECTS.glob("*.csv")} == set(EXPECTED)
 
 
+SEEDED_ID = 987_654_321  # in no corpus file
+
+
+def seed_one_customer(engine):
+    """Make `customers` non-empty so that an import takes the staging-table merge."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("insert into segmentation.customers (customer_id) values (:id)"), {"id": SEEDED_ID})
+
+
+@pytest.mark.parametrize("method", ["first load", "merge"])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_each_defective_file_is_accounted_for_as_expected(engine, name):
+def test_each_defective_file_is_accounted_for_as_expected(engine, name, method):
     expected = EXPECTED[name]
     path = DEFECTS / name
+    if method == "merge":
+        seed_one_customer(engine)
+    before = customer_count(engine)
     if "refused" in expected:
         with pytest.raises(ImportRefused, match=expected["refused"].replace("(", r"\(")) as caught:
             import_file(engine, path, settings())
         assert str(path) in str(caught.value)  # the message names the file
-        assert customer_count(engine) == 0
+        assert customer_count(engine) == before
         with engine.connect() as connection:
             failed = connection.execute(sa.text("select status, error from segmentation.import_batches")).one()
         assert failed.status == "failed" and expected["refused"] in failed.error
         return
     result = import_file(engine, path, settings())
+    repeats = any(reason.startswith("customer id") and "appears again" in reason
+                  for reason in expected["rejected"].values())
+    assert result.method == ("merge" if repeats else method)  # a repeated id needs the merge
     row = batch(engine, result.batch_id)
     assert row.status == "succeeded"
     assert row.rows_inserted == expected["inserted"]
@@ -172,3 +187,63 @@ def test_random_mixes_of_good_and_bad_lines_always_add_up(engine, tmp_path_facto
     stored = rejects(engine, result.batch_id)
     assert len(stored) == row.rows_rejected
     assert all(2 <= line <= len(lines) + 1 for line in stored)
+
+
+def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_path, mall_csv, monkeypatch):
+    """The two load paths and the plain-block and line-by-line readers must agree exactly."""
+    from segmentation import ingest
+
+    monkeypatch.setattr(ingest, "BLOCK_BYTES", 256)  # many blocks: some plain, some not
+    lines = mall_csv.read_text().splitlines()
+    odd = ["301, male ,40,50.5,60", '302,"F","41","0","1"', "303,,,,", "304,Alien,1,1,1", "", "305,Male,1,1",
+           "306,Female,121,1,1", "0307,f,007,082.50,099", "308,Male,1,1e2,5", "abc", "309;Male;1;1;1"]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("\n".join(lines[:60] + odd + lines[60:]) + "\n")
+
+    def snapshot():
+        with engine.connect() as connection:
+            customers = connection.execute(sa.text(
+                "select customer_id, gender, age, annual_income_k, spending_score, is_active"
+                " from segmentation.customers where customer_id <> :seeded order by customer_id"
+            ), {"seeded": SEEDED_ID}).all()
+            stored = connection.execute(sa.text(
+                "select line_number, raw_line, reason from segmentation.import_rejects"
+                " where batch_id = (select max(batch_id) from segmentation.import_batches) order by line_number"
+            )).all()
+        return customers, stored
+
+    first = import_file(engine, mixed, settings())
+    loaded = snapshot()
+    with engine.begin() as connection:
+        connection.execute(sa.text("delete from segmentation.customers"))
+    seed_one_customer(engine)
+    merged = import_file(engine, mixed, settings())
+    assert (first.method, merged.method) == ("first load", "merge")
+    assert (first.rows_read, first.rows_inserted, first.rows_rejected) == (211, 205, 6)
+    assert (merged.rows_read, merged.rows_inserted, merged.rows_rejected) == (211, 205, 6)
+    assert snapshot() == loaded
+    customers, stored = loaded
+    assert [row.line_number for row in stored] == [64, 65, 66, 67, 70, 71]  # header = line 1, odd lines from 61
+    by_id = {row.customer_id: row for row in customers}
+    assert (by_id[307].gender, by_id[307].age, str(by_id[307].annual_income_k), by_id[307].spending_score) == (
+        "Female", 7, "82.50", 99)
+    assert (by_id[301].gender, str(by_id[301].annual_income_k)) == ("Male", "50.5")
+
+
+@pytest.mark.parametrize(("order", "expected"), [("sorted", "merge join"), ("shuffled", "planner's choice")])
+def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_in_id_order(
+    engine, tmp_path, mall_csv, caplog, order, expected
+):
+    import logging
+    import random
+
+    header, *lines = mall_csv.read_text().splitlines()
+    if order == "shuffled":
+        random.Random(3).shuffle(lines)
+    path = tmp_path / f"{order}.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    import_file(engine, path, settings())
+    with caplog.at_level(logging.DEBUG, logger="segmentation.ingest"):
+        again = import_file(engine, path, settings())
+    assert (again.method, again.rows_unchanged) == ("merge", 200)
+    assert expected in caplog.text
