@@ -223,15 +223,33 @@ PLAIN_VALUES = {
 }
 
 
-def plain_line_pattern(layout: ColumnLayout) -> str | None:
+#: Gender in any spelling `parse_gender` accepts; in a line otherwise plain it is the only
+#: run of letters, so `spell_genders` can rewrite it without splitting the line.
+ANY_GENDER = r"(?:(?i:male|female|m|f)|)"
+_LETTERS = re.compile(r"[A-Za-z]+")
+
+
+def _spelt(match: re.Match) -> str:
+    return GENDERS[match.group().lower()]
+
+
+def spell_genders(text: str) -> str:
+    """Male or Female for every gender spelling in plain text (lines of `plain_line_pattern(..., True)`)."""
+    return _LETTERS.sub(_spelt, text)
+
+
+def plain_line_pattern(layout: ColumnLayout, any_gender: bool = False) -> str | None:
     """A regular expression (without line end) of the layout's plain lines, or None.
 
-    None when the file has columns besides the five: those lines cannot be sent as they are.
+    With `any_gender`, the gender may be spelt any way `parse_gender` accepts (M, f, MALE...);
+    such lines go to COPY after `spell_genders`. None when the file has columns besides the
+    five: those lines cannot be sent as they are.
     """
     if layout.n_fields != len(CANONICAL_COLUMNS):
         return None
+    values = {**PLAIN_VALUES, "gender": ANY_GENDER} if any_gender else PLAIN_VALUES
     by_position = {position: column for column, position in layout.positions.items()}
-    return re.escape(layout.delimiter).join(PLAIN_VALUES[by_position[index]] for index in range(layout.n_fields))
+    return re.escape(layout.delimiter).join(values[by_position[index]] for index in range(layout.n_fields))
 
 
 def copy_columns(layout: ColumnLayout) -> tuple[str, ...]:
@@ -465,34 +483,45 @@ class _Writer:
     """Turns data lines into COPY (CSV) records: valid ones into `copy`, rejected ones by `reject`.
 
     A block whose every line is plain goes out as it is, with `tail` (the values of the COPY's
-    last columns) put before each line end; other blocks are read line by line.
+    last columns) put before each line end; one that is plain but for gender spellings goes
+    out after `spell_genders`; other blocks are read line by line.
     """
 
     def __init__(self, layout: ColumnLayout, tail: str, reject) -> None:
         self.layout = layout
         self.tail = tail + "\n"
         self.reject = reject
-        pattern = plain_line_pattern(layout)
-        self.plain_block = re.compile(f"(?:{pattern}\n)*") if pattern else None
-        self.plain_line = re.compile(pattern) if pattern else None
-        order = [CANONICAL_COLUMNS.index(column) for column in copy_columns(layout)]
-        self.order = order
+        plain, spelt = plain_line_pattern(layout), plain_line_pattern(layout, any_gender=True)
+        self.plain_block = re.compile(f"(?:{plain}\n)*") if plain else None
+        self.spelt_block = re.compile(f"(?:{spelt}\n)*") if spelt else None
+        self.plain_line = re.compile(plain) if plain else None
+        self.spelt_line = re.compile(spelt) if spelt else None
+        self.order = [CANONICAL_COLUMNS.index(column) for column in copy_columns(layout)]
         self.rows_read = 0
         self.rows_valid = 0
 
     def records(self, first: int, text: str) -> str:
         n_lines = text.count("\n")
         self.rows_read += n_lines
-        if self.plain_block is not None and self.plain_block.fullmatch(text):
-            self.rows_valid += n_lines
-            return text.replace("\n", self.tail)
+        if self.plain_block is not None:
+            if self.plain_block.fullmatch(text):
+                self.rows_valid += n_lines
+                return text.replace("\n", self.tail)
+            if self.spelt_block.fullmatch(text):
+                self.rows_valid += n_lines
+                return spell_genders(text).replace("\n", self.tail)
         records = []
         delimiter, tail, order = self.layout.delimiter, self.tail, self.order
         for number, line in enumerate(text.split("\n")[:-1], start=first):
-            if self.plain_line is not None and self.plain_line.fullmatch(line):
-                records.append(line + tail)
-                self.rows_valid += 1
-                continue
+            if self.plain_line is not None:
+                if self.plain_line.fullmatch(line):
+                    records.append(line + tail)
+                    self.rows_valid += 1
+                    continue
+                if self.spelt_line.fullmatch(line):
+                    records.append(spell_genders(line) + tail)
+                    self.rows_valid += 1
+                    continue
             customer_id, row, reason = parse_line(line, self.layout)
             if reason is None:
                 records.append(delimiter.join("" if row[i] is None else str(row[i]) for i in order) + tail)

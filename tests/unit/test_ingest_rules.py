@@ -129,36 +129,50 @@ PLAIN_ISH_VALUE = st.one_of(
     st.integers(0, 10**20).map(str),
     st.builds(lambda zeros, n: "0" * zeros + str(n), st.integers(0, 3), st.integers(0, 200)),
     st.decimals(min_value=-1, max_value=10**13, places=3, allow_nan=False, allow_infinity=False).map(str),
-    st.sampled_from(["", "Male", "Female", "male", "M", "f", " 5", "5 ", "+5", "1e2", ".5", "5.", '"5"', "x"]),
+    st.sampled_from(["", "Male", "Female", "male", "MALE", "fEmAlE", "M", "f", "Mx", " 5", "5 ", "+5", "1e2", ".5", "5.", '"5"', "x"]),
 )
 
 
 @hypothesis_settings(max_examples=2000, deadline=None)
 @given(values=st.lists(PLAIN_ISH_VALUE, min_size=5, max_size=5), order=st.permutations(range(5)))
-def test_a_line_the_plain_pattern_accepts_means_the_same_to_copy_as_to_parse_line(values, order):
+def test_a_line_the_plain_patterns_accept_means_the_same_to_copy_as_to_parse_line(values, order):
     """The fast path sends plain lines as they are: PostgreSQL must read what parse_line reads."""
     import re
     from decimal import Decimal
 
-    from segmentation.ingest import CANONICAL_COLUMNS, ColumnLayout, plain_line_pattern
+    from segmentation.ingest import CANONICAL_COLUMNS, ColumnLayout, plain_line_pattern, spell_genders
 
     layout = ColumnLayout(",", 5, {column: order[i] for i, column in enumerate(CANONICAL_COLUMNS)}, ())
     fields = [""] * 5
     for column, value in zip(CANONICAL_COLUMNS, values):
         fields[layout.positions[column]] = value
     line = ",".join(fields)
-    if not re.fullmatch(plain_line_pattern(layout), line):
-        return
-    _, row, reason = parse_line(line, layout)
-    assert reason is None, line
-    # what COPY makes of each plain field: an unquoted empty field is NULL, numbers are parsed
-    as_copy = {column: fields[layout.positions[column]] or None for column in CANONICAL_COLUMNS}
-    assert row[0] == int(as_copy["customer_id"])
-    assert row[1] == as_copy["gender"]
-    assert row[2] == (None if as_copy["age"] is None else int(as_copy["age"]))
-    assert (None if row[3] is None else Decimal(row[3])) == (
-        None if as_copy["annual_income_k"] is None else Decimal(as_copy["annual_income_k"]))
-    assert row[4] == (None if as_copy["spending_score"] is None else int(as_copy["spending_score"]))
+    for any_gender in (False, True):
+        if not re.fullmatch(plain_line_pattern(layout, any_gender), line):
+            continue
+        _, row, reason = parse_line(line, layout)
+        assert reason is None, line
+        sent = spell_genders(line).split(",") if any_gender else fields
+        # what COPY makes of each plain field: an unquoted empty field is NULL, numbers are parsed
+        as_copy = {column: sent[layout.positions[column]] or None for column in CANONICAL_COLUMNS}
+        assert row[0] == int(as_copy["customer_id"])
+        assert row[1] == as_copy["gender"]
+        assert row[2] == (None if as_copy["age"] is None else int(as_copy["age"]))
+        assert (None if row[3] is None else Decimal(row[3])) == (
+            None if as_copy["annual_income_k"] is None else Decimal(as_copy["annual_income_k"]))
+        assert row[4] == (None if as_copy["spending_score"] is None else int(as_copy["spending_score"]))
+
+
+def test_the_plain_patterns_take_the_common_spellings(layout):
+    import re
+
+    from segmentation.ingest import plain_line_pattern
+
+    assert re.fullmatch(plain_line_pattern(layout), "0001,Female,19,15.5,39")
+    assert not re.fullmatch(plain_line_pattern(layout), "1,M,19,15,39")
+    for gender in ["M", "f", "MALE", "female", ""]:
+        assert re.fullmatch(plain_line_pattern(layout, any_gender=True), f"1,{gender},19,15,39")
+    assert plain_line_pattern(map_header(MALL_HEADER + ["Tier"], {}, "x.csv")) is None
 
 
 def test_a_block_of_plain_lines_is_sent_without_reading_each_line(layout, monkeypatch):
@@ -168,7 +182,9 @@ def test_a_block_of_plain_lines_is_sent_without_reading_each_line(layout, monkey
     writer = ingest._Writer(layout, ",7,7", lambda *_: pytest.fail("nothing is rejected"))
     block = "0001,Male,19,15,39\n2,Female,,15.5,100\n3,,120,0,1\n"
     assert writer.records(2, block) == "0001,Male,19,15,39,7,7\n2,Female,,15.5,100,7,7\n3,,120,0,1,7,7\n"
-    assert (writer.rows_read, writer.rows_valid) == (3, 3)
+    spelt = "4,M,19,15,39\n5,female,1,1,1\n6,,1,1,1\n"
+    assert writer.records(5, spelt) == "4,Male,19,15,39,7,7\n5,Female,1,1,1,7,7\n6,,1,1,1,7,7\n"
+    assert (writer.rows_read, writer.rows_valid) == (6, 6)
 
 
 def test_a_block_with_an_unusual_line_is_read_line_by_line(layout):
@@ -176,10 +192,10 @@ def test_a_block_with_an_unusual_line_is_read_line_by_line(layout):
 
     rejected = []
     writer = ingest._Writer(layout, ",,", lambda number, *rest: rejected.append((number, *rest)) or "R\n")
-    block = "1,Male,19,15,39\n2, f ,30,15,39\n3,Alien,1,1,1\n"
-    assert writer.records(10, block) == "1,Male,19,15,39,,\n2,Female,30,15,39,,\nR\n"
+    block = "1,Male,19,15,39\n2, f ,30,15,39\n3,Alien,1,1,1\n4,m,1,1,1\n"
+    assert writer.records(10, block) == "1,Male,19,15,39,,\n2,Female,30,15,39,,\nR\n4,Male,1,1,1,,\n"
     assert rejected == [(12, 3, "3,Alien,1,1,1", "gender 'Alien' is not Male, Female, M, F or empty")]
-    assert (writer.rows_read, writer.rows_valid) == (3, 2)
+    assert (writer.rows_read, writer.rows_valid) == (4, 3)
 
 
 def test_progress_logs_lines_and_rate_when_not_on_a_terminal(tmp_path, caplog):
