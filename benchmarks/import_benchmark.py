@@ -12,13 +12,16 @@ then, each in a fresh database and measured in this one run:
   timed from the batch row and with the child process's peak memory;
 - pandas `read_csv` + `DataFrame.to_sql` on the first --naive-rows rows (it is slow).
 It prints rows per second and the ratios; the targets are a ratio to `\\copy` of at least 0.5
-and peak memory under 300 MB.
+and peak memory under 300 MB. The generator writes ids in order, as exports usually are;
+--shuffled also measures each size with its lines in random order (both `\\copy` and our
+import then insert into the key at random places).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import subprocess
 import sys
 import time
@@ -122,12 +125,24 @@ def naive_to_sql(url: str, path: Path, rows: int) -> tuple[float, int]:
     return float(seconds), int(peak_kb) // 1024
 
 
+def shuffled_copy(path: Path) -> Path:
+    """The same file with its data lines in a fixed random order."""
+    target = path.with_name(path.stem + "_shuffled.csv")
+    if not target.exists():
+        print(f"shuffling into {target} ...", flush=True)
+        header, *lines = path.read_text().splitlines(keepends=True)
+        random.Random(0).shuffle(lines)
+        target.write_text(header + "".join(lines))
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/postgres"))
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--naive-rows", type=int, default=200_000, help="rows given to to_sql (it is slow)")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/segment-benchmark"))
+    parser.add_argument("--shuffled", action="store_true", help="also measure files with lines in random order")
     arguments = parser.parse_args()
     arguments.work_dir.mkdir(parents=True, exist_ok=True)
     databases = Databases(arguments.database_url)
@@ -138,23 +153,24 @@ def main() -> None:
             if not path.exists():
                 print(f"generating {path} ...", flush=True)
                 write_sample(path, rows)
-            limit = psql_copy(databases.fresh(), path)
-            first, again, peak = our_import(databases.fresh(), path)
-            naive_rows = min(rows, arguments.naive_rows)
-            naive, naive_peak = naive_to_sql(databases.fresh(), path, naive_rows)
-            results.append((rows, path.stat().st_size, limit, first, again, peak, naive_rows, naive, naive_peak))
-            print(f"done {rows} rows", flush=True)
+            for order, source in [("id order", path)] + ([("shuffled", shuffled_copy(path))] if arguments.shuffled else []):
+                limit = psql_copy(databases.fresh(), source)
+                first, again, peak = our_import(databases.fresh(), source)
+                naive_rows = min(rows, arguments.naive_rows)
+                naive, naive_peak = naive_to_sql(databases.fresh(), source, naive_rows)
+                results.append((rows, order, source.stat().st_size, limit, first, again, peak, naive_rows, naive))
+                print(f"done {rows} rows, {order}", flush=True)
     finally:
         databases.drop_all()
 
     print()
-    print("| rows | file MB | psql \\copy rows/s | our import rows/s (ratio to \\copy) | re-import, all unchanged rows/s (ratio) "
-          "| to_sql rows/s | ours / to_sql | our peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for rows, size, limit, first, again, peak, naive_rows, naive, _ in results:
+    print("| rows | lines | file MB | psql \\copy rows/s | our import rows/s (ratio to \\copy) "
+          "| re-import, all unchanged rows/s (ratio) | to_sql rows/s | ours / to_sql | our peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for rows, order, size, limit, first, again, peak, naive_rows, naive in results:
         limit_rate, first_rate, again_rate, naive_rate = rows / limit, rows / first, rows / again, naive_rows / naive
         print(
-            f"| {rows:,} | {size / 2**20:.0f} | {limit_rate:,.0f} | {first_rate:,.0f} ({first_rate / limit_rate:.2f})"
+            f"| {rows:,} | {order} | {size / 2**20:.0f} | {limit_rate:,.0f} | {first_rate:,.0f} ({first_rate / limit_rate:.2f})"
             f" | {again_rate:,.0f} ({again_rate / limit_rate:.2f}) | {naive_rate:,.0f} | {first_rate / naive_rate:.1f}x"
             f" | {peak} |"
         )
