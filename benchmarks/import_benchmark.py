@@ -164,7 +164,7 @@ def main() -> None:
         databases.drop_all()
 
     print()
-    print("| rows | lines | file MB | psql \\copy rows/s | our import rows/s (ratio to \\copy) "
+    print("| rows | line order | file MB | psql \\copy rows/s | our import rows/s (ratio to \\copy) "
           "| re-import, all unchanged rows/s (ratio) | to_sql rows/s | ours / to_sql | our peak RSS MB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for rows, order, size, limit, first, again, peak, naive_rows, naive in results:

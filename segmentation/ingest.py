@@ -492,8 +492,10 @@ class _Writer:
         self.tail = tail + "\n"
         self.reject = reject
         plain, spelt = plain_line_pattern(layout), plain_line_pattern(layout, any_gender=True)
-        self.plain_block = re.compile(f"(?:{plain}\n)*") if plain else None
-        self.spelt_block = re.compile(f"(?:{spelt}\n)*") if spelt else None
+        # atomic groups: a line that matched is never re-tried (its match must end at its own
+        # newline anyway); 7.5 ms per MiB instead of 30 ms
+        self.plain_block = re.compile(f"(?>{plain}\n)*") if plain else None
+        self.spelt_block = re.compile(f"(?>{spelt}\n)*") if spelt else None
         self.plain_line = re.compile(plain) if plain else None
         self.spelt_line = re.compile(spelt) if spelt else None
         self.order = [CANONICAL_COLUMNS.index(column) for column in copy_columns(layout)]
@@ -695,7 +697,7 @@ def _staged_load(connection: Connection, path: Path, batch_id: int, column_map: 
     if last_line != writer.rows_read + 1:  # one record per line, numbered in file order
         raise RuntimeError(f"{path}: {writer.rows_read} lines read but the stage ends at line {last_line}")
     valid = writer.rows_valid - n_superseded
-    counts = _merge(connection, batch_id, export_mode, merge_join=unique)
+    counts = _merge(connection, batch_id, export_mode, merge_join=unique, any_rejects=valid < writer.rows_read)
     return {
         **counts,
         "method": "merge",
@@ -784,7 +786,9 @@ def _both_in_id_order(connection: Connection) -> bool:
     )
 
 
-def _merge(connection: Connection, batch_id: int, export_mode: str, *, merge_join: bool) -> dict[str, int]:
+def _merge(
+    connection: Connection, batch_id: int, export_mode: str, *, merge_join: bool, any_rejects: bool
+) -> dict[str, int]:
     """Store the stage's rejects, then update changed customers and insert new ones.
 
     One join of the stage with `customers` finds what changed or is new (into a small table
@@ -794,13 +798,14 @@ def _merge(connection: Connection, batch_id: int, export_mode: str, *, merge_joi
     join (10 s); in any other order the merge join reads pages at random (31 s) and the
     planner's choice stands.
     """
-    connection.execute(
-        sa.text(
-            "insert into segmentation.import_rejects (batch_id, line_number, raw_line, reason)"
-            " select :batch_id, line_number, raw_line, reason from import_stage where reason is not null"
-        ),
-        {"batch_id": batch_id},
-    )
+    if any_rejects:  # else skip a scan of the whole stage
+        connection.execute(
+            sa.text(
+                "insert into segmentation.import_rejects (batch_id, line_number, raw_line, reason)"
+                " select :batch_id, line_number, raw_line, reason from import_stage where reason is not null"
+            ),
+            {"batch_id": batch_id},
+        )
     connection.exec_driver_sql("analyze import_stage")
     merge_join = merge_join and _both_in_id_order(connection)
     log.debug("matching the stage with customers by %s", "a merge join of the id indexes" if merge_join else "the planner's choice")

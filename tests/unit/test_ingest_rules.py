@@ -140,13 +140,16 @@ def test_a_line_the_plain_patterns_accept_means_the_same_to_copy_as_to_parse_lin
     import re
     from decimal import Decimal
 
-    from segmentation.ingest import CANONICAL_COLUMNS, ColumnLayout, plain_line_pattern, spell_genders
+    from segmentation.ingest import CANONICAL_COLUMNS, ColumnLayout, _Writer, plain_line_pattern, spell_genders
 
     layout = ColumnLayout(",", 5, {column: order[i] for i, column in enumerate(CANONICAL_COLUMNS)}, ())
     fields = [""] * 5
     for column, value in zip(CANONICAL_COLUMNS, values):
         fields[layout.positions[column]] = value
     line = ",".join(fields)
+    writer = _Writer(layout, "", lambda *_: None)
+    assert bool(writer.plain_block.fullmatch(line + "\n")) == bool(writer.plain_line.fullmatch(line))
+    assert bool(writer.spelt_block.fullmatch(line + "\n")) == bool(writer.spelt_line.fullmatch(line))
     for any_gender in (False, True):
         if not re.fullmatch(plain_line_pattern(layout, any_gender), line):
             continue
