@@ -611,16 +611,22 @@ def load_file(
     return result
 
 
-def _stream(connection: Connection, source: _Source, statement, writer: _Writer) -> None:
+def _stream(connection: Connection, source: _Source, statement, writer: _Writer, *, expect: str) -> None:
+    """COPY every block through `writer`; check that the server took one row per `expect`ed line."""
     raw_connection = connection.connection.driver_connection
     try:
-        with raw_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for first, text in source.blocks:
-                copy.write(writer.records(first, text))
+        with raw_connection.cursor() as cursor:
+            with cursor.copy(statement) as copy:
+                for first, text in source.blocks:
+                    copy.write(writer.records(first, text))
+            copied = cursor.rowcount
     finally:
         source.progress.close()
     if writer.rows_read == 0:
         raise ImportRefused(f"{source.path}: the file has a header but no customer lines")
+    expected = writer.rows_valid if expect == "valid" else writer.rows_read
+    if copied != expected:  # a bug, never bad input: refuse rather than lose lines
+        raise RuntimeError(f"{source.path}: {expected} {expect} lines but COPY took {copied} rows")
 
 
 def _first_load(connection: Connection, path: Path, batch_id: int, column_map: dict[str, str]):
@@ -643,7 +649,7 @@ def _first_load(connection: Connection, path: Path, batch_id: int, column_map: d
             "segmentation.customers", copy_columns(layout) + ("first_batch_id", "last_batch_id"), d
         )
         try:
-            _stream(connection, source, statement, writer)
+            _stream(connection, source, statement, writer, expect="valid")
         except psycopg.errors.UniqueViolation:
             raise _DuplicateInFile from None
         if n_rejected:
@@ -689,7 +695,8 @@ def _staged_load(connection: Connection, path: Path, batch_id: int, column_map: 
         return d.join(values) + f"{d}{_csv_quoted(line)}{d}{_csv_quoted(reason)}\n"
 
     writer = _Writer(layout, f"{d}{d}", reject)
-    _stream(connection, source, _copy_statement("import_stage", columns + ("raw_line", "reason"), d), writer)
+    statement = _copy_statement("import_stage", columns + ("raw_line", "reason"), d)
+    _stream(connection, source, statement, writer, expect="read")
     n_superseded, unique = _reject_superseded(connection, path, batch_id)
     last_line = connection.execute(
         sa.text("select currval(pg_get_serial_sequence('import_stage', 'line_number'))")

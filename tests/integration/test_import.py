@@ -247,3 +247,25 @@ def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_in_id_orde
         again = import_file(engine, path, settings())
     assert (again.method, again.rows_unchanged) == ("merge", 200)
     assert expected in caplog.text
+
+
+@pytest.mark.parametrize("method", ["first load", "merge"])
+def test_a_line_lost_between_reader_and_copy_fails_the_import_instead(engine, mall_csv, monkeypatch, method):
+    """Defence against our own bugs: the server must take one row per line the reader counted."""
+    from segmentation import ingest
+
+    if method == "merge":
+        seed_one_customer(engine)
+    before = customer_count(engine)
+    records = ingest._Writer.records
+
+    def drop_first_record(self, first, text):
+        return records(self, first, text).split("\n", 1)[1]
+
+    monkeypatch.setattr(ingest._Writer, "records", drop_first_record)
+    with pytest.raises(RuntimeError, match=r"200 (valid|read) lines but COPY took 19\d rows"):
+        import_file(engine, mall_csv, settings())
+    assert customer_count(engine) == before
+    with engine.connect() as connection:
+        status = connection.execute(sa.text("select status from segmentation.import_batches")).scalar_one()
+    assert status == "failed"
