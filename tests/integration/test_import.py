@@ -269,3 +269,43 @@ def test_a_line_lost_between_reader_and_copy_fails_the_import_instead(engine, ma
     with engine.connect() as connection:
         status = connection.execute(sa.text("select status from segmentation.import_batches")).scalar_one()
     assert status == "failed"
+
+
+VALUE = st.one_of(
+    st.integers(0, 130).map(str),
+    st.builds(lambda zeros, n: "0" * zeros + str(n), st.integers(0, 3), st.integers(0, 150)),
+    st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False, allow_infinity=False).map(str),
+    st.sampled_from(["", "Male", "Female", "male", "M", "f", "FEMALE", " 7", "1e2", "5.", ".5", '"9"']),
+)
+PLAINISH_LINE = st.builds(lambda i, rest: ",".join([str(i), *rest]), st.integers(1, 10**6),
+                          st.lists(VALUE, min_size=4, max_size=4))
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(PLAINISH_LINE, min_size=1, max_size=60))
+def test_the_plain_block_path_stores_exactly_what_the_line_by_line_path_stores(engine, tmp_path_factory, lines):
+    """What PostgreSQL makes of lines sent as they are must equal what parse_line makes of them."""
+    from unittest import mock
+
+    from segmentation import ingest
+
+    path = tmp_path_factory.mktemp("plain") / "plain.csv"
+    path.write_text("CustomerID,Gender,Age,Annual Income (k$),Spending Score (1-100)\n" + "\n".join(lines) + "\n")
+
+    def load():
+        with engine.begin() as connection:
+            connection.execute(sa.text("delete from segmentation.customers"))
+        result = import_file(engine, path, settings())
+        with engine.connect() as connection:
+            customers = connection.execute(sa.text(
+                "select customer_id, gender, age, annual_income_k, spending_score from segmentation.customers"
+                " order by customer_id")).all()
+            stored = connection.execute(sa.text(
+                "select line_number, raw_line, reason from segmentation.import_rejects where batch_id = :id"
+                " order by line_number"), {"id": result.batch_id}).all()
+        return (result.rows_inserted, result.rows_rejected), customers, stored
+
+    fast = load()
+    with mock.patch.object(ingest, "plain_line_pattern", lambda *args, **kwargs: None):
+        careful = load()
+    assert fast == careful
