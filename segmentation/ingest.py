@@ -210,22 +210,22 @@ def parse_line(line: str, layout: ColumnLayout) -> tuple[int | None, tuple[int, 
 
 # --- the fast path: whole blocks of plain lines, checked by one regular expression ----------
 
-#: Each canonical column's value in its plainest valid form. A line made only of these (no
-#: quotes, spaces, signs or exponents, gender spelt exactly Male or Female) means to
-#: PostgreSQL's CSV COPY exactly what `parse_line` makes of it, so such lines are sent as they
-#: are; anything else takes `parse_line`. Empty (NULL) is allowed except for the id.
+#: Each canonical column's value in its plainest valid form. A line made only of these (each
+#: bare or in double quotes; no spaces, signs or exponents; gender spelt exactly Male or
+#: Female) means to PostgreSQL's CSV COPY exactly what `parse_line` makes of it, so such lines
+#: are sent as they are; anything else takes `parse_line`. Every column but the id may also
+#: be empty (NULL); an empty value in quotes is not plain (COPY would read an empty string).
 PLAIN_VALUES = {
     "customer_id": r"0*[1-9][0-9]{0,17}",
-    "gender": r"(?:Male|Female|)",
-    "age": r"(?:0*(?:1[01][0-9]|120|[0-9]{1,2})|)",
-    "annual_income_k": r"(?:[0-9]{1,12}(?:\.[0-9]{1,6})?|)",
-    "spending_score": r"(?:0*(?:100|[1-9][0-9]?)|)",
+    "gender": r"(?:Male|Female)",
+    "age": r"0*(?:1[01][0-9]|120|[0-9]{1,2})",
+    "annual_income_k": r"[0-9]{1,12}(?:\.[0-9]{1,6})?",
+    "spending_score": r"0*(?:100|[1-9][0-9]?)",
 }
-
 
 #: Gender in any spelling `parse_gender` accepts; in a line otherwise plain it is the only
 #: run of letters, so `spell_genders` can rewrite it without splitting the line.
-ANY_GENDER = r"(?:(?i:male|female|m|f)|)"
+ANY_GENDER = r"(?i:male|female|m|f)"
 _LETTERS = re.compile(r"[A-Za-z]+")
 
 
@@ -236,6 +236,11 @@ def _spelt(match: re.Match) -> str:
 def spell_genders(text: str) -> str:
     """Male or Female for every gender spelling in plain text (lines of `plain_line_pattern(..., True)`)."""
     return _LETTERS.sub(_spelt, text)
+
+
+def _plain_field(column: str, value: str) -> str:
+    empty = "" if column == "customer_id" else "|"
+    return f'(?:{value}|"{value}"{empty})'
 
 
 def plain_line_pattern(layout: ColumnLayout, any_gender: bool = False) -> str | None:
@@ -249,7 +254,9 @@ def plain_line_pattern(layout: ColumnLayout, any_gender: bool = False) -> str | 
         return None
     values = {**PLAIN_VALUES, "gender": ANY_GENDER} if any_gender else PLAIN_VALUES
     by_position = {position: column for column, position in layout.positions.items()}
-    return re.escape(layout.delimiter).join(values[by_position[index]] for index in range(layout.n_fields))
+    return re.escape(layout.delimiter).join(
+        _plain_field(by_position[index], values[by_position[index]]) for index in range(layout.n_fields)
+    )
 
 
 def copy_columns(layout: ColumnLayout) -> tuple[str, ...]:

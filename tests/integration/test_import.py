@@ -275,9 +275,11 @@ VALUE = st.one_of(
     st.integers(0, 130).map(str),
     st.builds(lambda zeros, n: "0" * zeros + str(n), st.integers(0, 3), st.integers(0, 150)),
     st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False, allow_infinity=False).map(str),
-    st.sampled_from(["", "Male", "Female", "male", "M", "f", "FEMALE", " 7", "1e2", "5.", ".5", '"9"']),
+    st.sampled_from(["", "Male", "Female", "male", "M", "f", "FEMALE", " 7", "1e2", "5.", ".5", '"9"', '"Male"',
+                     '"m"', '""', '"082.50"', '"0"']),
 )
-PLAINISH_LINE = st.builds(lambda i, rest: ",".join([str(i), *rest]), st.integers(1, 10**6),
+PLAINISH_LINE = st.builds(lambda i, rest: ",".join([i, *rest]),
+                          st.one_of(st.integers(1, 10**6).map(str), st.integers(1, 10**6).map('"{:04d}"'.format)),
                           st.lists(VALUE, min_size=4, max_size=4))
 
 

@@ -129,7 +129,7 @@ PLAIN_ISH_VALUE = st.one_of(
     st.integers(0, 10**20).map(str),
     st.builds(lambda zeros, n: "0" * zeros + str(n), st.integers(0, 3), st.integers(0, 200)),
     st.decimals(min_value=-1, max_value=10**13, places=3, allow_nan=False, allow_infinity=False).map(str),
-    st.sampled_from(["", "Male", "Female", "male", "MALE", "fEmAlE", "M", "f", "Mx", " 5", "5 ", "+5", "1e2", ".5", "5.", '"5"', "x"]),
+    st.sampled_from(["", "Male", "Female", "male", "MALE", "fEmAlE", "M", "f", "Mx", '"Male"', '"f"', '""', '"0001"', '"12.5"', '"5', " 5", "5 ", "+5", "1e2", ".5", "5.", '"5"', "x"]),
 )
 
 
@@ -156,8 +156,14 @@ def test_a_line_the_plain_patterns_accept_means_the_same_to_copy_as_to_parse_lin
         _, row, reason = parse_line(line, layout)
         assert reason is None, line
         sent = spell_genders(line).split(",") if any_gender else fields
-        # what COPY makes of each plain field: an unquoted empty field is NULL, numbers are parsed
-        as_copy = {column: sent[layout.positions[column]] or None for column in CANONICAL_COLUMNS}
+        # what CSV COPY makes of each field: an unquoted empty field is NULL, quotes are removed
+        # (a quoted empty field would be an empty string), then numbers are parsed
+        def copy_value(field):
+            if field == "":
+                return None
+            return field[1:-1] if len(field) >= 2 and field[0] == field[-1] == '"' else field
+
+        as_copy = {column: copy_value(sent[layout.positions[column]]) for column in CANONICAL_COLUMNS}
         assert row[0] == int(as_copy["customer_id"])
         assert row[1] == as_copy["gender"]
         assert row[2] == (None if as_copy["age"] is None else int(as_copy["age"]))
@@ -187,7 +193,9 @@ def test_a_block_of_plain_lines_is_sent_without_reading_each_line(layout, monkey
     assert writer.records(2, block) == "0001,Male,19,15,39,7,7\n2,Female,,15.5,100,7,7\n3,,120,0,1,7,7\n"
     spelt = "4,M,19,15,39\n5,female,1,1,1\n6,,1,1,1\n"
     assert writer.records(5, spelt) == "4,Male,19,15,39,7,7\n5,Female,1,1,1,7,7\n6,,1,1,1,7,7\n"
-    assert (writer.rows_read, writer.rows_valid) == (6, 6)
+    quoted = '"0007","f","30",15,39\n8,"Male",,"1.5",1\n'
+    assert writer.records(8, quoted) == '"0007","Female","30",15,39,7,7\n8,"Male",,"1.5",1,7,7\n'
+    assert (writer.rows_read, writer.rows_valid) == (8, 8)
 
 
 def test_a_block_with_an_unusual_line_is_read_line_by_line(layout):
