@@ -3,9 +3,12 @@
 Grain: one input line. Every data line ends up inserted, updated, unchanged or in
 `import_rejects` (line number, raw text, reason), and the batch counts add up.
 
-The file is streamed: lines are validated in Python and sent in ~1 MiB blocks through one
-COPY into a temporary staging table; duplicates, the merge into `customers` and the counts
-are then done by PostgreSQL in set operations. Memory stays bounded by the block size.
+The file is streamed in ~1 MiB blocks through one COPY (CSV format); memory stays bounded by
+the block size. A block whose lines are all plain (`plain_line_pattern`) is checked by one
+regular expression and sent as it is; other blocks are validated line by line (`parse_line`).
+Into an empty `customers` table valid lines are copied straight in (`_first_load`);
+otherwise every line goes into a temporary staging table, and duplicates, the merge into
+`customers` and the counts are done by PostgreSQL in set operations (`_staged_load`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
 from segmentation import db
@@ -470,11 +475,15 @@ class _Source:
         digest = hashlib.sha256()
         progress = _Progress(path)
         blocks = _blocks(path, digest, progress)
-        _, first = next(blocks)
-        header_text, rest = first.split("\n", 1)
-        delimiter = _detect_delimiter(header_text)
-        header = next(csv.reader([header_text], delimiter=delimiter, skipinitialspace=True))
-        layout = dataclasses.replace(map_header(header, column_map, source), delimiter=delimiter)
+        try:
+            _, first = next(blocks)
+            header_text, rest = first.split("\n", 1)
+            delimiter = _detect_delimiter(header_text)
+            header = next(csv.reader([header_text], delimiter=delimiter, skipinitialspace=True))
+            layout = dataclasses.replace(map_header(header, column_map, source), delimiter=delimiter)
+        except BaseException:
+            progress.close()
+            raise
         if layout.ignored:
             log.info("%s: ignoring extra columns %s", source, ", ".join(layout.ignored))
 
@@ -542,9 +551,7 @@ class _Writer:
         return "".join(records)
 
 
-def _copy_statement(table: str, columns: tuple[str, ...], delimiter: str):
-    from psycopg import sql
-
+def _copy_statement(table: str, columns: tuple[str, ...], delimiter: str) -> sql.Composed:
     return sql.SQL("copy {} ({}) from stdin with (format csv, delimiter {})").format(
         sql.SQL(table), sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Literal(delimiter)
     )
@@ -638,8 +645,6 @@ def _stream(connection: Connection, source: _Source, statement, writer: _Writer,
 
 def _first_load(connection: Connection, path: Path, batch_id: int, column_map: dict[str, str]):
     """COPY valid lines straight into the empty `customers`; rejects go to a spool file first."""
-    import psycopg
-
     source = _Source.open(path, column_map)
     layout = source.layout
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
