@@ -9,12 +9,13 @@ Everything is validated on construction, so bad configuration fails before any w
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,10 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from segmentation.dataset import Dataset, Rule, check_rules, parse_dataset, parse_rules
 from segmentation.errors import ConfigurationError
-
-#: Columns of `segmentation.customers` that can be used as clustering features.
-FEATURE_COLUMNS = ("annual_income_k", "spending_score", "age", "gender")
 
 DEFAULT_CONFIG_FILE = Path("segment.toml")
 
@@ -55,9 +54,26 @@ class Settings(BaseSettings):
         default_factory=lambda: Path(platformdirs.user_data_dir("customer-segmentation")),
         description="where the embedded PostgreSQL keeps its data (pgdata/) and reports go (reports/)",
     )
+    dataset: dict[str, Any] | None = Field(
+        default=None,
+        description="the data set's declaration ([dataset] in TOML); unset: the mall's five columns",
+    )
+    recommendations: list[dict[str, Any]] = Field(
+        default_factory=list, description="[[recommendations]] rules: when = {feature = level}, text; first match wins"
+    )
     features: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["annual_income_k", "spending_score"],
-        description="clustering features, any of " + ", ".join(FEATURE_COLUMNS),
+        default_factory=list,
+        description="clustering features: declared column names (default: the declaration's defaults, else all)",
+    )
+    source: str | None = Field(
+        default=None,
+        description="an existing table or view (schema.name) with one row per customer, read instead of importing",
+    )
+    max_reject_share: float = Field(
+        default=0.05, ge=0, le=1, description="a run whose import rejected more than this share of lines is held"
+    )
+    min_segment_share: float = Field(
+        default=0.01, ge=0, lt=1, description="a candidate k with a smaller segment cannot be chosen"
     )
     k_min: int = Field(default=2, ge=2, description="smallest number of segments tried")
     k_max: int = Field(default=10, ge=2, description="largest number of segments tried")
@@ -77,12 +93,12 @@ class Settings(BaseSettings):
         default=20_000, ge=100, description="rows (seeded sample) used to evaluate each candidate k"
     )
     export_mode: Literal["incremental", "full"] = Field(
-        default="incremental",
+        default="full",
         description="full: customers missing from the file are marked inactive; incremental: left alone",
     )
     column_map: dict[str, str] = Field(
         default_factory=dict,
-        description="export column name -> customer_id, gender, age, annual_income_k or spending_score",
+        description="export header -> customer_id or a declared column name (renames without a [dataset] table)",
     )
     schedule_cron: str = Field(default="0 2 * * *", description="crontab expression of `segment schedule`")
     timezone: str = Field(default="UTC", description="IANA time zone of the schedule")
@@ -108,6 +124,8 @@ class Settings(BaseSettings):
     )
     write_report: bool = Field(default=True, description="segment run writes the run's HTML report")
     force_publish: bool = Field(default=False, description="publish even when the health gate would hold the run")
+    _declaration: Dataset = PrivateAttr()
+    _rules: tuple[Rule, ...] = PrivateAttr(default=())
     @classmethod
     def settings_customise_sources(
         cls,
@@ -128,18 +146,6 @@ class Settings(BaseSettings):
     def _split_features(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("features")
-    @classmethod
-    def _known_features(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one feature is needed")
-        unknown = [name for name in value if name not in FEATURE_COLUMNS]
-        if unknown:
-            raise ValueError(f"unknown feature {unknown[0]!r}; choose from {', '.join(FEATURE_COLUMNS)}")
-        if len(set(value)) != len(value):
-            raise ValueError("a feature is listed twice")
         return value
 
     @field_validator("database_url")
@@ -171,11 +177,49 @@ class Settings(BaseSettings):
             raise ValueError(f"invalid cron expression {value!r}: {error}") from error
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _qualified_name(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?", value):
+            raise ValueError(f"source {value!r} is not a table name such as crm.customer_features")
+        return value
+
     @model_validator(mode="after")
-    def _consistent_k(self) -> Settings:
+    def _consistent(self) -> Settings:
         if self.k_min > self.k_max:
             raise ValueError(f"k_min ({self.k_min}) is larger than k_max ({self.k_max})")
+        declaration = parse_dataset(self.dataset)
+        rules = parse_rules(self.recommendations)
+        check_rules(declaration, rules)
+        names = declaration.names
+        for header, target in self.column_map.items():
+            if target != "customer_id" and target not in names:
+                raise ValueError(
+                    f"column_map: {header!r} maps to {target!r}, which is neither customer_id nor a declared column"
+                    f" ({', '.join(names)})"
+                )
+        if not self.features:
+            self.features = list(declaration.default_features or names)
+        unknown = [name for name in self.features if name not in names]
+        if unknown:
+            raise ValueError(f"features: {unknown[0]!r} is not a declared column; declared: {', '.join(names)}")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError("features: a feature is listed twice")
+        self._declaration = declaration
+        self._rules = rules + declaration.rules
         return self
+
+    @property
+    def declaration(self) -> Dataset:
+        """The parsed data-set declaration (the mall's when none is configured)."""
+        return self._declaration
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Recommendation rules: the user's first, then the declaration's own."""
+        return self._rules
 
     @property
     def pgdata_dir(self) -> Path:
