@@ -99,7 +99,7 @@ CsvOption = Annotated[
 ]
 FeaturesOption = Annotated[
     Optional[str],
-    typer.Option("--features", help="comma-separated: annual_income_k, spending_score, age, gender"),
+    typer.Option("--features", help="comma-separated declared column names (mall default: annual_income_k,spending_score)"),
 ]
 KOption = Annotated[Optional[int], typer.Option("--k", help="fix the number of segments instead of choosing it")]
 ExportModeOption = Annotated[
@@ -131,9 +131,26 @@ def run(
         try:
             outcome = run_with_retries(engine, settings, csv)
         except RunHeld as held:
-            _print_outcome(held.outcome)
+            if held.outcome is not None:
+                _print_outcome(held.outcome)
             raise
     _print_outcome(outcome)
+
+
+def _numeric_feature_means(outcome):
+    """Segment x "avg <label> (<unit>)" for the run's numeric clustering features (at most four)."""
+    import pandas as pd
+
+    rows = outcome.result.feature_rows
+    picked = rows[rows["is_clustering_feature"] & rows["category"].isna()]
+    names = list(dict.fromkeys(picked["feature"]))[:4]
+    table = pd.DataFrame(index=outcome.profiles["segment_id"])
+    for name in names:
+        sub = picked[picked["feature"] == name]
+        unit = sub["unit"].iloc[0]
+        header = f"avg {sub['label'].iloc[0]}" + (f" ({unit})" if unit else "")
+        table[header] = sub.set_index("segment_id")["mean"]
+    return table
 
 
 def _print_outcome(outcome) -> None:
@@ -145,7 +162,8 @@ def _print_outcome(outcome) -> None:
     )
     console.print(outcome.rationale)
     table = Table(title="Segments" + (" (segmentation.current_segment_profiles)" if outcome.status == "published" else " (held, not published)"))
-    for header in ("id", "name", "customers", "share", "avg income k$", "avg spending", "what sets it apart"):
+    numeric = _numeric_feature_means(outcome)
+    for header in ("id", "name", "customers", "share", *numeric.columns, "what sets it apart"):
         table.add_column(header, overflow="fold")
     for row in outcome.profiles.itertuples():
         table.add_row(
@@ -153,8 +171,7 @@ def _print_outcome(outcome) -> None:
             row.segment_name,
             str(row.customer_count),
             f"{row.customer_share:.1%}",
-            "-" if row.avg_annual_income_k is None else f"{row.avg_annual_income_k:.1f}",
-            "-" if row.avg_spending_score is None else f"{row.avg_spending_score:.1f}",
+            *("-" if value is None or value != value else f"{value:,.1f}" for value in numeric.loc[row.segment_id]),
             row.distinguishing_features,
         )
     console.print(table)
@@ -229,7 +246,7 @@ def runs(limit: Annotated[int, typer.Option("--limit", help="how many runs, newe
         with engine.connect() as connection:
             rows = recent_runs(connection, limit)
     table = Table(title="Runs (segmentation.run_history)")
-    for header in ("run", "status", "started", "published", "k", "silhouette", "customers", "error"):
+    for header in ("run", "status", "started", "published", "k", "silhouette", "customers", "features", "error"):
         table.add_column(header, overflow="fold")
     for row in rows:
         table.add_row(
@@ -240,6 +257,7 @@ def runs(limit: Annotated[int, typer.Option("--limit", help="how many runs, newe
             "" if row.k is None else str(row.k),
             "" if row.silhouette is None else f"{row.silhouette:.3f}",
             "" if row.n_customers is None else str(row.n_customers),
+            ", ".join(row.features or ()) + (f" (from {row.source_name})" if row.source_name else ""),
             row.error or "",
         )
     console.print(table)

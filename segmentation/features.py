@@ -1,90 +1,231 @@
-"""Feature matrices: from the customers table to the scaled numbers K-Means sees.
+"""Feature matrices: from the customers (or a `source` table) to the numbers K-Means sees.
 
-Grain: one row per active customer, ordered by customer id (so the input row order of any
-export never changes the result). Gender becomes `is_female` (1.0 / 0.0). Missing values
-are imputed with the column median and counted.
+Grain: one row per active customer, ordered by customer id (so the row order of an export
+never changes the result). Everything follows the declaration (`segmentation.dataset`):
+
+- number / whole: missing values imputed with the median (counted), `log` transform as
+  log(1 + x), then the `scaling` setting (standard by default);
+- boolean: 0/1, missing values imputed with the most common value (counted), then scaled
+  to unit variance like a number;
+- category: one indicator column per category, missing values as a category of their own
+  ("(missing)"); the indicators are centred and divided by sqrt(sum p(1 - p)), so that one
+  categorical feature carries the same total variance (weight) as one numeric feature,
+  whatever its number of categories.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
 import pandas as pd
+from psycopg import sql
 from sklearn.preprocessing import FunctionTransformer, RobustScaler, StandardScaler
 from sqlalchemy.engine import Connection
 
-CUSTOMER_COLUMNS = ("customer_id", "gender", "age", "annual_income_k", "spending_score")
+from segmentation.dataset import BOOLEAN_WORDS, Column, Dataset
+from segmentation.errors import SegmentationError
 
-#: Readable labels (with units) of each feature, for names, reports and logs.
-FEATURE_LABELS = {
-    "annual_income_k": "annual income (k$)",
-    "spending_score": "spending score (1-100)",
-    "age": "age (years)",
-    "gender": "female share",
-}
+MISSING_CATEGORY = "(missing)"
 
 
-def read_active_customers(connection: Connection) -> pd.DataFrame:
-    """All active customers (one row each, ordered by customer_id), read by COPY.
-
-    Columns: customer_id (int64), gender (object: Female, Male or None), age (float),
-    annual_income_k (float), spending_score (float); NaN where unknown.
-    """
+def _copy_out(connection: Connection, statement: sql.Composable) -> io.BytesIO:
     buffer = io.BytesIO()
     raw = connection.connection.driver_connection
-    with raw.cursor() as cursor:
-        with cursor.copy(
-            "copy (select customer_id, gender, age, annual_income_k, spending_score"
-            " from segmentation.customers where is_active order by customer_id)"
-            " to stdout with (format csv)"
-        ) as copy:
-            for block in copy:
-                buffer.write(block)
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for block in copy:
+            buffer.write(block)
     buffer.seek(0)
+    return buffer
+
+
+def _frame_from_csv(buffer: io.BytesIO, dataset: Dataset) -> pd.DataFrame:
+    """customer_id plus each declared column as text (None where NULL), from COPY's CSV."""
+    names = ["customer_id", *dataset.names]
     if buffer.getbuffer().nbytes == 0:
-        return pd.DataFrame(
-            {
-                "customer_id": pd.Series(dtype="int64"),
-                "gender": pd.Series(dtype="object"),
-                "age": pd.Series(dtype="float64"),
-                "annual_income_k": pd.Series(dtype="float64"),
-                "spending_score": pd.Series(dtype="float64"),
-            }
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
+    frame = pd.read_csv(
+        buffer, header=None, names=names, dtype=str, keep_default_na=False, na_values=[""], quotechar='"'
+    )
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def read_active_customers(connection: Connection, dataset: Dataset, dataset_id: int) -> pd.DataFrame:
+    """Active customers imported under the declaration `dataset_id`, by COPY, in id order.
+
+    Columns: customer_id (str) and each declared column as validated text (None where
+    unknown); `typed_values` turns them into numbers and categories.
+    """
+    attributes = [
+        sql.SQL("attributes[{}]").format(sql.Literal(position)) for position in range(1, len(dataset.columns) + 1)
+    ]
+    statement = sql.SQL(
+        "copy (select customer_id, {} from segmentation.customers where is_active and dataset_id = {}"
+        " order by customer_id) to stdout with (format csv)"
+    ).format(sql.SQL(", ").join(attributes), sql.Literal(dataset_id))
+    return _frame_from_csv(_copy_out(connection, statement), dataset)
+
+
+def read_source(connection: Connection, source: str, dataset: Dataset) -> pd.DataFrame:
+    """Every row of the existing table or view `source` (one row per customer), by COPY.
+
+    The declared columns are read by their `from` name. A missing table or column, a NULL
+    or repeated id, or a value that breaks its column's rules is one SegmentationError
+    before any fit. Returns the same shape as `read_active_customers`.
+    """
+    schema, _, table = source.rpartition(".")
+    exists = connection.exec_driver_sql("select to_regclass(%s) is not null", (source,)).scalar()
+    if not exists:
+        raise SegmentationError(f"source {source}: no such table or view (or no permission to see it)")
+    present = {
+        row[0]
+        for row in connection.exec_driver_sql(
+            "select attname from pg_attribute where attrelid = to_regclass(%s) and attnum > 0 and not attisdropped",
+            (source,),
         )
-    return pd.read_csv(
-        buffer,
-        header=None,
-        names=list(CUSTOMER_COLUMNS),
-        dtype={"customer_id": "int64", "gender": "object", "age": "float64",
-               "annual_income_k": "float64", "spending_score": "float64"},
-        keep_default_na=False,
-        na_values={"gender": [""], "age": [""], "annual_income_k": [""], "spending_score": [""]},
+    }
+    by_lower = {name.lower(): name for name in present}
+    wanted = [dataset.id_column, *(column.source for column in dataset.columns)]
+    missing = [name for name in wanted if name not in present and name.lower() not in by_lower]
+    if missing:
+        raise SegmentationError(
+            f"source {source}: no column {', '.join(repr(name) for name in missing)};"
+            f" it has {', '.join(sorted(present)[:20])}"
+        )
+    resolved = [name if name in present else by_lower[name.lower()] for name in wanted]
+    table_name = sql.Identifier(*( [schema, table] if schema else [table]))
+    statement = sql.SQL("copy (select {} from {}) to stdout with (format csv)").format(
+        sql.SQL(", ").join(sql.SQL("cast({} as text)").format(sql.Identifier(name)) for name in resolved), table_name
+    )
+    frame = _frame_from_csv(_copy_out(connection, statement), dataset)
+    ids = frame["customer_id"]
+    if ids.isna().any():
+        raise SegmentationError(f"source {source}: {int(ids.isna().sum())} row(s) have a NULL {dataset.id_column}")
+    if dataset.id_type == "whole":
+        if not ids.str.fullmatch(r"[0-9]{1,18}").all():
+            bad = ids[~ids.str.fullmatch(r"[0-9]{1,18}")].iloc[0]
+            raise SegmentationError(f"source {source}: {dataset.id_column} {bad[:40]!r} is not a whole number (id_type = whole)")
+        frame["customer_id"] = ids.map(lambda value: str(int(value)))
+    repeated = frame["customer_id"].duplicated(keep=False)
+    if repeated.any():
+        raise SegmentationError(
+            f"source {source}: {dataset.id_column} {frame.loc[repeated, 'customer_id'].iloc[0]!r} appears"
+            f" {int((frame['customer_id'] == frame.loc[repeated, 'customer_id'].iloc[0]).sum())} times;"
+            " expected one row per customer"
+        )
+    for column in dataset.columns:
+        frame[column.name] = _normalise_source_column(frame[column.name], column, source)
+    return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def _normalise_source_column(values: pd.Series, column: Column, source: str) -> pd.Series:
+    """The stored text form of a source column's values; SegmentationError on the first bad one."""
+    where = f"source {source}: column {column.source}"
+    if column.type == "boolean":
+        mapped = values.map(lambda value: None if value is None else BOOLEAN_WORDS.get(value.strip().lower()))
+        bad = values.notna() & mapped.isna()
+        if bad.any():
+            raise SegmentationError(f"{where}: {values[bad].iloc[0][:40]!r} is not a boolean (type = boolean)")
+        return mapped.map(lambda value: None if value is None else ("true" if value else "false"))
+    if column.type == "category":
+        canonical = values.map(lambda value: None if value is None or not value.strip() else column.canonical_value(value.strip()))
+        bad = values.notna() & values.map(lambda value: bool(value and value.strip())) & canonical.isna()
+        if bad.any():
+            raise SegmentationError(
+                f"{where}: {values[bad].iloc[0][:40]!r} is not one of {', '.join(column.values or ())}"
+            )
+        return canonical
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = values.notna() & numbers.isna()
+    if bad.any():
+        raise SegmentationError(f"{where}: {values[bad].iloc[0][:40]!r} is not a number (type = {column.type})")
+    if column.type == "whole" and not (numbers.dropna() % 1 == 0).all():
+        raise SegmentationError(f"{where}: holds fractions; declare it type = \"number\"")
+    for limit, test, word in ((column.minimum, numbers < (column.minimum or 0), "below its minimum"),
+                              (column.maximum, numbers > (column.maximum or 0), "above its maximum")):
+        if limit is not None and test.any():
+            raise SegmentationError(f"{where}: {values[test].iloc[0]} is {word} {limit:g}")
+    return values
+
+
+def typed_values(frame: pd.DataFrame, column: Column) -> pd.Series:
+    """A declared column in usable form: floats for numbers, 1.0/0.0 for booleans, text for categories."""
+    values = frame[column.name]
+    if column.is_numeric:
+        return pd.to_numeric(values, errors="coerce").astype(float)
+    if column.type == "boolean":
+        return values.map({"true": 1.0, "false": 0.0}).astype(float)
+    return values
+
+
+@dataclasses.dataclass
+class Encoded:
+    """The feature matrix of one run.
+
+    `matrix`: rows x encoded columns, scaled (what K-Means sees). `unscaled`: the same
+    columns before scaling (after imputation and log), used for centroids and spreads.
+    `columns`: encoded column names ("income", "region=West"). `n_imputed`: missing values
+    filled per feature.
+    """
+
+    matrix: np.ndarray
+    unscaled: pd.DataFrame
+    columns: list[str]
+    n_imputed: dict[str, int]
+
+
+def encode(frame: pd.DataFrame, dataset: Dataset, features: list[str], scaling: str) -> Encoded:
+    """Build the feature matrix of `features` (declared names) from a customers frame."""
+    numeric_parts, other_parts, n_imputed = {}, [], {}
+    for name in features:
+        column = dataset.column(name)
+        values = typed_values(frame, column)
+        if column.type == "category":
+            filled = values.fillna(MISSING_CATEGORY)
+            n_imputed[name] = 0
+            indicators = pd.get_dummies(filled, prefix=name, prefix_sep="=", dtype=float)
+            indicators = indicators.reindex(sorted(indicators.columns), axis=1)
+            other_parts.append(_weighted(indicators, scaling))
+            continue
+        missing = int(values.isna().sum())
+        n_imputed[name] = missing
+        if column.type == "boolean":
+            mode = values.mode()
+            filled = values.fillna(float(mode.iloc[0]) if len(mode) else 0.0)
+            other_parts.append(_weighted(filled.to_frame(name), scaling))
+            continue
+        median = values.median()
+        filled = values.fillna(0.0 if np.isnan(median) else median)
+        if column.transform == "log":
+            filled = np.log1p(filled.clip(lower=0))
+        numeric_parts[name] = filled
+    pieces = []
+    if numeric_parts:
+        numeric = pd.DataFrame(numeric_parts, index=frame.index)
+        scaled = make_scaler(scaling).fit_transform(numeric.to_numpy())
+        pieces.append((numeric, pd.DataFrame(np.asarray(scaled, dtype=np.float64), index=frame.index, columns=numeric.columns)))
+    pieces.extend(other_parts)
+    unscaled = pd.concat([piece[0] for piece in pieces], axis=1)
+    scaled = pd.concat([piece[1] for piece in pieces], axis=1)
+    # keep the order of `features`, each feature's encoded columns together
+    order = [column for name in features for column in scaled.columns if column == name or column.startswith(f"{name}=")]
+    return Encoded(
+        matrix=scaled[order].to_numpy(dtype=np.float64),
+        unscaled=unscaled[order],
+        columns=order,
+        n_imputed=n_imputed,
     )
 
 
-def feature_frame(customers: pd.DataFrame, features: list[str]) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Numeric feature columns in original units, NaN imputed by the median.
-
-    Returns the frame (same index as `customers`, one column per feature) and the number
-    of values imputed per feature.
-    """
-    columns = {}
-    for name in features:
-        if name == "gender":
-            gender = customers["gender"]
-            columns[name] = np.where(gender.isna(), np.nan, (gender == "Female").astype(float))
-        else:
-            columns[name] = customers[name].astype(float).to_numpy()
-    frame = pd.DataFrame(columns, index=customers.index)
-    imputed = {}
-    for name in features:
-        missing = int(frame[name].isna().sum())
-        imputed[name] = missing
-        if missing:
-            median = frame[name].median()
-            frame[name] = frame[name].fillna(0.0 if np.isnan(median) else median)
-    return frame, imputed
+def _weighted(indicators: pd.DataFrame, scaling: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Centre 0/1 columns and divide by sqrt(sum p(1 - p)): the feature's total variance is 1."""
+    if scaling == "none":
+        return indicators, indicators
+    shares = indicators.mean()
+    total_variance = float((shares * (1 - shares)).sum())
+    divisor = np.sqrt(total_variance) if total_variance > 0 else 1.0
+    return indicators, (indicators - shares) / divisor
 
 
 def make_scaler(method: str):

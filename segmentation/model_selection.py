@@ -70,7 +70,8 @@ def evaluate_candidates(
         model = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(scaled)
         labels = model.labels_
         distinct = len(np.unique(labels))
-        row = {"k": k, "inertia": float(model.inertia_)}
+        row = {"k": k, "inertia": float(model.inertia_),
+               "smallest_segment_share": float(np.bincount(labels, minlength=k).min() / len(labels))}
         if distinct > 1:
             row["silhouette"] = float(
                 silhouette_score(scaled[silhouette_rows_index], labels[silhouette_rows_index])
@@ -152,12 +153,32 @@ def count_votes(table: pd.DataFrame) -> list[int]:
     return [sum(1 for choice in choices.values() if choice == k) for k in table["k"]]
 
 
-def choose_k(table: pd.DataFrame, min_stability: float = MIN_STABILITY) -> tuple[int, str]:
-    """Apply the module's rule to an `evaluate_candidates` table; return (k, rationale)."""
+def choose_k(table: pd.DataFrame, min_stability: float = MIN_STABILITY, min_segment_share: float = 0.0) -> tuple[int, str]:
+    """Apply the module's rule to an `evaluate_candidates` table; return (k, rationale).
+
+    A candidate whose smallest segment holds less than `min_segment_share` of the customers
+    cannot be chosen, unless no candidate qualifies (the rationale says so either way).
+    """
     choices = criterion_choices(table)
     scored = table.assign(votes=count_votes(table)).dropna(subset=["silhouette"])
     if scored.empty:
         raise ValueError("no candidate k produced more than one segment")
+    size_note = ""
+    if min_segment_share > 0 and "smallest_segment_share" in scored:
+        large_enough = scored[scored["smallest_segment_share"] >= min_segment_share]
+        excluded = sorted(int(k) for k in scored.loc[scored["smallest_segment_share"] < min_segment_share, "k"])
+        if large_enough.empty:
+            size_note = (
+                f" Every candidate has a segment smaller than {min_segment_share:.1%} of customers"
+                " (min_segment_share); all were considered."
+            )
+        else:
+            scored = large_enough
+            if excluded:
+                size_note = (
+                    f" Not eligible (a segment under {min_segment_share:.1%} of customers, min_segment_share):"
+                    f" k = {', '.join(map(str, excluded))}."
+                )
     stable = scored
     stability_note = ""
     if scored["stability_ari"].notna().any():
@@ -186,7 +207,7 @@ def choose_k(table: pd.DataFrame, min_stability: float = MIN_STABILITY) -> tuple
     text = "; ".join(parts) + "."
     if other:
         text += " Other criteria preferred: " + ", ".join(other) + "."
-    return chosen, text + stability_note
+    return chosen, text + stability_note + size_note
 
 
 _LABELS = {

@@ -15,15 +15,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sklearn.exceptions import ConvergenceWarning
 from sqlalchemy.engine import Engine
 
 from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish
-from segmentation.errors import Cancelled, DatabaseUnavailable, NothingToSegment, RunHeld
+from segmentation.errors import Cancelled, ConfigurationError, DatabaseUnavailable, NothingToSegment, RunHeld
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class Segmentation:
     n_imputed: dict[str, int]
     evaluations: pd.DataFrame
     profiles: pd.DataFrame
+    feature_rows: pd.DataFrame
     assignments: pd.DataFrame
     size_psi: float | None
     max_centroid_shift: float | None
@@ -83,62 +86,82 @@ class RunOutcome:
 def segment(
     customers: pd.DataFrame, settings: Settings, previous: publish.PreviousRun | None, next_free_id: int
 ) -> Segmentation:
-    """Pure middle of the run: choose k, fit, assign, profile, compare with `previous`. No I/O."""
+    """Pure middle of the run: choose k, fit, assign, profile, compare with `previous`. No I/O.
+
+    `customers` has customer_id and each declared column as validated text (see
+    `features.read_active_customers`).
+    """
+    dataset = settings.declaration
     n_rows = len(customers)
     if n_rows < max(settings.k_min, 2) + 1:
         raise NothingToSegment(
             f"only {n_rows} active customers; at least {max(settings.k_min, 2) + 1} are needed to fit segments"
         )
-    feature_values, n_imputed = features.feature_frame(customers, settings.features)
-    for name, count in n_imputed.items():
+    if settings.k is not None and settings.k >= n_rows:
+        raise NothingToSegment(f"k = {settings.k} segments asked for, but there are only {n_rows} customers")
+    encoded = features.encode(customers, dataset, settings.features, settings.scaling)
+    for name, count in encoded.n_imputed.items():
         if count:
-            log.info("imputed %d missing %s values with the median", count, name)
-    scaler = features.make_scaler(settings.scaling)
-    scaled = np.asarray(scaler.fit_transform(feature_values.to_numpy()), dtype=np.float64)
+            log.info("imputed %d missing %s values", count, name)
+    scaled = encoded.matrix
 
     sample = model_selection.seeded_sample(scaled, settings.selection_sample_size, settings.random_state)
     k_max = min(settings.k_max, len(sample) - 1)
     k_values = range(settings.k_min, k_max + 1) if settings.k is None else range(settings.k, settings.k + 1)
     started = time.monotonic()
-    evaluations = model_selection.evaluate_candidates(
-        sample,
-        k_values,
-        random_state=settings.random_state,
-        n_init=settings.n_init,
-        gap_references=settings.gap_references,
-        stability_resamples=settings.stability_resamples,
-        silhouette_rows=settings.silhouette_rows,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        evaluations = model_selection.evaluate_candidates(
+            sample,
+            k_values,
+            random_state=settings.random_state,
+            n_init=settings.n_init,
+            gap_references=settings.gap_references,
+            stability_resamples=settings.stability_resamples,
+            silhouette_rows=settings.silhouette_rows,
+        )
+        if any(issubclass(item.category, ConvergenceWarning) for item in caught):
+            log.warning(
+                "K-Means found fewer distinct groups than asked for some k: the features have few distinct"
+                " values (%s); such k cannot be chosen", ", ".join(settings.features)
+            )
     log.info("evaluated k in %s on %d rows in %.1f s", list(k_values), len(sample), time.monotonic() - started)
     if settings.k is None:
-        k, rationale = model_selection.choose_k(evaluations, settings.min_stability)
+        k, rationale = model_selection.choose_k(evaluations, settings.min_stability, settings.min_segment_share)
         k_selection = "automatic"
     else:
         k = settings.k
         rationale = f"k = {k}: fixed by the k setting."
         k_selection = "fixed"
 
-    model = clustering.fit_kmeans(scaled, k, random_state=settings.random_state, n_init=settings.n_init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = clustering.fit_kmeans(scaled, k, random_state=settings.random_state, n_init=settings.n_init)
     labels = model.labels_
     sizes = np.bincount(labels, minlength=k)
-    centroids = feature_values.groupby(labels).mean().reindex(range(k)).to_numpy()
-    spread = feature_values.std(ddof=0).to_numpy()
-    ids_by_label = clustering.stable_segment_ids(
-        centroids, sizes, spread, previous.centroids if previous else None, next_free_id
+    centroids = encoded.unscaled.groupby(labels).mean().reindex(range(k)).to_numpy()
+    spread = encoded.unscaled.std(ddof=0).to_numpy()
+    previous_centroids = (
+        {segment_id: np.array([centre.get(name, 0.0) for name in encoded.columns]) for segment_id, centre in previous.centroids.items()}
+        if previous
+        else None
     )
+    ids_by_label = clustering.stable_segment_ids(centroids, sizes, spread, previous_centroids, next_free_id)
     assignment = clustering.assign(model, scaled, ids_by_label)
     silhouette = evaluations.set_index("k").loc[k, "silhouette"]
     silhouette = None if pd.isna(silhouette) else float(silhouette)
 
-    profiles = profiling.profile_segments(customers, feature_values, assignment.segment_ids)
+    profiles, feature_rows = profiling.profile_segments(
+        customers, dataset, settings.features, encoded.unscaled, assignment.segment_ids, settings.rules
+    )
     size_psi = max_shift = None
     if previous is not None:
         profiles = profiling.keep_previous_names(profiles, previous.names)
         current_centroids = {
-            int(row.segment_id): np.array([row.centroid[name] for name in settings.features])
+            int(row.segment_id): np.array([row.centroid[name] for name in encoded.columns])
             for row in profiles.itertuples()
         }
-        shifts = drift.centroid_shifts(current_centroids, previous.centroids, spread)
+        shifts = drift.centroid_shifts(current_centroids, previous_centroids, spread)
         profiles["centroid_shift"] = [shifts[int(segment_id)] for segment_id in profiles["segment_id"]]
         profiles["previous_customer_count"] = [previous.sizes.get(int(segment_id)) for segment_id in profiles["segment_id"]]
         size_psi = drift.population_stability_index(
@@ -154,13 +177,10 @@ def segment(
             "customer_id": customers["customer_id"].to_numpy(),
             "segment_id": assignment.segment_ids,
             "distance_to_centroid": assignment.distances,
-            "gender": customers["gender"].to_numpy(),
-            "age": customers["age"].to_numpy(),
-            "annual_income_k": customers["annual_income_k"].to_numpy(),
-            "spending_score": customers["spending_score"].to_numpy(),
             "second_segment_id": assignment.second_ids,
             "margin_to_second": assignment.margins,
             "is_outlier": assignment.is_outlier,
+            "attributes": customers[dataset.names].to_numpy(dtype=object).tolist(),
         }
     )
     return Segmentation(
@@ -168,9 +188,10 @@ def segment(
         k_selection=k_selection,
         rationale=rationale,
         silhouette=silhouette,
-        n_imputed=n_imputed,
+        n_imputed=encoded.n_imputed,
         evaluations=evaluations,
         profiles=profiles,
+        feature_rows=feature_rows,
         assignments=assignments,
         size_psi=size_psi,
         max_centroid_shift=max_shift,
@@ -217,22 +238,39 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
         if abandoned_runs or abandoned_batches:
             log.warning("marked %d run(s) and %d import(s) whose process died as abandoned",
                         abandoned_runs, abandoned_batches)
+        dataset = settings.declaration
         with engine.begin() as connection:
             run_id = publish.start_run(
-                connection, settings.model_dump(mode="json", exclude={"database_url", "data_dir"}), None
+                connection, settings.model_dump(mode="json", exclude={"database_url", "data_dir"}), None, dataset,
+                settings.source,
             )
         log.info("run %d started", run_id)
         try:
             import_result = None
             if csv_path is not None:
+                if settings.source:
+                    raise ConfigurationError(
+                        f"--csv {csv_path} was given, but the source setting ({settings.source}) says to read a table instead"
+                    )
                 import_result = ingest.import_file(engine, csv_path, settings)
                 with engine.begin() as connection:
                     publish.link_batch(connection, run_id, import_result.batch_id)
                 log.info("run %d: import %s: %s", run_id, csv_path, import_result.summary())
+                hold_for_rejects(engine, settings, run_id, import_result)
             started = time.monotonic()
             with engine.begin() as connection:
-                customers = features.read_active_customers(connection)
-                previous, next_free_id = publish.previous_run(connection, settings.features)
+                if settings.source:
+                    customers = features.read_source(connection, settings.source, dataset)
+                else:
+                    dataset_id = ingest.ensure_dataset(connection, dataset)
+                    customers = features.read_active_customers(connection, dataset, dataset_id)
+                    other = publish.customers_of_other_declarations(connection, dataset_id)
+                    if other:
+                        log.warning(
+                            "run %d: %d active customer(s) were imported under another data-set declaration and are"
+                            " left out; import a file under this declaration to replace them", run_id, other,
+                        )
+                previous, next_free_id = publish.previous_run(connection, settings.features, dataset.fingerprint())
             log.info("run %d: read %d active customers (%.1f s)", run_id, len(customers), time.monotonic() - started)
             started = time.monotonic()
             result = segment(customers, settings, previous, next_free_id)
@@ -262,10 +300,13 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
                         "max_centroid_shift": result.max_centroid_shift,
                         "n_outliers": result.n_outliers,
                         "error": "; ".join(problems) if status == "held" else None,
+                        "reject_share": None if import_result is None else import_result_share(import_result),
                     },
                     evaluations=result.evaluations,
                     profiles=result.profiles,
+                    feature_rows=result.feature_rows,
                     assignments=result.assignments,
+                    dataset=dataset,
                 )
             log.info("run %d: %s %d customers (%.1f s)", run_id, status, len(result.assignments), time.monotonic() - started)
         except BaseException as error:
@@ -293,6 +334,29 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
             outcome,
         )
     return outcome
+
+
+def import_result_share(result: ingest.ImportResult) -> float:
+    """Rejected lines as a share of the lines read (0 for an empty file)."""
+    return result.rows_rejected / result.rows_read if result.rows_read else 0.0
+
+
+def hold_for_rejects(engine: Engine, settings: Settings, run_id: int, result: ingest.ImportResult) -> None:
+    """Hold the run (stored, not published) when the import rejected too many lines."""
+    share = import_result_share(result)
+    if share <= settings.max_reject_share:
+        return
+    reasons = getattr(result, "top_reasons", None) or []
+    common = "; ".join(f"{reason} ({count})" for reason, count in reasons[:3])
+    message = (
+        f"run {run_id} held, not published: the import rejected {result.rows_rejected} of {result.rows_read} lines"
+        f" ({share:.1%}, above max_reject_share {settings.max_reject_share:.1%})"
+        + (f"; most common: {common}" if common else "")
+        + f". See segmentation.import_rejects where batch_id = {result.batch_id}; the previous run stays current"
+    )
+    with engine.begin() as connection:
+        publish.end_run(connection, run_id, "held", message)
+    raise RunHeld(message, None)
 
 
 def write_run_report(engine: Engine, settings: Settings, run_id: int) -> Path | None:

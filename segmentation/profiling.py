@@ -1,8 +1,17 @@
-"""Segment profiles in original units, with readable names and marketing recommendations.
+"""Segment profiles for any declared data set, with names and recommendations.
 
-Grain: one row per segment. A feature's level in a segment is its mean compared with the
-mean over all customers, in standard deviations of all customers (z): below -0.5 is low,
-above +0.5 is high, in between average. Names and recommendations follow from the levels.
+Two grains:
+- `features` (long): one row per segment x declared column (x category): mean in original
+  units (share 0..1 for a category or a boolean), median, index against all customers
+  (100 = average), z score and level;
+- `profiles` (wide): one row per segment: size, share, name, recommendation, what sets it
+  apart in words, and its centroid (encoded feature -> mean before scaling).
+
+A feature's level in a segment is its mean compared with the mean of all customers, in
+standard deviations of all customers (z, on the transformed scale for `log` columns; for a
+category, the category's share against its overall share): below -0.5 low, above +0.5
+high, else average. Names and recommendations follow from the levels of the clustering
+features only, so they never speak of a feature the run did not use.
 """
 
 from __future__ import annotations
@@ -10,42 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from segmentation.dataset import Column, Dataset, Rule
+from segmentation.features import MISSING_CATEGORY, typed_values
+
 LOW, AVERAGE, HIGH = "low", "average", "high"
 LEVEL_THRESHOLD = 0.5
-
-_LEVEL_WORDS = {
-    "annual_income_k": {LOW: "low income", AVERAGE: "average income", HIGH: "high income"},
-    "spending_score": {LOW: "low spending", AVERAGE: "average spending", HIGH: "high spending"},
-    "age": {LOW: "younger", AVERAGE: "middle-aged", HIGH: "older"},
-    "gender": {LOW: "mostly male", AVERAGE: "mixed gender", HIGH: "mostly female"},
-}
-
-_BY_INCOME_AND_SPENDING = {
-    (HIGH, HIGH): "Premium offers: VIP and loyalty programme, new premium lines, early access; protect their loyalty.",
-    (HIGH, AVERAGE): "Upsell: premium upgrades and bundles to lift spending towards their means.",
-    (HIGH, LOW): "Win them over: personalised high-value offers and quality-led messaging to unlock untapped spending power.",
-    (AVERAGE, HIGH): "Loyalty rewards and cross-selling of complementary products.",
-    (AVERAGE, AVERAGE): "Standard campaigns: seasonal promotions and newsletters; test offers that move them up.",
-    (AVERAGE, LOW): "Activation: targeted promotions and reminders to raise visit frequency.",
-    (LOW, HIGH): "Value loyalty: reward points, bundles and flash sales on favourite items; avoid pushing credit.",
-    (LOW, AVERAGE): "Value campaigns: everyday low prices, bundles and budget lines.",
-    (LOW, LOW): "Budget/value campaigns: discounts, coupons and value packs at low contact cost.",
-}
-_BY_SPENDING = {
-    HIGH: "Loyalty and retention: rewards, exclusive offers and early access.",
-    AVERAGE: "Standard campaigns: seasonal promotions; test offers that raise spending.",
-    LOW: "Activation: discounts and reminders to bring them back.",
-}
-_BY_INCOME = {
-    HIGH: "Premium offers: higher-end lines and personal service.",
-    AVERAGE: "Mid-range offers and seasonal promotions.",
-    LOW: "Budget/value campaigns: discounts and value packs.",
-}
-_BY_AGE = {
-    LOW: " Reach them through social media and mobile channels.",
-    AVERAGE: "",
-    HIGH: " Reach them through email, catalogue and in-store events.",
-}
+#: At most this many features make a segment's name.
+NAME_FEATURES = 3
 
 
 def level(z_score: float) -> str:
@@ -57,125 +37,230 @@ def level(z_score: float) -> str:
     return AVERAGE
 
 
-def segment_name(levels: dict[str, str]) -> str:
-    """E.g. {"annual_income_k": "high", "spending_score": "high"} -> "High income, high spending"."""
-    order = ["annual_income_k", "spending_score", "age", "gender"]
-    words = [_LEVEL_WORDS[feature][levels[feature]] for feature in order if feature in levels]
-    text = ", ".join(words)
-    return text[:1].upper() + text[1:]
-
-
-def recommendation(levels: dict[str, str]) -> str:
-    """A marketing action that follows from the segment's levels, for any feature set."""
-    income, spending = levels.get("annual_income_k"), levels.get("spending_score")
-    if income and spending:
-        text = _BY_INCOME_AND_SPENDING[(income, spending)]
-    elif spending:
-        text = _BY_SPENDING[spending]
-    elif income:
-        text = _BY_INCOME[income]
-    else:
-        text = "Tailor products and messages to this group."
-    if "age" in levels:
-        text += _BY_AGE[levels["age"]]
-    if levels.get("gender") in (LOW, HIGH):
-        text += " Choose products and creative for a " + ("mostly female" if levels["gender"] == HIGH else "mostly male") + " audience."
-    return text
-
-
-def profile_segments(customers: pd.DataFrame, features: pd.DataFrame, segment_ids: np.ndarray) -> pd.DataFrame:
-    """One row per segment id (ascending), all in original units.
-
-    `customers` has age, annual_income_k, spending_score and gender per customer (original
-    units, NaN where unknown); `features` holds the imputed clustering features. Returns
-    customer_count, customer_share, avg_/median_ of age, income and spending, female_share,
-    the index of age, income, spending and female share against the overall mean
-    (100 = average), one `z_<feature>` and `level_<feature>` per clustering feature,
-    distinguishing_features (words), segment_name, recommendation and centroid
-    (feature -> mean in original units).
-    """
-    frame = customers[["age", "annual_income_k", "spending_score"]].astype(float).copy()
-    known_gender = customers["gender"].notna()
-    frame["is_female"] = np.where(known_gender, (customers["gender"] == "Female").astype(float), np.nan)
-    frame["segment_id"] = segment_ids
-    overall_attribute_mean = frame[["age", "annual_income_k", "spending_score", "is_female"]].mean()
-    overall_mean = features.mean()
-    overall_std = features.std(ddof=0).replace(0, 1.0)
-    feature_means = features.assign(segment_id=segment_ids).groupby("segment_id").mean()
-    grouped = frame.groupby("segment_id")
-    total = len(frame)
+def _statistics(values: pd.Series, segment_ids: np.ndarray, column: Column) -> list[dict]:
+    """Long rows for one declared column: per segment and (for categories) per category."""
     rows = []
-    for segment_id, members in grouped:
-        row = {
-            "segment_id": int(segment_id),
-            "customer_count": int(len(members)),
-            "customer_share": len(members) / total,
-            "female_share": _mean_or_none(members["is_female"]),
-        }
-        for column in ("age", "annual_income_k", "spending_score"):
-            row[f"avg_{column}"] = _mean_or_none(members[column])
-            row[f"median_{column}"] = _median_or_none(members[column])
-        for column, index_name in _INDEXES.items():
-            value, overall = members[column].mean(), overall_attribute_mean[column]
-            row[index_name] = None if pd.isna(value) or not overall else float(100 * value / overall)
-        levels = {}
-        centroid = {}
-        for feature in features.columns:
-            mean = float(feature_means.loc[segment_id, feature])
-            z_score = (mean - overall_mean[feature]) / overall_std[feature]
-            row[f"z_{feature}"] = float(z_score)
-            levels[feature] = level(z_score)
-            row[f"level_{feature}"] = levels[feature]
-            centroid[feature] = mean
-        row["distinguishing_features"] = distinguishing_features(
-            {feature: row[f"z_{feature}"] for feature in features.columns},
-            {feature: (centroid[feature], float(overall_mean[feature])) for feature in features.columns},
-        )
-        row["segment_name"] = segment_name(levels)
-        row["recommendation"] = recommendation(levels)
-        row["centroid"] = centroid
-        rows.append(row)
-    table = pd.DataFrame(rows).sort_values("segment_id").reset_index(drop=True)
-    table["segment_name"] = _unique_names(table)
+    frame = pd.DataFrame({"value": values.to_numpy(), "segment_id": segment_ids})
+    if column.is_numeric:
+        scale_values = np.log1p(frame["value"].clip(lower=0)) if column.transform == "log" else frame["value"]
+        overall_mean, overall_scaled = frame["value"].mean(), scale_values.mean()
+        overall_sd = scale_values.std(ddof=0)
+        grouped = frame.assign(scaled=scale_values).groupby("segment_id")
+        for segment_id, members in grouped:
+            mean = members["value"].mean()
+            z_score = 0.0 if not overall_sd or pd.isna(overall_sd) else (members["scaled"].mean() - overall_scaled) / overall_sd
+            rows.append({
+                "segment_id": int(segment_id), "category": None, "mean": _float(mean),
+                "median": _float(members["value"].median()),
+                "index_value": None if pd.isna(mean) or not overall_mean else float(100 * mean / overall_mean),
+                "z_score": _float(z_score), "level": None if pd.isna(z_score) else level(z_score),
+                "overall_mean": _float(overall_mean),
+            })
+        return rows
+    if column.type == "boolean":
+        categories = ["true"]
+        indicator = {"true": frame["value"] == 1.0}
+        known = frame["value"].notna()
+    else:
+        filled = frame["value"].fillna(MISSING_CATEGORY)
+        categories = list(column.values or ()) + sorted(set(filled) - set(column.values or ()))
+        indicator = {category: filled == category for category in categories}
+        known = pd.Series(True, index=frame.index)
+    for category in categories:
+        hit = indicator[category].astype(float).where(known)
+        overall = hit.mean()
+        spread = np.sqrt(overall * (1 - overall)) if not pd.isna(overall) else np.nan
+        for segment_id, members in hit.groupby(frame["segment_id"]):
+            share = members.mean()
+            z_score = 0.0 if not spread or pd.isna(spread) else (share - overall) / spread
+            rows.append({
+                "segment_id": int(segment_id), "category": category, "mean": _float(share), "median": None,
+                "index_value": None if pd.isna(share) or not overall else float(100 * share / overall),
+                "z_score": _float(z_score), "level": None if pd.isna(z_score) else level(z_score),
+                "overall_mean": _float(overall),
+            })
+    return rows
+
+
+def feature_statistics(customers: pd.DataFrame, dataset: Dataset, features: list[str], segment_ids: np.ndarray) -> pd.DataFrame:
+    """The long table: segment_id, position, feature, category, label, unit, is_clustering_feature,
+    mean, median, index_value, z_score, level, overall_mean (one row per segment x column x category)."""
+    rows = []
+    for column in dataset.columns:
+        for row in _statistics(typed_values(customers, column), segment_ids, column):
+            row.update(feature=column.name, label=column.label, unit=column.unit,
+                       is_clustering_feature=column.name in features)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.sort_values("segment_id", kind="stable").reset_index(drop=True)
+    table["position"] = table.groupby("segment_id").cumcount() + 1
     return table
 
 
-_INDEXES = {
-    "age": "age_index",
-    "annual_income_k": "annual_income_index",
-    "spending_score": "spending_score_index",
-    "is_female": "female_share_index",
-}
-_FEATURE_WORDS = {
-    "annual_income_k": "annual income",
-    "spending_score": "spending score",
-    "age": "age",
-    "gender": "female share",
-}
+def _strongest(column: Column, rows: pd.DataFrame) -> tuple[float, str, str]:
+    """(|z|, level, the category or "") of a column's row that sets the segment apart most."""
+    if column.type == "category":
+        # a category "rises" when its share is high; the strongest rising category names it
+        rising = rows[rows["z_score"] > 0]
+        pick = (rising if len(rising) else rows).sort_values("z_score", ascending=False).iloc[0]
+        level_name = pick["level"] if pick["level"] == HIGH else AVERAGE
+        return abs(float(pick["z_score"])), level_name, str(pick["category"])
+    row = rows.iloc[0]
+    return abs(float(row["z_score"] or 0.0)), row["level"] or AVERAGE, ""
 
 
-def distinguishing_features(z_scores: dict[str, float], means: dict[str, tuple[float, float]]) -> str:
-    """The features whose level is not average, strongest first, in words.
+def feature_word(column: Column, level_name: str, category: str) -> str:
+    """How a name says one feature: "high income", "younger", "mostly students", "mostly West"."""
+    if column.type == "category":
+        if level_name == HIGH and category != MISSING_CATEGORY:
+            shown = category.lower() if column.name == "gender" else category
+            return f"mostly {shown}"
+        return "mixed gender" if column.name == "gender" else f"mixed {column.label}"
+    if column.type == "boolean":
+        return {HIGH: f"mostly {column.label}", LOW: f"few {column.label}", AVERAGE: f"some {column.label}"}[level_name]
+    return column.level_word(level_name)
 
-    `z_scores` maps feature -> segment mean in overall standard deviations; `means` maps
-    feature -> (segment mean, overall mean) in original units.
-    """
-    apart = sorted(
-        (feature for feature, z in z_scores.items() if abs(z) > LEVEL_THRESHOLD),
-        key=lambda feature: -abs(z_scores[feature]),
-    )
-    if not apart:
-        return "close to the average on every feature"
+
+def _name_parts(dataset: Dataset, features: list[str], segment_rows: pd.DataFrame) -> list[tuple[float, str, str]]:
+    """(|z|, word, feature) per clustering feature, in the order of `features`."""
     parts = []
-    for feature in apart:
-        segment_mean, overall = means[feature]
-        if feature == "gender":
-            parts.append(f"{_FEATURE_WORDS[feature]} {segment_mean:.0%} against {overall:.0%} overall")
-        elif overall:
-            change = 100 * (segment_mean - overall) / abs(overall)
-            direction = "above" if change >= 0 else "below"
-            parts.append(f"{_FEATURE_WORDS[feature]} {abs(change):.0f}% {direction} average ({segment_mean:.1f} vs {overall:.1f})")
-    return "; ".join(parts)
+    for name in features:
+        column = dataset.column(name)
+        strength, level_name, category = _strongest(column, segment_rows[segment_rows["feature"] == name])
+        parts.append((strength, feature_word(column, level_name, category), name, level_name))
+    return parts
+
+
+def segment_name(parts: list[tuple], extra: int = 0) -> str:
+    """Up to three features (all when there are at most three, else the most distinct), capitalised."""
+    if len(parts) <= NAME_FEATURES + extra and extra == 0:
+        chosen = parts
+    else:
+        apart = sorted(
+            (part for part in parts if part[3] != AVERAGE), key=lambda part: -part[0]
+        )[: NAME_FEATURES + extra]
+        if not apart:
+            return "Close to average on every feature"
+        chosen = [part for part in parts if part in apart]
+    text = ", ".join(part[1] for part in chosen)
+    return text[:1].upper() + text[1:]
+
+
+def _matches(rule: Rule, dataset: Dataset, features: list[str], segment_rows: pd.DataFrame) -> bool:
+    for feature, wanted in rule.when:
+        if feature not in features:
+            return False  # never advice about a feature the run did not use
+        column = dataset.column(feature)
+        rows = segment_rows[segment_rows["feature"] == feature]
+        if column.type == "category":
+            category = column.canonical_value(wanted) or wanted
+            hit = rows[rows["category"] == category]
+            if hit.empty or hit.iloc[0]["level"] != HIGH:
+                return False
+        elif rows.empty or rows.iloc[0]["level"] != wanted:
+            return False
+    return True
+
+
+def recommendation(rules: tuple[Rule, ...], dataset: Dataset, features: list[str], segment_rows: pd.DataFrame, apart: str) -> str:
+    """First matching rule (then any matching `append` rules); else a sentence on what sets it apart."""
+    main = next((rule.text for rule in rules if not rule.append and _matches(rule, dataset, features, segment_rows)), None)
+    if main is None:
+        main = (
+            "No specific rule matches; it stands out by " + apart + ". Tailor offers and messages to that."
+            if apart != CLOSE_TO_AVERAGE
+            else "Close to the average customer: standard campaigns."
+        )
+    extras = [rule.text for rule in rules if rule.append and _matches(rule, dataset, features, segment_rows)]
+    return " ".join([main, *extras])
+
+
+CLOSE_TO_AVERAGE = "close to the average on every feature"
+
+
+def distinguishing_features(dataset: Dataset, features: list[str], segment_rows: pd.DataFrame) -> str:
+    """The clustering features whose level is not average, strongest first, in words."""
+    items = []
+    for name in features:
+        column = dataset.column(name)
+        for row in segment_rows[segment_rows["feature"] == name].itertuples():
+            if row.z_score is None or abs(row.z_score) <= LEVEL_THRESHOLD:
+                continue
+            if column.type == "category" and row.z_score < 0 and len(column.values or ()) > 2:
+                continue  # say which categories are over-represented, not every one that is not
+            items.append((abs(row.z_score), _describe_difference(column, row)))
+    if not items:
+        return CLOSE_TO_AVERAGE
+    items.sort(key=lambda item: -item[0])
+    return "; ".join(text for _, text in items)
+
+
+def _describe_difference(column: Column, row) -> str:
+    if column.type in ("category", "boolean"):
+        what = f"{column.label} {row.category}" if column.type == "category" else column.label
+        if column.name == "gender":
+            what = f"{row.category.lower()} share"
+            return f"{what} {row.mean:.0%} against {row.overall_mean:.0%} overall"
+        return f"{what} {row.mean:.0%} against {row.overall_mean:.0%} overall"
+    if not row.overall_mean:
+        return f"{column.label} {row.mean:.1f}"
+    change = 100 * (row.mean - row.overall_mean) / abs(row.overall_mean)
+    direction = "above" if change >= 0 else "below"
+    return f"{column.label} {abs(change):.0f}% {direction} average ({row.mean:.1f} vs {row.overall_mean:.1f})"
+
+
+def profile_segments(
+    customers: pd.DataFrame,
+    dataset: Dataset,
+    features: list[str],
+    encoded_unscaled: pd.DataFrame,
+    segment_ids: np.ndarray,
+    rules: tuple[Rule, ...] = (),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(profiles, features) for one run; see the module docstring for both grains."""
+    long = feature_statistics(customers, dataset, features, segment_ids)
+    centroids = encoded_unscaled.assign(segment_id=segment_ids).groupby("segment_id").mean()
+    counts = pd.Series(segment_ids).value_counts()
+    total = len(segment_ids)
+    rows, parts_by_segment = [], {}
+    for segment_id in sorted(counts.index):
+        segment_rows = long[long["segment_id"] == segment_id]
+        parts = _name_parts(dataset, features, segment_rows)
+        parts_by_segment[int(segment_id)] = parts
+        apart = distinguishing_features(dataset, features, segment_rows)
+        rows.append({
+            "segment_id": int(segment_id),
+            "customer_count": int(counts[segment_id]),
+            "customer_share": counts[segment_id] / total,
+            "segment_name": segment_name(parts),
+            "distinguishing_features": apart,
+            "recommendation": recommendation(rules, dataset, features, segment_rows, apart),
+            "centroid": {name: float(value) for name, value in centroids.loc[segment_id].items()},
+            "levels": {part[2]: part[3] for part in parts},
+        })
+    table = pd.DataFrame(rows)
+    table["segment_name"] = unique_names(table, parts_by_segment)
+    return table, long
+
+
+def unique_names(table: pd.DataFrame, parts_by_segment: dict[int, list] | None = None) -> list[str]:
+    """No two segments share a name: first name more features, then add a suffix (A, B, ... by size)."""
+    names = dict(zip(table["segment_id"], table["segment_name"]))
+    if parts_by_segment:
+        for extra in (1, 2):
+            clashing = {name for name in names.values() if list(names.values()).count(name) > 1}
+            for segment_id, name in names.items():
+                if name in clashing and len(parts_by_segment[segment_id]) > NAME_FEATURES:
+                    names[segment_id] = segment_name(parts_by_segment[segment_id], extra)
+    result = [names[segment_id] for segment_id in table["segment_id"]]
+    for name in set(result):
+        same = table[[value == name for value in result]].sort_values("customer_count", ascending=False, kind="stable")
+        if len(same) > 1:
+            for rank, index in enumerate(same.index):
+                result[index] = f"{name} ({chr(ord('A') + rank) if rank < 26 else rank + 1})"
+    return result
 
 
 def keep_previous_names(table: pd.DataFrame, previous_names: dict[int, str]) -> pd.DataFrame:
@@ -185,9 +270,7 @@ def keep_previous_names(table: pd.DataFrame, previous_names: dict[int, str]) -> 
     """
     table = table.copy()
     kept = {segment_id: previous_names[segment_id] for segment_id in table["segment_id"] if segment_id in previous_names}
-    names = []
-    for segment_id, name in zip(table["segment_id"], table["segment_name"]):
-        names.append(kept.get(segment_id, name))
+    names = [kept.get(segment_id, name) for segment_id, name in zip(table["segment_id"], table["segment_name"])]
     taken = set(kept.values())
     for position, (segment_id, name) in enumerate(zip(table["segment_id"], names)):
         if segment_id not in kept and name in taken:
@@ -197,23 +280,5 @@ def keep_previous_names(table: pd.DataFrame, previous_names: dict[int, str]) -> 
     return table
 
 
-def _unique_names(table: pd.DataFrame) -> list[str]:
-    """Segments with the same levels get a distinguishing suffix (A, B, ... by size)."""
-    names = table["segment_name"].tolist()
-    result = list(names)
-    for name in set(names):
-        same = table[table["segment_name"] == name].sort_values("customer_count", ascending=False)
-        if len(same) > 1:
-            for rank, index in enumerate(same.index):
-                result[index] = f"{name} ({chr(ord('A') + rank) if rank < 26 else rank + 1})"
-    return result
-
-
-def _mean_or_none(values: pd.Series) -> float | None:
-    value = values.mean()
-    return None if pd.isna(value) else float(value)
-
-
-def _median_or_none(values: pd.Series) -> float | None:
-    value = values.median()
-    return None if pd.isna(value) else float(value)
+def _float(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)

@@ -14,11 +14,17 @@ import json
 import os
 import socket
 
+import logging
+
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from segmentation import views
+from segmentation.dataset import MALL, Dataset
+
+log = logging.getLogger(__name__)
 
 
 PRUNE_LOCK_TIMEOUT = "2s"
@@ -31,19 +37,24 @@ def link_batch(connection: Connection, run_id: int, batch_id: int) -> None:
     )
 
 
-def start_run(connection: Connection, settings_json: dict, batch_id: int | None) -> int:
-    """Insert a `running` run row and return its run_id."""
+def start_run(
+    connection: Connection, settings_json: dict, batch_id: int | None, dataset: Dataset = MALL, source: str | None = None
+) -> int:
+    """Insert a `running` run row (with its declaration and features) and return its run_id."""
     return connection.execute(
         sa.text(
             """
             insert into segmentation.runs (batch_id, features, scaling, random_state, n_init, settings,
-                                           hostname, pid)
+                                           hostname, pid, dataset, dataset_fingerprint, source_name)
             values (:batch_id, :features, :scaling, :random_state, :n_init, cast(:settings as jsonb),
-                    :hostname, :pid)
+                    :hostname, :pid, cast(:dataset as jsonb), :fingerprint, :source)
             returning run_id
             """
         ),
         {
+            "dataset": json.dumps(dataset.describe()),
+            "fingerprint": dataset.fingerprint(),
+            "source": source,
             "batch_id": batch_id,
             "features": settings_json["features"],
             "scaling": settings_json["scaling"],
@@ -72,22 +83,27 @@ class PreviousRun:
     """The latest published run fitted on the same features: what a new run is compared with."""
 
     run_id: int
-    centroids: dict[int, np.ndarray]
+    centroids: dict[int, dict[str, float]]
     names: dict[int, str]
     sizes: dict[int, int]
 
 
-def previous_run(connection: Connection, features: list[str]) -> tuple[PreviousRun | None, int]:
-    """The latest published run on the same features (or None), and the next never-used segment id."""
+def previous_run(connection: Connection, features: list[str], fingerprint: str) -> tuple[PreviousRun | None, int]:
+    """The latest published run on the same features and declaration (or None), and the next never-used segment id.
+
+    Segment ids carry over only between such runs; another declaration or other features
+    start from fresh ids.
+    """
     next_free = connection.execute(
         sa.text("select coalesce(max(segment_id), 0) + 1 from segmentation.segment_profiles")
     ).scalar_one()
     latest = connection.execute(
         sa.text(
             "select run_id from segmentation.runs where status = 'published' and features = :features"
+            " and coalesce(dataset_fingerprint, :mall) = :fingerprint"
             " order by published_at desc, run_id desc limit 1"
         ),
-        {"features": features},
+        {"features": features, "fingerprint": fingerprint, "mall": MALL.fingerprint()},
     ).scalar()
     if latest is None:
         return None, next_free
@@ -101,7 +117,7 @@ def previous_run(connection: Connection, features: list[str]) -> tuple[PreviousR
     return (
         PreviousRun(
             run_id=latest,
-            centroids={row.segment_id: np.array([row.centroid[name] for name in features]) for row in rows},
+            centroids={row.segment_id: dict(row.centroid) for row in rows},
             names={row.segment_id: row.segment_name for row in rows},
             sizes={row.segment_id: row.customer_count for row in rows},
         ),
@@ -110,18 +126,20 @@ def previous_run(connection: Connection, features: list[str]) -> tuple[PreviousR
 
 
 PROFILE_COLUMNS = [
-    "segment_id", "segment_name", "customer_count", "customer_share", "avg_age", "avg_annual_income_k",
-    "avg_spending_score", "female_share", "median_age", "median_annual_income_k", "median_spending_score",
-    "recommendation", "age_index", "annual_income_index", "spending_score_index", "female_share_index",
+    "segment_id", "segment_name", "customer_count", "customer_share", "recommendation",
     "distinguishing_features", "centroid_shift", "previous_customer_count",
+]
+FEATURE_COLUMNS = [
+    "segment_id", "position", "feature", "category", "label", "unit", "is_clustering_feature", "mean", "median",
+    "index_value", "z_score", "level",
 ]
 EVALUATION_COLUMNS = [
     "k", "inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "gap", "gap_sd", "stability_ari",
-    "is_elbow", "gap_choice", "votes", "is_chosen",
+    "is_elbow", "gap_choice", "votes", "is_chosen", "smallest_segment_share",
 ]
 ASSIGNMENT_COLUMNS = [
-    "customer_id", "segment_id", "distance_to_centroid", "gender", "age", "annual_income_k", "spending_score",
-    "second_segment_id", "margin_to_second", "is_outlier",
+    "customer_id", "segment_id", "distance_to_centroid", "second_segment_id", "margin_to_second", "is_outlier",
+    "attributes",
 ]
 
 
@@ -133,7 +151,9 @@ def store_results(
     run_fields: dict,
     evaluations: pd.DataFrame,
     profiles: pd.DataFrame,
+    feature_rows: pd.DataFrame,
     assignments: pd.DataFrame,
+    dataset: Dataset = MALL,
 ) -> None:
     """Write a run's k_evaluations, segment_profiles and customer_segments and set its status.
 
@@ -163,7 +183,19 @@ def store_results(
         ),
         profile_rows,
     )
+    if not feature_rows.empty:
+        connection.execute(
+            sa.text(
+                f"insert into segmentation.segment_features (run_id, {', '.join(FEATURE_COLUMNS)})"
+                f" values (:run_id, {', '.join(':' + column for column in FEATURE_COLUMNS)})"
+            ),
+            [{**row, "run_id": run_id} for row in _records(feature_rows[FEATURE_COLUMNS])],
+        )
     _copy_assignments(connection, run_id, assignments)
+    if status == "published":
+        recreated = views.ensure_views(connection, dataset)
+        if recreated:
+            log.info("run %d: views %s follow the new declaration", run_id, ", ".join(recreated))
     published = "clock_timestamp()" if status == "published" else "null"
     connection.execute(
         sa.text(
@@ -172,7 +204,8 @@ def store_results(
                 status = :status, k = :k, k_selection = :k_selection, rationale = :rationale,
                 silhouette = :silhouette, n_customers = :n_customers, n_imputed = cast(:n_imputed as jsonb),
                 size_psi = :size_psi, max_centroid_shift = :max_centroid_shift, n_outliers = :n_outliers,
-                error = :error, finished_at = clock_timestamp(), published_at = {published}
+                error = :error, reject_share = :reject_share, finished_at = clock_timestamp(),
+                published_at = {published}
             where run_id = :run_id
             """
         ),
@@ -203,11 +236,13 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return records
 
 
-INTEGER_COLUMNS = {"customer_id", "segment_id", "age", "spending_score", "second_segment_id"}
+INTEGER_COLUMNS = {"segment_id", "second_segment_id"}
 
 
 def _python_values(series: pd.Series, integer: bool) -> list:
     """A column as a list of plain Python values, None where missing."""
+    if series.name == "attributes":
+        return series.tolist()
     if integer:
         series = pd.Series(series).astype("Int64")
     if series.isna().any() or series.dtype == object or integer:
@@ -279,12 +314,22 @@ def prune_customer_rows(connection: Connection, keep_runs: int) -> list[int]:
     return list(rows)
 
 
+def customers_of_other_declarations(connection: Connection, dataset_id: int) -> int:
+    """Active customers imported under another declaration than `dataset_id` (left out of the fit)."""
+    return connection.execute(
+        sa.text("select count(*) from segmentation.customers where is_active and dataset_id <> :id"), {"id": dataset_id}
+    ).scalar_one()
+
+
 def recent_runs(connection: Connection, limit: int = 20) -> list[sa.Row]:
     """The newest `limit` rows of `run_history`."""
     return connection.execute(
         sa.text(
-            "select run_id, status, started_at, finished_at, published_at, k, silhouette, n_customers, error"
-            " from segmentation.run_history order by run_id desc limit :limit"
+            "select history.run_id, history.status, history.started_at, history.finished_at, history.published_at,"
+            " history.k, history.silhouette, history.n_customers, history.error, runs.features,"
+            " runs.dataset_fingerprint, runs.source_name"
+            " from segmentation.run_history as history join segmentation.runs as runs using (run_id)"
+            " order by history.run_id desc limit :limit"
         ),
         {"limit": limit},
     ).all()

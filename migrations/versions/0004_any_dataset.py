@@ -391,6 +391,7 @@ def upgrade() -> None:
             add column dataset_fingerprint text,
             add column source_name text,
             add column reject_share double precision;
+        alter table segmentation.k_evaluations add column smallest_segment_share double precision;
 
         create table segmentation.view_versions (
             view_name text primary key,
@@ -461,6 +462,7 @@ def downgrade() -> None:
         )
     op.execute(
         f"""
+        alter table segmentation.k_evaluations drop column smallest_segment_share;
         drop table segmentation.view_versions;
         drop table segmentation.segment_features;
         alter table segmentation.runs
