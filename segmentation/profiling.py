@@ -26,6 +26,8 @@ LOW, AVERAGE, HIGH = "low", "average", "high"
 LEVEL_THRESHOLD = 0.5
 #: At most this many features make a segment's name.
 NAME_FEATURES = 3
+#: |z| from which a name says "very high" / "very low" when that tells two segments apart.
+VERY = 1.5
 
 
 def level(z_score: float) -> str:
@@ -135,6 +137,10 @@ def _name_parts(dataset: Dataset, features: list[str], segment_rows: pd.DataFram
 
 def segment_name(parts: list[tuple], extra: int = 0) -> str:
     """Up to three features (all when there are at most three, else the most distinct), capitalised."""
+    if extra == NAME_FEATURES:  # last resort before a suffix: say how strongly ("very high income")
+        parts = [(strength, f"very {word}" if strength >= VERY and level_name != AVERAGE and word.startswith(("high", "low")) else word, name, level_name)
+                 for strength, word, name, level_name in parts]
+        extra = 0
     if len(parts) <= NAME_FEATURES + extra and extra == 0:
         chosen = parts
     else:
@@ -249,10 +255,10 @@ def unique_names(table: pd.DataFrame, parts_by_segment: dict[int, list] | None =
     """No two segments share a name: first name more features, then add a suffix (A, B, ... by size)."""
     names = dict(zip(table["segment_id"], table["segment_name"]))
     if parts_by_segment:
-        for extra in (1, 2):
+        for extra in (1, 2, NAME_FEATURES):
             clashing = {name for name in names.values() if list(names.values()).count(name) > 1}
             for segment_id, name in names.items():
-                if name in clashing and len(parts_by_segment[segment_id]) > NAME_FEATURES:
+                if name in clashing and (extra == NAME_FEATURES or len(parts_by_segment[segment_id]) > NAME_FEATURES):
                     names[segment_id] = segment_name(parts_by_segment[segment_id], extra)
     result = [names[segment_id] for segment_id in table["segment_id"]]
     for name in set(result):

@@ -7,21 +7,28 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from segmentation import clustering, features, model_selection, profiling
+from segmentation.dataset import MALL
 
 
 def customers_frame(rows):
-    return pd.DataFrame(rows, columns=["customer_id", "gender", "age", "annual_income_k", "spending_score"])
+    """A customers frame as the pipeline reads it: ids and declared columns as text."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "gender", "age", "annual_income_k", "spending_score"])
+    frame = frame.astype(object).where(frame.notna(), None)
+    for column in ("customer_id", "age", "annual_income_k", "spending_score"):
+        frame[column] = [None if value is None else str(value) for value in frame[column]]
+    return frame
 
 
-def test_missing_values_are_imputed_with_the_median_and_counted():
+def test_missing_numbers_are_imputed_with_the_median_and_counted():
     customers = customers_frame(
-        [(1, "Female", 20.0, 10.0, 5.0), (2, None, np.nan, 30.0, 7.0), (3, "Male", 40.0, np.nan, 9.0)]
+        [(1, "Female", 20, 10.0, 5), (2, None, None, 30.0, 7), (3, "Male", 40, None, 9)]
     )
-    frame, imputed = features.feature_frame(customers, ["age", "annual_income_k", "gender"])
-    assert imputed == {"age": 1, "annual_income_k": 1, "gender": 1}
-    assert frame["age"].tolist() == [20.0, 30.0, 40.0]
-    assert frame["annual_income_k"].tolist() == [10.0, 30.0, 20.0]
-    assert frame["gender"].tolist() == [1.0, 0.5, 0.0]
+    encoded = features.encode(customers, MALL, ["age", "annual_income_k", "gender"], "none")
+    assert encoded.n_imputed == {"age": 1, "annual_income_k": 1, "gender": 0}
+    assert encoded.unscaled["age"].tolist() == [20.0, 30.0, 40.0]
+    assert encoded.unscaled["annual_income_k"].tolist() == [10.0, 30.0, 20.0]
+    # a missing category is a category of its own
+    assert encoded.columns == ["age", "annual_income_k", "gender=(missing)", "gender=Female", "gender=Male"]
 
 
 @pytest.mark.parametrize("true_k", [3, 4, 6])
@@ -118,36 +125,52 @@ def test_kmeans_with_a_fixed_seed_is_reproducible():
     assert adjusted_rand_score(first, second) == 1.0
 
 
+def _profiles(features_used, rows, segment_ids, rules=MALL.rules):
+    customers = customers_frame(rows)
+    encoded = features.encode(customers, MALL, features_used, "standard")
+    return profiling.profile_segments(customers, MALL, features_used, encoded.unscaled, np.asarray(segment_ids), rules)
+
+
+def _quadrant_rows():
+    """Four groups of 25: (high income, high spending), (low, low), (high, low), (average, average)."""
+    centres = {1: (90, 85), 2: (20, 15), 3: (90, 15), 4: (55, 50)}
+    rng = np.random.default_rng(1)
+    rows, ids = [], []
+    for number in range(100):
+        segment = number % 4 + 1
+        income, spending = centres[segment]
+        rows.append((number + 1, "Female" if number % 3 else "Male", 30 + number % 30,
+                     round(income + rng.normal(), 2), int(spending + rng.integers(-2, 3))))
+        ids.append(segment)
+    return rows, ids
+
+
 @pytest.mark.parametrize(
-    ("income", "spending", "name", "keyword"),
-    [
-        ("high", "high", "High income, high spending", "Premium"),
-        ("low", "low", "Low income, low spending", "Budget"),
-        ("high", "low", "High income, low spending", "Win them over"),
-        ("average", "average", "Average income, average spending", "Standard"),
-    ],
+    ("segment_id", "name", "keyword"),
+    [(1, "High income, high spending", "Premium"), (2, "Low income, low spending", "Budget"),
+     (3, "High income, low spending", "Win them over"), (4, "Average income, average spending", "Standard")],
 )
-def test_names_and_recommendations_follow_from_levels(income, spending, name, keyword):
-    levels = {"annual_income_k": income, "spending_score": spending}
-    assert profiling.segment_name(levels) == name
-    assert keyword in profiling.recommendation(levels)
+def test_mall_names_and_recommendations_follow_from_levels(segment_id, name, keyword):
+    rows, ids = _quadrant_rows()
+    profiles, _ = _profiles(["annual_income_k", "spending_score"], rows, ids)
+    row = profiles.set_index("segment_id").loc[segment_id]
+    assert row["segment_name"] == name
+    assert keyword in row["recommendation"]
 
 
-def test_names_work_for_any_feature_set():
-    levels = {"spending_score": "high", "age": "low", "gender": "high"}
-    assert profiling.segment_name(levels) == "High spending, younger, mostly female"
-    assert "social media" in profiling.recommendation(levels)
+def test_advice_never_speaks_of_a_feature_the_run_did_not_use():
+    rows, ids = _quadrant_rows()
+    profiles, _ = _profiles(["spending_score"], rows, ids)
+    for text in profiles["recommendation"]:
+        assert "income" not in text.lower() and "premium" not in text.lower()
 
 
 def test_profiles_shares_sum_to_one_and_names_are_unique():
     rng = np.random.default_rng(0)
-    customers = customers_frame(
-        [(i, "Female" if i % 3 else "Male", 20 + i % 50, 50.0 + rng.normal(), 50.0 + rng.normal()) for i in range(1, 101)]
-    )
-    frame, _ = features.feature_frame(customers, ["annual_income_k", "spending_score"])
-    segment_ids = np.array([1, 2, 3, 4] * 25)
-    table = profiling.profile_segments(customers, frame, segment_ids)
-    assert table["customer_share"].sum() == pytest.approx(1.0)
-    assert table["customer_count"].sum() == 100
-    assert table["segment_name"].is_unique
-    assert table["female_share"].between(0, 1).all()
+    rows = [(i, "Female" if i % 3 else "Male", 20 + i % 50, 50.0 + rng.normal(), 50 + i % 3) for i in range(1, 101)]
+    profiles, long = _profiles(["annual_income_k", "spending_score"], rows, [1, 2, 3, 4] * 25)
+    assert profiles["customer_share"].sum() == pytest.approx(1.0)
+    assert profiles["customer_count"].sum() == 100
+    assert profiles["segment_name"].is_unique  # four near-identical segments still get four names
+    shares = long[long["feature"] == "gender"].groupby("segment_id")["mean"].sum()
+    assert shares.to_numpy() == pytest.approx(np.ones(4))

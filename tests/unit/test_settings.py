@@ -44,7 +44,7 @@ def test_database_url_is_read_from_the_plain_environment_variable(monkeypatch):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"features": "income"}, "unknown feature 'income'"),
+        ({"features": "income"}, "'income' is not a declared column"),
         ({"k_min": 6, "k_max": 3}, "k_min (6) is larger than k_max (3)"),
         ({"k": 1}, "greater than or equal to 2"),
         ({"timezone": "Mars/Olympus"}, "unknown time zone"),

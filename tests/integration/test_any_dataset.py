@@ -1,0 +1,197 @@
+"""Any customer data set, end to end on PostgreSQL: a declared export, a source table, the guard rails."""
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from segmentation.errors import RunHeld, SegmentationError
+from segmentation.pipeline import run_once
+from segmentation.settings import load_settings
+
+BANK = {
+    "id_column": "Client ID",
+    "id_type": "text",
+    "columns": {
+        "income": {"from": "Income", "type": "number", "unit": "k$", "min": 0},
+        "balance": {"from": "Balance", "type": "number", "unit": "$", "min": 0, "transform": "log"},
+        "student": {"from": "Student", "type": "boolean", "label": "students"},
+        "region": {"from": "Region", "type": "category", "values": ["East", "West", "South"]},
+    },
+}
+
+
+def settings(**overrides):
+    return load_settings(database_url="postgresql://unused@localhost/unused", write_report=False, **overrides)
+
+
+def query(engine, sql, **params):
+    with engine.connect() as connection:
+        return connection.execute(sa.text(sql), params).all()
+
+
+def bank_rows(n=600, seed=5):
+    """Three planted groups: students with high balances, wealthy savers, and low-income small accounts."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for number in range(n):
+        group = number % 3
+        income = [25, 120, 30][group] + rng.normal(0, 4)
+        balance = [1800, 900, 40][group] * rng.lognormal(0, 0.2)
+        student = ["Yes", "no", "N"][group] if rng.random() > 0.05 else ["y", "NO", "false"][group]
+        region = rng.choice(["East", "West", "south"])
+        rows.append((f"C-{number:05d}", f"{income:.2f}", f"{balance:.2f}", student, region, group))
+    return rows
+
+
+def write_bank_csv(path, rows, extra_lines=()):
+    lines = ["Client ID,Income,Balance,Student,Region,Branch"]
+    lines += [f"{cid},{income},{balance},{student},{region},B{group}" for cid, income, balance, student, region, group in rows]
+    lines += list(extra_lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_declared_export_is_segmented_on_its_own_columns(engine, tmp_path):
+    rows = bank_rows()
+    bad = ["C-99999,abc,10,yes,East", "C-99998,20,-3,no,West", "C-99997,20,10,maybe,East", "C-99996,20,10,no,North"]
+    path = write_bank_csv(tmp_path / "bank.csv", rows, [line + ",B9" for line in bad])
+    outcome = run_once(engine, settings(dataset=BANK, max_reject_share=0.05), path)
+    # every line accounted for, rejects name their column
+    batch = query(engine, "select rows_read, rows_inserted, rows_rejected from segmentation.import_batches")[0]
+    assert batch == (len(rows) + 4, len(rows), 4)
+    reasons = [row[0] for row in query(engine, "select reason from segmentation.import_rejects order by line_number")]
+    assert any("income" in reason for reason in reasons) and any("balance" in reason for reason in reasons)
+    assert any("student" in reason for reason in reasons) and any("region" in reason for reason in reasons)
+    # the planted groups come out as segments
+    assert outcome.k == 3
+    planted = {cid: group for cid, *_, group in rows}
+    pairs = query(engine, "select customer_id, segment_id from segmentation.current_customer_segments")
+    by_group = {}
+    for cid, segment_id in pairs:
+        by_group.setdefault(planted[cid], set()).add(segment_id)
+    assert all(len(segments) == 1 for segments in by_group.values())
+    # the views carry the declared columns, typed, text ids as given
+    columns = query(
+        engine,
+        "select column_name, data_type from information_schema.columns"
+        " where table_schema = 'segmentation' and table_name = 'current_customer_segments'",
+    )
+    types = dict(columns)
+    assert types["customer_id"] == "text" and types["income"] == "numeric"
+    assert types["student"] == "boolean" and types["region"] == "text"
+    assert "gender" not in types and "spending_score" not in types
+    sample = query(engine, "select customer_id, student, region from segmentation.current_customer_segments"
+                           " where customer_id = 'C-00000'")[0]
+    assert sample == ("C-00000", True, "East" if rows[0][4] == "East" else sample[2])
+    # long-format profiles: numbers with median, categories as shares summing to one per segment
+    features = query(engine, "select segment_id, feature, category, mean, median, level"
+                             " from segmentation.current_segment_features")
+    assert {row.feature for row in features} == {"income", "balance", "student", "region"}
+    region_shares = {}
+    for row in features:
+        if row.feature == "region":
+            region_shares[row.segment_id] = region_shares.get(row.segment_id, 0) + row.mean
+    assert all(share == pytest.approx(1.0) for share in region_shares.values())
+    profiles = query(engine, "select segment_name, avg_income, student_share, region_east_share, recommendation"
+                             " from segmentation.current_segment_profiles")
+    names = [row.segment_name for row in profiles]
+    assert len(set(names)) == len(names) == 3
+    assert any("students" in name for name in names)
+    for row in profiles:
+        assert "spending" not in row.recommendation.lower() and "premium" not in row.recommendation.lower()
+    # the run records its declaration
+    recorded = query(engine, "select dataset ->> 'id_type', features from segmentation.runs where run_id = :r",
+                     r=outcome.run_id)[0]
+    assert recorded == ("text", ["income", "balance", "student", "region"])
+
+
+def test_a_source_table_is_read_directly_and_imports_nothing(engine):
+    rows = bank_rows(300)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("create schema crm")
+        connection.exec_driver_sql(
+            'create table crm.customer_features ("Client ID" text, "Income" numeric, "Balance" numeric,'
+            ' "Student" boolean, "Region" text)'
+        )
+        connection.execute(
+            sa.text("insert into crm.customer_features values (:c, :i, :b, :s, :r)"),
+            [{"c": cid, "i": income, "b": balance, "s": student.lower() in ("yes", "y"), "r": region.title()}
+             for cid, income, balance, student, region, _ in rows],
+        )
+    outcome = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
+    assert outcome.n_customers == 300 and outcome.import_result is None
+    assert query(engine, "select count(*) from segmentation.import_batches") == [(0,)]
+    assert query(engine, "select count(*) from segmentation.current_customer_segments") == [(300,)]
+    assert query(engine, "select source_name from segmentation.runs") == [("crm.customer_features",)]
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ('alter table crm.customer_features drop column "Balance"', "no column 'Balance'"),
+        ("insert into crm.customer_features values ('C-00000', 10, 10, true, 'East')", "appears 2 times"),
+        ("insert into crm.customer_features values (null, 10, 10, true, 'East')", "NULL Client ID"),
+        ("update crm.customer_features set \"Region\" = 'Mars' where \"Client ID\" = 'C-00001'", "'Mars' is not one of"),
+    ],
+)
+def test_a_bad_source_is_one_clear_error_before_any_fit(engine, statement, message):
+    with engine.begin() as connection:
+        connection.exec_driver_sql("create schema crm")
+        connection.exec_driver_sql(
+            'create table crm.customer_features ("Client ID" text, "Income" numeric, "Balance" numeric,'
+            ' "Student" boolean, "Region" text)'
+        )
+        connection.execute(
+            sa.text("insert into crm.customer_features values (:c, :i, :b, :s, :r)"),
+            [{"c": f"C-{n:05d}", "i": 10 + n, "b": n, "s": n % 2 == 0, "r": "East"} for n in range(50)],
+        )
+        connection.exec_driver_sql(statement)
+    with pytest.raises(SegmentationError, match=message):
+        run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
+    assert query(engine, "select status from segmentation.runs") == [("failed",)]
+    assert query(engine, "select count(*) from segmentation.current_segment_profiles") == [(0,)]
+
+
+def test_a_file_with_40_percent_rejected_lines_is_held_not_published(engine, tmp_path):
+    rows = bank_rows(60)
+    bad = [f"C-9{n:04d},not-a-number,10,yes,East,B1" for n in range(40)]
+    path = write_bank_csv(tmp_path / "bank.csv", rows, bad)
+    with pytest.raises(RunHeld, match=r"rejected 40 of 100 lines \(40.0%.*income 'not-a-number' is not a number"):
+        run_once(engine, settings(dataset=BANK), path)
+    assert query(engine, "select status from segmentation.runs") == [("held",)]
+    assert query(engine, "select count(*) from segmentation.current_customer_segments") == [(0,)]
+
+
+def test_a_k_with_a_tiny_segment_is_not_chosen(engine, tmp_path):
+    # three clear groups of 330 customers and 3 far-away customers (0.3%): k = 4 would isolate them
+    rng = np.random.default_rng(3)
+    lines = ["CustomerID,Gender,Age,Annual Income (k$),Spending Score (1-100)"]
+    centres = [(20, 20), (60, 80), (110, 20)]
+    number = 0
+    for income, spending in centres:
+        for _ in range(330):
+            number += 1
+            lines.append(f"{number},Female,30,{income + rng.normal(0, 3):.1f},{int(np.clip(spending + rng.normal(0, 3), 1, 100))}")
+    for _ in range(3):
+        number += 1
+        lines.append(f"{number},Male,30,900,99")
+    path = tmp_path / "tiny.csv"
+    path.write_text("\n".join(lines) + "\n")
+    outcome = run_once(engine, settings(k_max=6), path)
+    smallest = query(engine, "select min(customer_share) from segmentation.current_segment_profiles")[0][0]
+    assert smallest >= 0.01
+    evaluations = query(engine, "select k, smallest_segment_share from segmentation.k_evaluations where run_id = :r",
+                        r=outcome.run_id)
+    assert any(share < 0.01 for _, share in evaluations)  # such a k existed and was passed over
+    assert "min_segment_share" in outcome.rationale
+
+
+def test_importing_the_mall_after_the_sample_segments_only_the_new_file(engine, tmp_path, customers_csv):
+    from segmentation.sample import write_sample
+
+    run_once(engine, settings(), customers_csv)
+    smaller = write_sample(tmp_path / "smaller.csv", 120, seed=11)
+    outcome = run_once(engine, settings(), smaller)
+    assert outcome.n_customers == 120
+    assert outcome.import_result.rows_deactivated == 300 - 120
+    assert query(engine, "select count(*) from segmentation.customers where is_active") == [(120,)]
