@@ -1,0 +1,285 @@
+"""The HTML report follows the run's declaration: no database, `ReportData` built by hand."""
+
+from __future__ import annotations
+
+import html
+import re
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from segmentation import report
+from segmentation.dataset import MALL, Column, Dataset
+
+BANK = Dataset(
+    id_column="account_no",
+    id_type="text",
+    columns=(
+        Column("income", "Income", "number", "income", unit="$", minimum=0, transform="log"),
+        Column("balance", "Balance", "number", "balance", unit="$", minimum=0, transform="log"),
+        Column("tenure", "Tenure", "whole", "tenure", unit="years", minimum=0),
+        Column("student", "Student", "boolean", "student"),
+        Column("region", "Region", "category", "region", values=("North", "South", "East", "West")),
+    ),
+)
+
+IMG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,[A-Za-z0-9+/=]+">')
+
+
+def images(page: str) -> list[str]:
+    """The alt text of every image; every <img is one of them."""
+    alts = [html.unescape(alt) for alt in IMG.findall(page)]
+    assert len(alts) == page.count("<img")
+    return alts
+
+
+# --- hand-made runs ---------------------------------------------------------------------------
+
+
+def mall_customers(rng: np.random.Generator, segment_ids: list[int], per_segment: int = 60) -> pd.DataFrame:
+    frames = []
+    for position, segment_id in enumerate(segment_ids):
+        frames.append(pd.DataFrame({
+            "segment_id": segment_id,
+            "gender": rng.choice(["Female", "Male"], per_segment, p=[0.3 + 0.2 * position, 0.7 - 0.2 * position]),
+            "age": rng.integers(18, 70, per_segment).astype(float),
+            "annual_income_k": rng.normal(30 + 40 * position, 8, per_segment).clip(1),
+            "spending_score": rng.normal(80 - 30 * position, 8, per_segment).clip(1, 100).round(),
+        }))
+    return _finish(pd.concat(frames, ignore_index=True))
+
+
+def bank_customers(rng: np.random.Generator, segment_ids: list[int], per_segment: int = 60) -> pd.DataFrame:
+    frames = []
+    for position, segment_id in enumerate(segment_ids):
+        balance = rng.lognormal(6 + 1.5 * position, 0.6, per_segment)
+        balance[:5] = 0.0  # log(1 + x) columns may hold zeros
+        frames.append(pd.DataFrame({
+            "segment_id": segment_id,
+            "income": rng.lognormal(10 + 0.8 * position, 0.4, per_segment),
+            "balance": balance,
+            "tenure": rng.integers(0, 20, per_segment).astype(float),
+            "student": list(rng.random(per_segment) < 0.6 - 0.25 * position),
+            "region": rng.choice(["North", "South", "East", "West"], per_segment),
+        }))
+    customers = _finish(pd.concat(frames, ignore_index=True))
+    customers["student"] = customers["student"].astype(object)
+    customers.loc[3, "student"] = None  # unknown
+    customers.loc[4, "region"] = None
+    return customers
+
+
+def _finish(customers: pd.DataFrame) -> pd.DataFrame:
+    customers.insert(0, "customer_id", [f"c{index}" for index in range(len(customers))])
+    customers["is_outlier"] = False
+    customers.loc[customers.index[:2], "is_outlier"] = True
+    return customers
+
+
+def segment_features(customers: pd.DataFrame, dataset: Dataset, features: list[str], run_id: int) -> pd.DataFrame:
+    """What the publishing code writes: one row per segment x feature (x category)."""
+    rows = []
+    for segment_id, members in customers.groupby("segment_id"):
+        position = 0
+        for column in dataset.columns:
+            if column.is_numeric:
+                items = [(None, members[column.name].astype(float), customers[column.name].astype(float))]
+            elif column.type == "boolean":
+                items = [("true", (members[column.name] == True).astype(float),  # noqa: E712
+                          (customers[column.name] == True).astype(float))]  # noqa: E712
+            else:
+                items = [(value, (members[column.name] == value).astype(float),
+                          (customers[column.name] == value).astype(float)) for value in column.values]
+            for category, own, overall in items:
+                position += 1
+                z = (own.mean() - overall.mean()) / overall.std()
+                rows.append({
+                    "run_id": run_id, "segment_id": int(segment_id), "position": position,
+                    "feature": column.name, "category": category, "label": column.label, "unit": column.unit,
+                    "is_clustering_feature": column.name in features, "mean": own.mean(),
+                    "median": own.median() if category is None else None,
+                    "index_value": own.mean() / overall.mean() * 100, "z_score": z,
+                    "level": "high" if z > 0.5 else "low" if z < -0.5 else "average",
+                })
+    return pd.DataFrame(rows)
+
+
+def make_data(dataset: Dataset, features: list[str], customers: pd.DataFrame, *, describe: bool = True,
+              previous_run_id: int | None = 6, sample: pd.DataFrame | None = None) -> report.ReportData:
+    run_id = 7
+    counts = customers.groupby("segment_id").size()
+    profiles = pd.DataFrame({
+        "run_id": run_id,
+        "segment_id": counts.index.astype(int),
+        "segment_name": [f"Group {index}" for index in range(1, len(counts) + 1)],
+        "customer_count": counts.to_numpy(),
+        "customer_share": counts.to_numpy() / counts.sum(),
+        "recommendation": [f"Recommendation {index}." for index in range(1, len(counts) + 1)],
+        "distinguishing_features": [f"Distinct {index}" for index in range(1, len(counts) + 1)],
+        "centroid": [{} for _ in counts],
+        "centroid_shift": 0.05,
+        "previous_customer_count": counts.to_numpy() - 3,
+    })
+    ks = list(range(2, 7))
+    evaluations = pd.DataFrame({
+        "run_id": run_id, "k": ks, "inertia": [900.0, 500, 300, 260, 240],
+        "silhouette": [0.40, 0.50, 0.45, 0.42, 0.41], "davies_bouldin": [0.9, 0.7, 0.8, 0.85, 0.9],
+        "calinski_harabasz": [300.0, 420, 380, 360, 340], "gap": [0.3, 0.5, 0.55, 0.56, 0.57],
+        "gap_sd": 0.02, "stability_ari": [0.9, 0.95, 0.8, 0.7, 0.6], "votes": [0, 3, 1, 1, 0],
+        "is_elbow": [False, True, False, False, False], "is_chosen": [False, True, False, False, False],
+    })
+    run = types.SimpleNamespace(
+        run_id=run_id, status="published", error=None, published_at="2024-05-01 02:00:00+00",
+        n_customers=len(customers), features=features, scaling="standard", k=len(counts), k_selection="automatic",
+        silhouette=0.5, n_imputed={features[0]: 2}, n_outliers=2, random_state=42, size_psi=0.02,
+        max_centroid_shift=0.05, rationale="k chosen by 3 of 5 criteria.", source_name="export.csv",
+        reject_share=0.01, dataset=dataset.describe() if describe else None,
+    )
+    ids = sorted(counts.index.astype(int))
+    transitions = pd.DataFrame({
+        "from_segment_id": [ids[0], ids[-1], None], "to_segment_id": [ids[0], ids[0], ids[-1]],
+        "customer_count": [50, 3, 2],
+    })
+    return report.ReportData(
+        run=run, evaluations=evaluations, profiles=profiles,
+        customers=customers if sample is None else sample, previous_run_id=previous_run_id,
+        transitions=transitions, segment_features=segment_features(customers, dataset, features, run_id),
+    )
+
+
+# --- the tests --------------------------------------------------------------------------------
+
+
+def test_mall_report_names_its_features_and_describes_every_image():
+    customers = mall_customers(np.random.default_rng(1), [0, 1, 2])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers, describe=False)
+    assert data.dataset is MALL  # runs from before declarations: the mall
+    page = render_report(data)
+    for label in ("annual income (k$)", "spending score (1-100)", "age (years)", "gender"):
+        assert label in page
+    assert "CustomerID" in page
+    alts = images(page)
+    # histograms, category shares, pairs, k choice, segment scatter, profile indexes
+    assert len(alts) == 6 and all(alt.strip() for alt in alts)
+    assert "mean annual income (k$)" in page and "gender: shares" in page
+    assert "Female" in page and "%" in page
+    assert "Compared with run 6" in page and "Customers moved between segments" in page
+
+
+def test_bank_report_never_mentions_the_mall():
+    customers = bank_customers(np.random.default_rng(2), [1, 4, 9])
+    data = make_data(BANK, ["income", "balance", "tenure", "student", "region"], customers)
+    assert data.dataset.names == BANK.names  # read from the run's stored declaration
+    page = render_report(data)
+    for label in ("income ($)", "balance ($)", "tenure (years)", "student", "region", "account_no"):
+        assert label in page
+    lowered = page.lower()
+    for mall_word in ("spending score", "spending", "annual_income_k", "k$", "gender", "female", "customerid",
+                      "age (years)"):
+        assert mall_word not in lowered
+    alts = images(page)
+    assert len(alts) == 6 and all(alt.strip() for alt in alts)
+    histograms = next(alt for alt in alts if alt.startswith("Histograms"))
+    assert "income ($) (log scale" in histograms and "balance ($) (log scale" in histograms
+    assert "tenure (years)" in histograms and "tenure (years) (log" not in histograms
+    assert "zero values not shown" in histograms
+    shares = next(alt for alt in alts if alt.startswith("Bar charts of the share"))
+    assert "student: yes" in shares and "region: North" in shares
+    assert "student: share yes" in page and "region: shares" in page
+
+
+def test_the_segment_scatter_uses_the_two_features_that_separate_segments_most():
+    customers = bank_customers(np.random.default_rng(3), [1, 4, 9])
+    data = make_data(BANK, ["tenure", "income", "balance"], customers)  # tenure: no difference between segments
+    alts = images(render_report(data))
+    scatter = next(alt for alt in alts if alt.startswith("Scatter plot of"))
+    assert "income ($)" in scatter and "balance ($)" in scatter and "tenure" not in scatter
+    pairs = next(alt for alt in alts if alt.startswith("Scatter plots of"))
+    assert pairs.count(" against ") == 3
+
+
+@pytest.mark.parametrize("features", [["income"], ["income", "student", "region"]])
+def test_a_single_numeric_feature_shows_segment_sizes_instead_of_a_scatter(features):
+    customers = bank_customers(np.random.default_rng(4), [0, 1])
+    page = render_report(make_data(BANK, features, customers))
+    alts = images(page)
+    # histograms, category shares, k choice, segment sizes, profile indexes
+    assert len(alts) == 5 and all(alt.strip() for alt in alts)
+    assert any(alt.startswith("Bar chart of segment sizes") for alt in alts)
+    assert not any(alt.startswith("Scatter") for alt in alts)
+    indexes = next(alt for alt in alts if alt.startswith("Bar charts of profile indexes"))
+    assert "income ($)" in indexes
+    if "region" in features:
+        assert "region: " in indexes and "student: yes" in indexes
+    assert "Pairwise scatters need two numeric clustering features" in page
+
+
+def test_a_pruned_run_renders_with_a_note():
+    customers = mall_customers(np.random.default_rng(5), [0, 1, 2])
+    empty = customers.iloc[0:0]
+    page = render_report(make_data(MALL, ["annual_income_k", "spending_score"], customers, sample=empty,
+                                   previous_run_id=None))
+    assert "per-customer rows were pruned" in page
+    alts = images(page)
+    assert len(alts) == 3 and all(alt.strip() for alt in alts)  # k choice, centres, indexes
+    assert "first published run" in page
+
+
+def test_one_colour_mapping_per_report(monkeypatch):
+    built = []
+    original = report._colours
+
+    def counting(segment_ids):
+        built.append(sorted(int(segment_id) for segment_id in segment_ids))
+        return original(segment_ids)
+
+    monkeypatch.setattr(report, "_colours", counting)
+    customers = bank_customers(np.random.default_rng(6), [9, 1, 4])
+    render_report(make_data(BANK, ["income", "balance"], customers))
+    assert built == [[1, 4, 9]]
+    colours = original([9, 1, 4])
+    assert list(colours) == [1, 4, 9] and len(set(colours.values())) == 3
+
+
+def test_labels_are_escaped_and_dollars_are_not_math():
+    odd = Dataset(
+        id_column="id", id_type="text",
+        columns=(
+            Column("a", "A", "number", "cost <b>", unit="$"),
+            Column("b", "B", "number", "price & fee", unit="$"),
+        ),
+    )
+    rng = np.random.default_rng(7)
+    customers = _finish(pd.DataFrame({"segment_id": [0] * 30 + [1] * 30,
+                                      "a": rng.normal(10, 1, 60), "b": rng.normal(5, 1, 60)}))
+    page = render_report(make_data(odd, ["a", "b"], customers))
+    assert "cost &lt;b&gt; ($)" in page and "<b>" not in page
+    assert "price &amp; fee ($)" in page
+    assert len(images(page)) == 5  # no category columns: no share chart
+
+
+def test_customers_from_attributes_types_values_by_declaration():
+    raw = pd.DataFrame({
+        "customer_id": ["x1", "x2", "x3"], "segment_id": [0, 1, 1], "is_outlier": [False, True, None],
+        "a1": ["1200.5", None, "oops"], "a2": ["0", "3", "12"], "a3": ["true", "false", None],
+        "a4": ["North", None, "West"],
+    })
+    bank = Dataset(id_column="id", id_type="text", columns=(BANK.columns[0], BANK.columns[2], BANK.columns[3],
+                                                              BANK.columns[4], BANK.columns[1]))
+    customers = report.customers_from_attributes(raw, bank)
+    assert list(customers.columns) == ["customer_id", "segment_id", "is_outlier", "income", "tenure", "student",
+                                       "region", "balance"]
+    assert customers["income"].tolist()[0] == 1200.5 and customers["income"].isna().tolist()[1:] == [True, True]
+    assert customers["tenure"].tolist() == [0.0, 3.0, 12.0]
+    assert customers["student"].tolist() == [True, False, None]
+    assert customers["region"].tolist() == ["North", None, "West"]
+    assert customers["balance"].isna().all()  # beyond the stored attributes: unknown
+    assert customers["is_outlier"].tolist() == [False, True, False]
+
+
+def render_report(data: report.ReportData) -> str:
+    page = report.render_report(data)
+    assert page.startswith("<!doctype html>") and "http" not in page.split("<body>")[1]
+    return page
