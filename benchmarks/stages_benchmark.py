@@ -33,12 +33,13 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from segmentation import clustering, db, features, publish  # noqa: E402
-from segmentation.ingest import import_file  # noqa: E402
+from segmentation.dataset import MALL  # noqa: E402
+from segmentation.ingest import ensure_dataset, import_file  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402
 from segmentation.settings import load_settings  # noqa: E402
 
 READ_QUERY = (
-    "select customer_id, gender, age, annual_income_k, spending_score"
+    "select customer_id, attributes[1], attributes[2], attributes[3], attributes[4]"
     " from segmentation.customers where is_active order by customer_id"
 )
 
@@ -83,14 +84,14 @@ def main() -> None:
         # read
         limit = psql(url, f"\\copy ({READ_QUERY}) to '/dev/null' with (format csv)")
         with engine.begin() as connection:
-            ours, customers = timed(features.read_active_customers, connection)
+            dataset_id = ensure_dataset(connection, MALL)
+            ours, customers = timed(features.read_active_customers, connection, MALL, dataset_id)
         naive_engine = sa.create_engine(db.sqlalchemy_url(url))
         naive, _ = timed(pd.read_sql_query, sa.text(READ_QUERY), naive_engine)
         rows.append(("read features", n, limit, ours, naive, n))
 
         # fit
-        frame, _ = features.feature_frame(customers, ["annual_income_k", "spending_score"])
-        scaled = features.make_scaler("standard").fit_transform(frame.to_numpy())
+        scaled = features.encode(customers, MALL, ["annual_income_k", "spending_score"], "standard").matrix
         fit_seconds, model = timed(clustering.fit_kmeans, scaled.astype(np.float32), 5, random_state=42, n_init=1)
         assign_seconds, assignment = timed(clustering.assign, model, scaled, np.arange(1, 6))
         rows.append(("fit k = 5 (one init, float32)", n, None, fit_seconds, None, None))
@@ -99,16 +100,17 @@ def main() -> None:
         # write
         assignments = pd.DataFrame({
             "customer_id": customers["customer_id"], "segment_id": assignment.segment_ids,
-            "distance_to_centroid": assignment.distances, "gender": customers["gender"], "age": customers["age"],
-            "annual_income_k": customers["annual_income_k"], "spending_score": customers["spending_score"],
+            "distance_to_centroid": assignment.distances,
             "second_segment_id": assignment.second_ids, "margin_to_second": assignment.margins,
             "is_outlier": assignment.is_outlier,
+            "attributes": customers[MALL.names].to_numpy(dtype=object).tolist(),
         })
         csv_path = arguments.work_dir / f"assignments_{n}.csv"
-        assignments.to_csv(csv_path, header=False, index=False)
-        psql(url, "create table plain_assignments (customer_id bigint primary key, segment_id int,"
-                  " distance_to_centroid float8, gender text, age float8, annual_income_k float8, spending_score float8,"
-                  " second_segment_id int, margin_to_second float8, is_outlier boolean)")
+        assignments.assign(attributes=["{" + ",".join(value or "" for value in row) + "}" for row in assignments["attributes"]]).to_csv(
+            csv_path, header=False, index=False)
+        psql(url, "create table plain_assignments (customer_id text collate \"C\" primary key, segment_id int,"
+                  " distance_to_centroid float8, second_segment_id int, margin_to_second float8, is_outlier boolean,"
+                  " attributes text[])")
         limit = psql(url, f"\\copy plain_assignments from '{csv_path}' with (format csv)")
         with engine.begin() as connection:
             run_id = connection.execute(sa.text("insert into segmentation.runs default values returning run_id")).scalar()

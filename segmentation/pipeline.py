@@ -231,6 +231,10 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
 
     Migrating under the lock means two first runs started together never race on the DDL.
     """
+    if csv_path is not None and settings.source:
+        raise ConfigurationError(
+            f"--csv {csv_path} was given, but the source setting ({settings.source}) says to read a table instead"
+        )
     with db.run_lock(engine, settings.lock_wait_seconds):
         db.upgrade(engine)
         with engine.begin() as connection:
@@ -248,10 +252,6 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
         try:
             import_result = None
             if csv_path is not None:
-                if settings.source:
-                    raise ConfigurationError(
-                        f"--csv {csv_path} was given, but the source setting ({settings.source}) says to read a table instead"
-                    )
                 import_result = ingest.import_file(engine, csv_path, settings)
                 with engine.begin() as connection:
                     publish.link_batch(connection, run_id, import_result.batch_id)

@@ -174,8 +174,9 @@ def recommendation(rules: tuple[Rule, ...], dataset: Dataset, features: list[str
     """First matching rule (then any matching `append` rules); else a sentence on what sets it apart."""
     main = next((rule.text for rule in rules if not rule.append and _matches(rule, dataset, features, segment_rows)), None)
     if main is None:
+        strongest = "; ".join(apart.split("; ")[:2])
         main = (
-            "No specific rule matches; it stands out by " + apart + ". Tailor offers and messages to that."
+            "No specific rule matches; it stands out by " + strongest + ". Tailor offers and messages to that."
             if apart != CLOSE_TO_AVERAGE
             else "Close to the average customer: standard campaigns."
         )
