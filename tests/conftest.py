@@ -25,6 +25,7 @@ from segmentation import db
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MALL_CSV = REPOSITORY.parent / "shared" / "data" / "Mall_Customers.csv"
+MALL_CSV_VARIABLE = "MALL_CUSTOMERS_CSV"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -121,8 +122,37 @@ def data_dir(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
+def mall_csv_path() -> Path:
+    """Where the mall reference file should be: $MALL_CUSTOMERS_CSV alone when set, else ../shared/data/."""
+    given = os.environ.get(MALL_CSV_VARIABLE)
+    if given:
+        return Path(given).expanduser().absolute()
+    return MALL_CSV
+
+
 @pytest.fixture
 def mall_csv() -> Path:
-    if not MALL_CSV.is_file():
-        pytest.fail(f"reference data missing: {MALL_CSV} (tests read it from ../shared/data/)")
-    return MALL_CSV
+    """The mall's Mall_Customers.csv, only for tests of its reference results (k = 5, sizes 81/39/35/23/22...).
+
+    Not part of this repository; a test using it is skipped when the file is absent.
+    Any other test wanting "a customer file" uses `customers_csv` or `segmentation.sample.write_sample`.
+    """
+    path = mall_csv_path()
+    if not path.is_file():
+        pytest.skip(
+            f"reference data missing: {path} (set {MALL_CSV_VARIABLE} or put the file in ../shared/data/)"
+        )
+    return path
+
+
+@pytest.fixture
+def customers_csv() -> Path:
+    """The packaged 300-customer sample (five income/spending groups), shipped with the package.
+
+    Read it, never write it; tests that change lines write their copy into tmp_path.
+    """
+    from segmentation.sample import packaged_sample
+
+    path = packaged_sample()
+    assert path.is_file(), f"packaged sample missing: {path}"
+    return path

@@ -1,4 +1,4 @@
-"""The `segment` command as a user runs it: real processes, a real server, the mall file."""
+"""The `segment` command as a user runs it: real processes, a real server, the packaged sample and the mall file."""
 
 import os
 import re
@@ -155,10 +155,10 @@ def _servers_using(folder: Path):
     return found
 
 
-def test_without_database_url_an_embedded_server_keeps_data_between_runs_and_stops(tmp_path, mall_csv):
+def test_without_database_url_an_embedded_server_keeps_data_between_runs_and_stops(tmp_path, customers_csv):
     env = environment(SEGMENT_DATA_DIR=str(tmp_path / "data"))
     for _ in range(2):
-        result = segment("run", "--csv", str(mall_csv), env=env)
+        result = segment("run", "--csv", str(customers_csv), env=env)
         assert result.returncode == 0, result.stderr
         assert _servers_using(tmp_path) == []  # no server left running after a one-shot command
     listed = segment("runs", env=env)

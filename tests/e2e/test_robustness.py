@@ -69,17 +69,17 @@ def current_state(url):
 
 
 @pytest.fixture
-def published(database_url, mall_csv):
-    """A database with one published run of the mall file; returns its environment."""
+def published(database_url, customers_csv):
+    """A database with one published run of the packaged sample; returns its environment."""
     env = environment(DATABASE_URL=database_url, SEGMENT_DB_RETRY_DELAY_SECONDS="0.2")
-    first = segment("run", "--csv", str(mall_csv), env=env)
+    first = segment("run", "--csv", str(customers_csv), env=env)
     assert first.returncode == 0, first.stderr
     return env
 
 
-def test_two_runs_started_together_publish_exactly_once(database_url, mall_csv):
+def test_two_runs_started_together_publish_exactly_once(database_url, customers_csv):
     env = environment(DATABASE_URL=database_url)
-    jobs = [Job("run", "--csv", str(mall_csv), env=env) for _ in range(2)]
+    jobs = [Job("run", "--csv", str(customers_csv), env=env) for _ in range(2)]
     codes = sorted(job.finish() for job in jobs)
     assert codes == [0, 4], [job.output() for job in jobs]
     refused = [job for job in jobs if job.process.returncode == 4][0]
@@ -87,9 +87,9 @@ def test_two_runs_started_together_publish_exactly_once(database_url, mall_csv):
     assert query(database_url, "select count(*) from segmentation.runs where status = 'published'") == [(1,)]
 
 
-def test_a_second_run_can_wait_for_the_first_instead(database_url, mall_csv):
+def test_a_second_run_can_wait_for_the_first_instead(database_url, customers_csv):
     env = environment(DATABASE_URL=database_url, SEGMENT_LOCK_WAIT_SECONDS="120")
-    jobs = [Job("run", "--csv", str(mall_csv), env=env) for _ in range(2)]
+    jobs = [Job("run", "--csv", str(customers_csv), env=env) for _ in range(2)]
     assert [job.finish() for job in jobs] == [0, 0]
     assert query(database_url, "select count(*) from segmentation.runs where status = 'published'") == [(2,)]
 
@@ -98,13 +98,13 @@ def test_a_second_run_can_wait_for_the_first_instead(database_url, mall_csv):
     ("stage", "locked_table"),
     [("import", "segmentation.customers"), ("publish", "segmentation.k_evaluations")],
 )
-def test_a_run_killed_while_writing_leaves_the_views_as_they_were(database_url, mall_csv, published, stage, locked_table):
+def test_a_run_killed_while_writing_leaves_the_views_as_they_were(database_url, customers_csv, published, stage, locked_table):
     before = current_state(database_url)
     blocker = sa.create_engine(database_url)
     with blocker.connect() as connection:
         connection.execute(sa.text("begin"))
         connection.execute(sa.text(f"lock table {locked_table} in access exclusive mode"))
-        job = Job("run", "--csv", str(mall_csv), env=published)
+        job = Job("run", "--csv", str(customers_csv), env=published)
         wait_until_blocked(database_url)  # the run is inside its import / publish transaction
         job.process.send_signal(signal.SIGKILL)
         job.finish()
@@ -120,7 +120,7 @@ def test_a_run_killed_while_writing_leaves_the_views_as_they_were(database_url, 
         assert [row[0] for row in batches] == ["succeeded", "abandoned"]
 
 
-def test_a_run_killed_while_fitting_leaves_the_views_as_they_were(database_url, mall_csv, published):
+def test_a_run_killed_while_fitting_leaves_the_views_as_they_were(database_url, customers_csv, published):
     before = current_state(database_url)
     job = Job("run", env=published)
     job.wait_for_line("active customers")  # the fit (several seconds) starts right after this line
@@ -144,13 +144,13 @@ def test_sigterm_stops_a_run_cleanly_and_marks_it_cancelled(database_url, publis
     assert statuses == ["published", "cancelled"]
 
 
-def run_and_cut_its_connections(database_url, mall_csv, env):
+def run_and_cut_its_connections(database_url, customers_csv, env):
     """Start a run, wait until it is inside its import, terminate every one of its backends."""
     blocker = sa.create_engine(database_url)
     with blocker.connect() as connection:
         connection.execute(sa.text("begin"))
         connection.execute(sa.text("lock table segmentation.customers in access exclusive mode"))
-        job = Job("run", "--csv", str(mall_csv), env=env)
+        job = Job("run", "--csv", str(customers_csv), env=env)
         wait_until_blocked(database_url)
         connection.execute(sa.text(
             "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'segment'"))
@@ -159,8 +159,8 @@ def run_and_cut_its_connections(database_url, mall_csv, env):
     return job
 
 
-def test_a_run_whose_connection_is_cut_retries_and_succeeds(database_url, mall_csv, published):
-    job = run_and_cut_its_connections(database_url, mall_csv, published)
+def test_a_run_whose_connection_is_cut_retries_and_succeeds(database_url, customers_csv, published):
+    job = run_and_cut_its_connections(database_url, customers_csv, published)
     assert job.finish() == 0, job.output()
     assert any("lost the database connection" in line and "retry 1 of 3" in line for line in job.lines)
     statuses = [row[0] for row in query(database_url, "select status from segmentation.runs order by run_id")]
@@ -168,27 +168,27 @@ def test_a_run_whose_connection_is_cut_retries_and_succeeds(database_url, mall_c
     assert statuses[1] in ("failed", "abandoned") and len(statuses) == 3
 
 
-def test_a_run_whose_connection_stays_cut_fails_with_one_clear_line(database_url, mall_csv, published):
+def test_a_run_whose_connection_stays_cut_fails_with_one_clear_line(database_url, customers_csv, published):
     before = current_state(database_url)
-    job = run_and_cut_its_connections(database_url, mall_csv, {**published, "SEGMENT_DB_RETRIES": "0"})
+    job = run_and_cut_its_connections(database_url, customers_csv, {**published, "SEGMENT_DB_RETRIES": "0"})
     assert job.finish() == 7
     assert job.lines[-1].startswith("error: lost the database connection 1 time(s), giving up")
     assert current_state(database_url) == before
 
 
-def test_a_password_in_the_url_never_appears_in_any_output(database_url, mall_csv):
+def test_a_password_in_the_url_never_appears_in_any_output(database_url, customers_csv):
     url = sa.make_url(database_url)
     secret = url.password or "pa55-Secret-42"
     env = environment(DATABASE_URL=url.set(password=secret).render_as_string(hide_password=False))
-    outputs = [segment("run", "--csv", str(mall_csv), env=env), segment("runs", env=env),
+    outputs = [segment("run", "--csv", str(customers_csv), env=env), segment("runs", env=env),
                segment("import", "/nonexistent.csv", env=env)]
     assert [result.returncode for result in outputs] == [0, 0, 3]
     for result in outputs:
         assert secret not in result.stdout + result.stderr
 
 
-def test_two_first_runs_on_an_empty_database_do_not_race_on_the_migrations(empty_database_url, mall_csv):
+def test_two_first_runs_on_an_empty_database_do_not_race_on_the_migrations(empty_database_url, customers_csv):
     env = environment(DATABASE_URL=empty_database_url, SEGMENT_LOCK_WAIT_SECONDS="120", SEGMENT_WRITE_REPORT="false")
-    jobs = [Job("run", "--csv", str(mall_csv), env=env) for _ in range(2)]
+    jobs = [Job("run", "--csv", str(customers_csv), env=env) for _ in range(2)]
     assert [job.finish() for job in jobs] == [0, 0], [job.output() for job in jobs]
     assert query(empty_database_url, "select count(*) from segmentation.runs where status = 'published'") == [(2,)]

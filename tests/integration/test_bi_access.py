@@ -35,9 +35,9 @@ def reader_url(engine, database_url):
 
 
 @pytest.fixture
-def populated(engine, tmp_path, mall_csv):
-    run_once(engine, settings(), mall_csv)
-    lines = mall_csv.read_text().splitlines()
+def populated(engine, tmp_path, customers_csv):
+    run_once(engine, settings(), customers_csv)
+    lines = customers_csv.read_text().splitlines()
     lines[1] = "0001,Male,19,90,90"
     changed = tmp_path / "changed.csv"
     changed.write_text("\n".join(lines) + "\n")
@@ -110,37 +110,37 @@ def partitions(engine):
             " where i.inhparent = cast('segmentation.customer_segments' as regclass)")).scalars())
 
 
-def test_retention_keeps_the_newest_runs_customer_rows_and_all_history(engine, mall_csv):
-    run_ids = [run_once(engine, settings(keep_customer_rows_runs=2), mall_csv).run_id for _ in range(4)]
+def test_retention_keeps_the_newest_runs_customer_rows_and_all_history(engine, customers_csv):
+    run_ids = [run_once(engine, settings(keep_customer_rows_runs=2), customers_csv).run_id for _ in range(4)]
     assert partitions(engine) == run_ids[-2:]
     with engine.connect() as connection:
         kept = connection.execute(sa.text("select count(distinct run_id) from segmentation.segment_profiles")).scalar()
         views = connection.execute(sa.text("select count(*) from segmentation.current_customer_segments")).scalar()
-    assert kept == 4 and views == 200
+    assert kept == 4 and views == 300  # the newest run still shows all 300 sample customers
 
 
-def test_pruning_waits_briefly_for_dashboards_then_leaves_it_for_the_next_run(engine, database_url, mall_csv):
-    first = run_once(engine, settings(keep_customer_rows_runs=2), mall_csv).run_id
-    run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)
+def test_pruning_waits_briefly_for_dashboards_then_leaves_it_for_the_next_run(engine, database_url, customers_csv):
+    first = run_once(engine, settings(keep_customer_rows_runs=2), customers_csv).run_id
+    run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)
     dashboard = db.make_engine(database_url)
     with dashboard.connect() as reader:
         reader.execute(sa.text("begin"))
         reader.execute(sa.text(f"select count(*) from segmentation.customer_segments_r{first}")).scalar()
-        outcome = run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)  # cannot drop r{first} now
+        outcome = run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)  # cannot drop r{first} now
         assert outcome.status == "published"
         assert first in partitions(engine)
         reader.execute(sa.text("rollback"))
     dashboard.dispose()
-    run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)
+    run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)
     assert first not in partitions(engine)
 
 
-def test_the_report_of_a_pruned_run_still_renders_and_says_why_plots_are_empty(engine, mall_csv, tmp_path):
+def test_the_report_of_a_pruned_run_still_renders_and_says_why_plots_are_empty(engine, customers_csv, tmp_path):
     from segmentation import report
 
-    first = run_once(engine, settings(keep_customer_rows_runs=2), mall_csv).run_id
+    first = run_once(engine, settings(keep_customer_rows_runs=2), customers_csv).run_id
     for _ in range(3):
-        run_once(engine, settings(keep_customer_rows_runs=2), mall_csv)
+        run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)
     assert first not in partitions(engine)
     with engine.begin() as connection:
         path = report.write_report(connection, first, tmp_path / "old.html")

@@ -110,12 +110,12 @@ def test_sql_reference_copies_match_the_views_in_the_migrations():
         assert _normalise(reference) == _normalise(sql), f"sql/views/{view}.sql differs from the migrations"
 
 
-def test_partitioning_keeps_every_customer_row_down_and_up_again(engine, mall_csv):
+def test_partitioning_keeps_every_customer_row_down_and_up_again(engine, customers_csv):
     from segmentation.pipeline import run_once
     from segmentation.settings import load_settings
 
-    run_once(engine, load_settings(database_url="postgresql://unused@h/x"), mall_csv)
-    run_once(engine, load_settings(database_url="postgresql://unused@h/x"), mall_csv)
+    run_once(engine, load_settings(database_url="postgresql://unused@h/x"), customers_csv)
+    run_once(engine, load_settings(database_url="postgresql://unused@h/x"), customers_csv)
     count = "select run_id, count(*) from segmentation.customer_segments group by 1 order by 1"
     with engine.connect() as connection:
         before = connection.execute(sa.text(count)).all()

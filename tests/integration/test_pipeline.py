@@ -40,29 +40,29 @@ def test_mall_file_gives_the_reference_segments(engine, mall_csv):
     assert all(row.silhouette is not None and row.davies_bouldin is not None for row in evaluations)
 
 
-def test_two_runs_keep_both_versions_and_every_customer_keeps_its_segment(engine, mall_csv):
-    first = run_once(engine, settings(), mall_csv)
-    second = run_once(engine, settings(), mall_csv)
+def test_two_runs_keep_both_versions_and_every_customer_keeps_its_segment(engine, customers_csv):
+    first = run_once(engine, settings(), customers_csv)
+    second = run_once(engine, settings(), customers_csv)
     assert second.run_id > first.run_id
     assert assignments(engine, first.run_id) == assignments(engine, second.run_id)
     current = query(engine, "select distinct run_id from segmentation.current_customer_segments")
     assert current == [(second.run_id,)]
     kept = query(engine, "select run_id, count(*) from segmentation.customer_segments group by 1 order by 1")
-    assert kept == [(first.run_id, 200), (second.run_id, 200)]
+    assert kept == [(first.run_id, 300), (second.run_id, 300)]  # the packaged sample's 300 customers
     names = query(engine, "select run_id, segment_id, segment_name from segmentation.segment_profiles order by 2, 1")
     assert {(s, n) for _, s, n in names if _ == first.run_id} == {(s, n) for _, s, n in names if _ == second.run_id}
 
 
-def test_row_order_of_the_export_does_not_change_the_segments(server_url, template_database, tmp_path, mall_csv):
+def test_row_order_of_the_export_does_not_change_the_segments(server_url, template_database, tmp_path, customers_csv):
     from tests.conftest import _fresh_database
 
-    lines = mall_csv.read_text().splitlines()
+    lines = customers_csv.read_text().splitlines()
     body = lines[1:]
     random.Random(4).shuffle(body)
     shuffled = tmp_path / "shuffled.csv"
     shuffled.write_text("\n".join([lines[0], *body]) + "\n")
     results = []
-    for path in (mall_csv, shuffled):
+    for path in (customers_csv, shuffled):
         with _fresh_database(server_url, template_database) as url:
             engine = db.make_engine(url)
             outcome = run_once(engine, settings(), path)
@@ -71,8 +71,8 @@ def test_row_order_of_the_export_does_not_change_the_segments(server_url, templa
     assert results[0] == results[1]
 
 
-def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engine, mall_csv, monkeypatch):
-    good = run_once(engine, settings(), mall_csv)
+def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engine, customers_csv, monkeypatch):
+    good = run_once(engine, settings(), customers_csv)
 
     def broken_copy(*args, **kwargs):
         raise RuntimeError("disk full (simulated)")
@@ -88,22 +88,22 @@ def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engin
     assert leftovers == [(0,)]
 
 
-def test_a_run_that_never_finished_is_marked_abandoned_by_the_next(engine, mall_csv):
+def test_a_run_that_never_finished_is_marked_abandoned_by_the_next(engine, customers_csv):
     with engine.begin() as connection:
         dead = connection.execute(sa.text("insert into segmentation.runs default values returning run_id")).scalar()
-    run_once(engine, settings(), mall_csv)
+    run_once(engine, settings(), customers_csv)
     assert query(engine, "select status from segmentation.runs where run_id = :r", r=dead) == [("abandoned",)]
 
 
-def test_a_second_run_is_refused_while_the_lock_is_held(engine, mall_csv):
+def test_a_second_run_is_refused_while_the_lock_is_held(engine, customers_csv):
     with db.run_lock(engine, wait_seconds=0):
         with pytest.raises(RunLocked, match="another segmentation run is in progress"):
-            run_once(engine, settings(lock_wait_seconds=0.3), mall_csv)
-    run_once(engine, settings(), mall_csv)  # free again afterwards
+            run_once(engine, settings(lock_wait_seconds=0.3), customers_csv)
+    run_once(engine, settings(), customers_csv)  # free again afterwards
 
 
-def test_missing_values_are_imputed_and_counted_on_the_run(engine, tmp_path, mall_csv):
-    lines = mall_csv.read_text().splitlines()
+def test_missing_values_are_imputed_and_counted_on_the_run(engine, tmp_path, customers_csv):
+    lines = customers_csv.read_text().splitlines()
     lines[1] = "0001,Male,19,,39"
     lines[2] = "0002,Male,21,15,"
     path = tmp_path / "gaps.csv"
@@ -113,8 +113,8 @@ def test_missing_values_are_imputed_and_counted_on_the_run(engine, tmp_path, mal
     assert imputed == {"annual_income_k": 1, "spending_score": 1}
 
 
-def test_age_and_gender_can_be_switched_on(engine, mall_csv):
-    outcome = run_once(engine, settings(features="age,annual_income_k,spending_score,gender", k=4), mall_csv)
+def test_age_and_gender_can_be_switched_on(engine, customers_csv):
+    outcome = run_once(engine, settings(features="age,annual_income_k,spending_score,gender", k=4), customers_csv)
     assert outcome.k == 4
     features = query(engine, "select features from segmentation.runs where run_id = :r", r=outcome.run_id)[0][0]
     assert features == ["age", "annual_income_k", "spending_score", "gender"]
@@ -122,9 +122,9 @@ def test_age_and_gender_can_be_switched_on(engine, mall_csv):
     assert len(set(names)) == 4 and all(("younger" in n or "older" in n or "middle-aged" in n) for n in names)
 
 
-def test_customers_marked_inactive_are_left_out_of_the_next_fit(engine, tmp_path, mall_csv):
-    run_once(engine, settings(), mall_csv)
+def test_customers_marked_inactive_are_left_out_of_the_next_fit(engine, tmp_path, customers_csv):
+    run_once(engine, settings(), customers_csv)
     partial = tmp_path / "partial.csv"
-    partial.write_text("\n".join(mall_csv.read_text().splitlines()[:181]) + "\n")
+    partial.write_text("\n".join(customers_csv.read_text().splitlines()[:181]) + "\n")
     outcome = run_once(engine, settings(export_mode="full"), partial)
     assert outcome.n_customers == 180

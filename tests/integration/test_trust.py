@@ -25,24 +25,26 @@ def profiles(engine, run_id):
         engine, "select * from segmentation.segment_profiles where run_id = :r", r=run_id)}
 
 
-def with_new_customers(mall_csv, tmp_path, count, seed=11):
-    """The mall file plus `count` new customers drawn near existing ones."""
-    lines = mall_csv.read_text().splitlines()
+def with_new_customers(csv_path, tmp_path, count, seed=11):
+    """The customers of `csv_path` plus `count` new customers drawn near existing ones."""
+    lines = csv_path.read_text().splitlines()
+    existing = len(lines) - 1
+    next_id = max(int(line.split(",")[0]) for line in lines[1:]) + 1
     rng = np.random.default_rng(seed)
     extra = []
     for offset in range(count):
-        template = lines[1 + int(rng.integers(0, 200))].split(",")
+        template = lines[1 + int(rng.integers(0, existing))].split(",")
         income = max(15, int(template[3]) + int(rng.integers(-3, 4)))
         spending = min(99, max(1, int(template[4]) + int(rng.integers(-3, 4))))
-        extra.append(f"{201 + offset},{template[1]},{template[2]},{income},{spending}")
+        extra.append(f"{next_id + offset},{template[1]},{template[2]},{income},{spending}")
     path = tmp_path / "grown.csv"
     path.write_text("\n".join(lines + extra) + "\n")
     return path
 
 
-def test_adding_three_percent_new_customers_keeps_every_segment_id_and_name(engine, tmp_path, mall_csv):
-    first = run_once(engine, settings(), mall_csv)
-    second = run_once(engine, settings(), with_new_customers(mall_csv, tmp_path, 6))
+def test_adding_three_percent_new_customers_keeps_every_segment_id_and_name(engine, tmp_path, customers_csv):
+    first = run_once(engine, settings(), customers_csv)
+    second = run_once(engine, settings(), with_new_customers(customers_csv, tmp_path, 9))  # 3% of 300
     before, after = profiles(engine, first.run_id), profiles(engine, second.run_id)
     assert set(after) == set(before)
     assert {i: p.segment_name for i, p in after.items()} == {i: p.segment_name for i, p in before.items()}
@@ -55,10 +57,10 @@ def test_adding_three_percent_new_customers_keeps_every_segment_id_and_name(engi
     assert moved <= 4  # at most a couple of borderline customers change segment
 
 
-def test_every_customer_has_a_second_segment_a_margin_and_an_outlier_flag(engine, mall_csv):
-    run_once(engine, settings(), mall_csv)
+def test_every_customer_has_a_second_segment_a_margin_and_an_outlier_flag(engine, customers_csv):
+    run_once(engine, settings(), customers_csv)
     rows = query(engine, "select * from segmentation.current_customer_segments")
-    assert len(rows) == 200
+    assert len(rows) == 300
     assert all(row.second_segment_id is not None and row.second_segment_id != row.segment_id for row in rows)
     assert all(row.margin_to_second >= 0 for row in rows)
     outliers = [row for row in rows if row.is_outlier]
@@ -77,9 +79,10 @@ def test_profiles_carry_indexes_medians_and_what_sets_each_segment_apart(engine,
     assert weighted == pytest.approx(60.56, abs=0.01)  # the overall mean income of the mall file
 
 
-def test_segment_transitions_count_customers_moving_between_published_runs(engine, tmp_path, mall_csv):
-    first = run_once(engine, settings(), mall_csv)
-    lines = mall_csv.read_text().splitlines()
+def test_segment_transitions_count_customers_moving_between_published_runs(engine, tmp_path, customers_csv):
+    first = run_once(engine, settings(), customers_csv)
+    lines = customers_csv.read_text().splitlines()
+    assert lines[1] == "0001,Male,48,91,21"  # a high-income low-spender in the packaged sample
     lines[1] = "0001,Male,19,90,90"  # customer 1 becomes a high-income high-spender
     changed = tmp_path / "changed.csv"
     changed.write_text("\n".join(lines) + "\n")
@@ -88,26 +91,27 @@ def test_segment_transitions_count_customers_moving_between_published_runs(engin
     assert [(m.from_run_id, m.to_run_id, m.customer_count) for m in moves] == [(first.run_id, second.run_id, 1)]
     assert moves[0].to_segment_name == "High income, high spending"
     total = query(engine, "select sum(customer_count) from segmentation.segment_transitions")[0][0]
-    assert total == 200
+    assert total == 300
 
 
-def test_a_run_whose_quality_collapses_is_held_and_the_previous_stays_current(engine, mall_csv):
-    good = run_once(engine, settings(), mall_csv)
-    with pytest.raises(RunHeld, match=r"silhouette 0\.555 is below min_silhouette 0\.9"):
-        run_once(engine, settings(min_silhouette=0.9), mall_csv)
+def test_a_run_whose_quality_collapses_is_held_and_the_previous_stays_current(engine, customers_csv):
+    good = run_once(engine, settings(), customers_csv)
+    assert 0.5 < good.silhouette < 0.9
+    with pytest.raises(RunHeld, match=rf"silhouette {good.silhouette:.3f} is below min_silhouette 0\.9"):
+        run_once(engine, settings(min_silhouette=0.9), customers_csv)
     held = query(engine, "select run_id, status, error, published_at from segmentation.run_history where status = 'held'")
     assert len(held) == 1 and held[0].published_at is None and "min_silhouette" in held[0].error
     assert query(engine, "select distinct run_id from segmentation.current_segment_profiles") == [(good.run_id,)]
     # the held run's results are kept for inspection
     assert query(engine, "select count(*) from segmentation.customer_segments where run_id = :r",
-                 r=held[0].run_id) == [(200,)]
-    forced = run_once(engine, settings(min_silhouette=0.9, force_publish=True), mall_csv)
+                 r=held[0].run_id) == [(300,)]
+    forced = run_once(engine, settings(min_silhouette=0.9, force_publish=True), customers_csv)
     assert query(engine, "select distinct run_id from segmentation.current_segment_profiles") == [(forced.run_id,)]
 
 
-def test_segment_sizes_that_drift_too_far_hold_the_run(engine, tmp_path, mall_csv):
-    run_once(engine, settings(), mall_csv)
-    lines = mall_csv.read_text().splitlines()
+def test_segment_sizes_that_drift_too_far_hold_the_run(engine, tmp_path, customers_csv):
+    run_once(engine, settings(), customers_csv)
+    lines = customers_csv.read_text().splitlines()
     # keep every customer, but make most of the middle segment big spenders with high income
     shifted = [lines[0]] + [
         f"{parts[0]},{parts[1]},{parts[2]},{int(parts[3]) + 35},{min(100, int(parts[4]) + 35)}"
@@ -122,18 +126,18 @@ def test_segment_sizes_that_drift_too_far_hold_the_run(engine, tmp_path, mall_cs
     assert psi > 0.25
 
 
-def test_the_report_has_every_section_and_image(engine, mall_csv, data_dir):
-    run_once(engine, settings(), mall_csv)
-    second = run_once(engine, settings(), mall_csv)
+def test_the_report_has_every_section_and_image(engine, customers_csv, data_dir):
+    run_once(engine, settings(), customers_csv)
+    second = run_once(engine, settings(), customers_csv)
     path = query(engine, "select report_path from segmentation.runs where run_id = :r", r=second.run_id)[0][0]
     assert path.startswith(str(data_dir))
     html = open(path, encoding="utf-8").read()
     sections = re.findall(r"<h2>(.*?)</h2>", html)
     assert sections == ["Summary", "The data", "Choosing the number of segments", "The segments",
                         "Segment profiles", "What changed since the last run"]
-    images = re.findall(r'<img alt="" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(images) == 5 and all(len(image) > 10_000 for image in images)
-    for text in ("High income, high spending", "Premium offers", "chosen by 3 of 5 criteria",
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 6 and all(len(image) > 10_000 and alt.strip() for alt, image in images)
+    for text in ("High income, high spending", "Premium offers", "chosen by 4 of 5 criteria",  # the packaged sample
                  "Compared with run", "Customers moved between segments"):
         assert text in html
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing fetched
