@@ -194,8 +194,9 @@ def import_(
     settings = load_settings(export_mode=export_mode)
     _stop_on_sigterm()
     with db.database(settings) as engine:
-        with db.run_lock(engine, settings.lock_wait_seconds):
+        with db.run_lock(engine, settings.lock_wait_seconds) as lock:
             db.upgrade(engine)
+            lock.after_upgrade()
             with engine.begin() as connection:
                 db.mark_abandoned(connection)
             result = import_file(engine, path, settings)
@@ -322,8 +323,8 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision")] 
 def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. base")]) -> None:
     """Migrate the schema down to REVISION ("base" removes every table and view)."""
     settings = load_settings()
-    with db.database(settings) as engine, db.run_lock(engine, settings.lock_wait_seconds):
-        db.downgrade(engine, revision)
+    with db.database(settings) as engine, db.run_lock(engine, settings.lock_wait_seconds) as lock:
+        db.downgrade(engine, revision, lock)
         with engine.connect() as connection:
             console.print(f"schema at revision {db.current_revision(connection) or 'base'}")
 

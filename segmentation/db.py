@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from segmentation.errors import RunLocked, SegmentationError
+from segmentation.errors import RunLocked, RunLockLost, SegmentationError
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(connection), revision)
 
 
-def downgrade(engine: Engine, revision: str) -> None:
-    """Migrate the schema down to `revision` ("base" removes everything)."""
+def downgrade(engine: Engine, revision: str, lock: RunLock | None = None) -> None:
+    """Migrate the schema down to `revision` ("base" removes everything).
+
+    Under a run lock the downgrade runs in the lock's own transaction: it may drop the
+    lock table, which no other connection could do while the lock is held.
+    """
+    if lock is not None and lock.table:
+        command.downgrade(alembic_config(lock.connection), revision)
+        lock.connection.commit()
+        lock.table = False
+        return
     with engine.begin() as connection:
         command.downgrade(alembic_config(connection), revision)
 
@@ -135,41 +144,132 @@ def current_revision(connection: Connection) -> str | None:
 # --- one run at a time ------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def run_lock(engine: Engine, wait_seconds: float) -> Iterator[Connection]:
-    """Hold the cluster-wide run lock (a session advisory lock) for the block.
+LOCK_TABLE = "segmentation.run_lock"
 
-    Waits up to `wait_seconds`, then raises RunLocked. The lock lives on its own
-    connection, so it is released by the server even if this process is killed.
+
+class RunLock:
+    """The run lock, held by one connection for the whole run.
+
+    It is an EXCLUSIVE lock on the table `segmentation.run_lock`, taken in a transaction
+    that stays open while the run works. Only a role that may write the job's tables can
+    lock that table, so a read-only BI role can neither block nor fake it (any role can take
+    any advisory lock). Before the schema exists (a first run, or an upgrade from before
+    migration 0005) a session advisory lock guards the migrations; `after_upgrade` then takes
+    the table lock as well.
+
+    The lock lives as long as its server session: when that session ends (terminated, idle
+    timeout, server restart) the lock is gone and another run may start. `check` proves,
+    inside the publish transaction, that this run still holds it.
     """
-    connection = engine.connect()
-    try:
-        deadline = time.monotonic() + wait_seconds
+
+    def __init__(self, engine: Engine, wait_seconds: float) -> None:
+        self.engine = engine
+        self.wait_seconds = wait_seconds
+        self.connection = engine.connect()
+        self.backend_pid = self.connection.exec_driver_sql("select pg_backend_pid()").scalar_one()
+        self.connection.commit()
+        self.advisory = False
+        self.table = False
+
+    def acquire(self) -> None:
+        connection = self.connection
+        connection.exec_driver_sql("set idle_in_transaction_session_timeout = 0")
+        exists = connection.execute(sa.text("select to_regclass(:name) is not null"), {"name": LOCK_TABLE}).scalar()
+        connection.commit()
+        if exists:
+            self._lock_table()
+        else:
+            self._advisory()
+
+    def after_upgrade(self) -> None:
+        """Once the schema is at head: hold the table lock too (migrations may have just made it)."""
+        if not self.table:
+            self._lock_table()
+
+    def _lock_table(self) -> None:
+        connection = self.connection
+        try:
+            if self.wait_seconds > 0:
+                connection.exec_driver_sql(f"set local lock_timeout = '{int(self.wait_seconds * 1000)}ms'")
+                connection.exec_driver_sql(f"lock table {LOCK_TABLE} in exclusive mode")
+            else:
+                connection.exec_driver_sql(f"lock table {LOCK_TABLE} in exclusive mode nowait")
+        except sa.exc.OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            connection.rollback()
+            holder = connection.execute(
+                sa.text(
+                    "select pid from pg_locks where locktype = 'relation' and granted"
+                    " and relation = to_regclass(:name) and mode = 'ExclusiveLock'"
+                ),
+                {"name": LOCK_TABLE},
+            ).scalar()
+            connection.rollback()
+            raise RunLocked(
+                f"another segmentation run is in progress (server backend pid {holder});"
+                f" gave up after waiting {self.wait_seconds:g} s (setting lock_wait_seconds)"
+            ) from None
+        self.table = True
+
+    def _advisory(self) -> None:
+        connection = self.connection
+        deadline = time.monotonic() + self.wait_seconds
         while True:
             got = connection.execute(sa.text("select pg_try_advisory_lock(:key)"), {"key": RUN_LOCK_KEY}).scalar()
             connection.commit()
             if got:
-                break
+                self.advisory = True
+                return
             if time.monotonic() >= deadline:
-                holder = connection.execute(
-                    sa.text(
-                        "select pid from pg_locks where locktype = 'advisory' and granted"
-                        " and objid = :key and database = (select oid from pg_database"
-                        " where datname = current_database())"
-                    ),
-                    {"key": RUN_LOCK_KEY},
-                ).scalar()
                 raise RunLocked(
-                    f"another segmentation run is in progress (server backend pid {holder});"
-                    f" gave up after waiting {wait_seconds:g} s (setting lock_wait_seconds)"
+                    "another segmentation run is migrating the schema;"
+                    f" gave up after waiting {self.wait_seconds:g} s (setting lock_wait_seconds)"
                 )
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
-        yield connection
-    finally:
+
+    def check(self, connection: Connection) -> None:
+        """Raise RunLockLost unless this run's lock session still holds the table lock.
+
+        Call it in the transaction that publishes, so that the check and the publish commit
+        together (a later run marks this one abandoned only after taking the lock).
+        """
+        held = connection.execute(
+            sa.text(
+                "select exists (select 1 from pg_locks where locktype = 'relation' and granted"
+                " and relation = to_regclass(:name) and mode = 'ExclusiveLock' and pid = :pid)"
+            ),
+            {"name": LOCK_TABLE, "pid": self.backend_pid},
+        ).scalar()
+        if not held:
+            raise RunLockLost(
+                f"lost the run lock (its database session, backend pid {self.backend_pid}, ended);"
+                " nothing was published: another run may have started"
+            )
+
+    def release(self) -> None:
         with contextlib.suppress(Exception):
-            connection.execute(sa.text("select pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY})
-            connection.commit()
-        connection.close()
+            self.connection.rollback()  # ends the transaction: releases the table lock
+            if self.advisory:
+                self.connection.execute(sa.text("select pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY})
+                self.connection.commit()
+        with contextlib.suppress(Exception):
+            self.connection.close()
+
+
+@contextlib.contextmanager
+def run_lock(engine: Engine, wait_seconds: float) -> Iterator[RunLock]:
+    """Hold the run lock for the block (see RunLock); RunLocked after `wait_seconds`.
+
+    The lock lives in its own connection, so the server releases it even if this process
+    is killed.
+    """
+    lock = RunLock(engine, wait_seconds)
+    try:
+        lock.acquire()
+        yield lock
+    finally:
+        lock.release()
 
 
 # --- read-only access for BI tools ---------------------------------------------------------

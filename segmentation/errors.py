@@ -25,6 +25,12 @@ class RunLocked(SegmentationError):
     exit_code = 4
 
 
+class RunLockLost(SegmentationError):
+    """The run's lock session ended before it published; nothing was published."""
+
+    exit_code = 8
+
+
 class NothingToSegment(SegmentationError):
     """There are too few active customers to fit the requested segments."""
 

@@ -25,7 +25,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sqlalchemy.engine import Engine
 
 from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish
-from segmentation.errors import Cancelled, ConfigurationError, DatabaseUnavailable, NothingToSegment, RunHeld
+from segmentation.errors import (
+    Cancelled,
+    ConfigurationError,
+    DatabaseUnavailable,
+    NothingToSegment,
+    RunHeld,
+    RunLockLost,
+)
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -235,8 +242,9 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
         raise ConfigurationError(
             f"--csv {csv_path} was given, but the source setting ({settings.source}) says to read a table instead"
         )
-    with db.run_lock(engine, settings.lock_wait_seconds):
+    with db.run_lock(engine, settings.lock_wait_seconds) as lock:
         db.upgrade(engine)
+        lock.after_upgrade()
         with engine.begin() as connection:
             abandoned_runs, abandoned_batches = db.mark_abandoned(connection)
         if abandoned_runs or abandoned_batches:
@@ -286,6 +294,7 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
             status = "held" if problems and not settings.force_publish else "published"
             started = time.monotonic()
             with engine.begin() as connection:
+                lock.check(connection)
                 publish.store_results(
                     connection,
                     run_id,
@@ -311,6 +320,8 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
             log.info("run %d: %s %d customers (%.1f s)", run_id, status, len(result.assignments), time.monotonic() - started)
         except BaseException as error:
             status = "cancelled" if isinstance(error, (KeyboardInterrupt, Cancelled)) else "failed"
+            if isinstance(error, RunLockLost):
+                log.error("run %d: %s", run_id, error)
             message = str(error) or type(error).__name__
             try:
                 with engine.begin() as connection:

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from segmentation import views
 from segmentation.dataset import MALL, Dataset
+from segmentation.errors import RunLockLost
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def store_results(
         if recreated:
             log.info("run %d: views %s follow the new declaration", run_id, ", ".join(recreated))
     published = "clock_timestamp()" if status == "published" else "null"
-    connection.execute(
+    updated = connection.execute(
         sa.text(
             f"""
             update segmentation.runs set
@@ -206,7 +207,7 @@ def store_results(
                 size_psi = :size_psi, max_centroid_shift = :max_centroid_shift, n_outliers = :n_outliers,
                 error = :error, reject_share = :reject_share, finished_at = clock_timestamp(),
                 published_at = {published}
-            where run_id = :run_id
+            where run_id = :run_id and status = 'running'
             """
         ),
         {
@@ -215,7 +216,9 @@ def store_results(
             "n_customers": len(assignments),
             **{**run_fields, "n_imputed": json.dumps(run_fields["n_imputed"])},
         },
-    )
+    ).rowcount
+    if updated != 1:  # marked abandoned by a run that took the lock after this one lost it
+        raise RunLockLost(f"run {run_id} is no longer running (marked abandoned by a later run); nothing was published")
 
 
 def record_report(connection: Connection, run_id: int, path: str) -> None:
