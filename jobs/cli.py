@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from sqlalchemy import exc as sa_exc
 from rich.console import Console
 from rich.table import Table
 
@@ -87,6 +88,9 @@ def command(function):
             _fail("interrupted", 130)
         except Cancelled:
             _fail("stopped by SIGTERM", 143)
+        except sa_exc.DBAPIError as error:  # a server error that is not a lost connection: one line
+            log.debug("database error", exc_info=True)
+            _fail(f"database error: {db.server_message(error)}", 1)
         except Exception as error:  # anything unexpected still gets one readable line
             log.debug("unexpected failure", exc_info=True)
             _fail(f"{type(error).__name__}: {error}", 1)
@@ -352,7 +356,8 @@ def db_serve() -> None:
     settings = load_settings()
     with db.database(settings) as engine:
         db.upgrade(engine)
-        console.print(f"psql '{db.redact(db.psycopg_dsn(engine))}'")
+        shown = engine.url.set(drivername="postgresql").render_as_string(hide_password=True)
+        console.print(f"psql '{db.redact(shown)}'")
         console.print("serving until Ctrl-C or SIGTERM")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from segmentation.errors import RunLocked, RunLockLost, SegmentationError
+from segmentation.errors import DatabaseUnreachable, RunLocked, RunLockLost, SegmentationError
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,14 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def redact(text: str) -> str:
-    """Hide passwords of any URL in `text` (for logs and error messages)."""
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", text)
+    """Hide passwords in `text` (for logs, errors and anything printed).
+
+    Covers `scheme://user:password@host` (also with an unencoded @ in the password: up to
+    the last @ before the host), `?password=...` / `&password=...` query parameters and
+    libpq's `password=...` key-value form.
+    """
+    text = re.sub(r"(://[^:/@\s]*:)[^\s/]*@", r"\1***@", text)
+    return re.sub(r"((?:^|[\s?&;])password\s*=\s*)('[^']*'|[^\s&;]*)", r"\1***", text, flags=re.IGNORECASE)
 
 
 def psycopg_dsn(engine: Engine) -> str:
@@ -76,6 +82,7 @@ def database(settings: Settings) -> Iterator[Engine]:
             url = stack.enter_context(embedded_server(settings.pgdata_dir))
         engine = make_engine(url)
         stack.callback(engine.dispose)
+        check_connection(engine)
         yield engine
 
 
@@ -92,9 +99,48 @@ def make_engine(url: str) -> Engine:
     )
 
 
+#: SQLSTATEs of a server that went away: connection exceptions (class 08) and shutdowns.
+LOST_CONNECTION_STATES = ("57P01", "57P02", "57P03")
+
+
 def connection_lost(error: sa.exc.DBAPIError) -> bool:
-    """True when `error` means the connection or the server went away (worth a retry)."""
-    return bool(error.connection_invalidated) or isinstance(error, sa.exc.OperationalError)
+    """True when `error` means the connection or the server went away (worth a retry).
+
+    Any other server error (a full disk, a constraint, a permission) is not retried: it
+    would fail the same way again.
+    """
+    if error.connection_invalidated:
+        return True
+    state = getattr(error.orig, "sqlstate", None)
+    if state is None:
+        # no SQLSTATE: the client lost the socket (server crashed, network cut)
+        return isinstance(error, sa.exc.OperationalError)
+    return state.startswith("08") or state in LOST_CONNECTION_STATES
+
+
+def server_message(error: BaseException) -> str:
+    """The server's own message of a database error, on one line, without SQLAlchemy's boilerplate."""
+    original = getattr(error, "orig", None) or error
+    text = " ".join(str(original).split())
+    state = getattr(original, "sqlstate", None)
+    return redact(f"{text} (SQLSTATE {state})" if state else text)
+
+
+def describe_target(engine: Engine) -> str:
+    """HOST:PORT as ROLE (or the socket folder), for messages about connecting."""
+    url = engine.url
+    host = url.host or (url.query.get("host") if url.query else None) or "local socket"
+    port = f":{url.port}" if url.port else ""
+    return f"{host}{port} as {url.username or 'the current user'}"
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once; never having connected is one clear error, not a lost connection to retry."""
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("select 1")
+    except sa.exc.DBAPIError as error:
+        raise DatabaseUnreachable(f"cannot connect to {describe_target(engine)}: {server_message(error)}") from None
 
 
 # --- migrations -------------------------------------------------------------------------

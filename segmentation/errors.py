@@ -53,5 +53,17 @@ class DatabaseUnavailable(SegmentationError):
     exit_code = 7
 
 
+class DatabaseUnreachable(SegmentationError):
+    """The database could not be reached at all when the command started (not retried)."""
+
+    exit_code = 7
+
+
+class DatabaseError(SegmentationError):
+    """The server refused a statement for a reason other than a lost connection (e.g. disk full)."""
+
+    exit_code = 1
+
+
 class Cancelled(BaseException):
     """SIGTERM asked the job to stop (a BaseException so no `except Exception` swallows it)."""

@@ -78,7 +78,7 @@ def customer_segments_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str
         for position, column in enumerate(dataset.columns, start=1)
     ]
     statement = sql.SQL(
-        "create view segmentation.current_customer_segments as\n"
+        "create view segmentation.current_customer_segments with (security_barrier = true) as\n"
         "-- grain: one row per customer of the latest published run" + _LATEST_RUN + "\nselect\n    "
         "{id} as customer_id,\n    assigned.segment_id,\n    profile.segment_name,\n    {attributes},\n"
         "    assigned.distance_to_centroid,\n    assigned.run_id,\n    latest_run.published_at,\n"
@@ -146,7 +146,7 @@ def segment_profiles_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str]
     averages, medians, indexes, feature_comments = _profile_columns(dataset)
     pivots = averages + medians + indexes
     statement = sql.SQL(
-        "create view segmentation.current_segment_profiles as\n"
+        "create view segmentation.current_segment_profiles with (security_barrier = true) as\n"
         "-- grain: one row per segment of the latest published run" + _LATEST_RUN + ",\n"
         "pivoted as (\n    select\n        feature.run_id,\n        feature.segment_id{comma}\n        {pivots}\n"
         "    from segmentation.segment_features as feature\n    where feature.run_id = (select run_id from latest_run)\n"
@@ -184,7 +184,7 @@ def profile_history_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str]]
     """`segment_profile_history`: every published run's segments with averages and shares."""
     averages, _, _, feature_comments = _profile_columns(dataset)
     statement = sql.SQL(
-        "create view segmentation.segment_profile_history as\n"
+        "create view segmentation.segment_profile_history with (security_barrier = true) as\n"
         "-- grain: one row per segment of every published run, oldest first\n"
         "with pivoted as (\n    select\n        feature.run_id,\n        feature.segment_id{comma}\n        {pivots}\n"
         "    from segmentation.segment_features as feature\n    group by feature.run_id, feature.segment_id\n)\n"

@@ -1,0 +1,48 @@
+"""Database errors told apart: a lost connection is retried, anything else fails once; no password is ever shown."""
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from segmentation import db
+
+
+def wrapped(error: Exception, invalidated: bool = False) -> sa.exc.DBAPIError:
+    return sa.exc.DBAPIError.instance("select 1", {}, error, psycopg.Error, connection_invalidated=invalidated)
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
+        (psycopg.errors.ConnectionFailure("connection failure"), True),
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (psycopg.errors.DiskFull("could not extend file: No space left on device"), False),
+        (psycopg.errors.QueryCanceled("canceling statement due to statement timeout"), False),
+        (psycopg.errors.InsufficientPrivilege("permission denied for table customers"), False),
+    ],
+)
+def test_only_a_lost_connection_counts_as_lost(error, lost):
+    assert db.connection_lost(wrapped(error)) is lost
+
+
+def test_the_server_message_is_one_line_without_sqlalchemy_boilerplate():
+    error = wrapped(psycopg.errors.DiskFull('could not extend file "base/1/2": No space left on device\nHINT: x'))
+    message = db.server_message(error)
+    assert "\n" not in message and "sqlalche.me" not in message and "No space left on device" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "postgresql://bob:s3cret@db.example:5432/x",
+        "postgresql://bob:s3@cret@db.example/x",
+        "postgresql://bob@db.example/x?password=s3cret&sslmode=require",
+        "host=db.example user=bob password=s3cret dbname=x",
+        "host=db.example user=bob password='s3cret' dbname=x",
+    ],
+)
+def test_no_password_survives_redaction(text):
+    shown = db.redact(text)
+    assert "s3cret" not in shown and "cret" not in shown
+    assert "db.example" in shown
