@@ -1,25 +1,33 @@
-"""Import benchmark: our `segment import` against `psql \\copy` (the limit) and pandas `to_sql`.
+"""Import benchmark: our import against `psql \\copy` (the limit) and pandas `to_sql`.
 
 Usage (needs `psql` on PATH and a server where the role may create databases):
 
     python benchmarks/import_benchmark.py --database-url postgresql://root@127.0.0.1:5432/postgres \\
         --rows 1000000 10000000
 
-For each size it generates a sample file with the project's generator (kept in --work-dir),
-then, each in a fresh database and measured in this one run:
-- `psql \\copy` of the file into a plain table with a primary key (the physical limit);
-- `segment import` of the file (first load), then again (re-import, every row unchanged),
-  timed from the batch row and with the child process's peak memory;
+Two files per size, generated in --work-dir (kept for the next run):
+- `mall`: the mall's five columns (`segmentation.sample.write_sample`, whole-number ids zero-padded);
+- `declared`: ten columns read under the declaration `DECLARED` below (text id, five numbers,
+  two whole numbers, a category and a Yes/No boolean), made by `write_declared`.
+
+For each file, each in a fresh database and measured in this one run:
+- `psql \\copy` of the file into a plain table with typed columns and a primary key (the
+  physical limit): for the mall file both with a bigint key (the table of earlier versions)
+  and with a text collate "C" key (the key `customers` has now); for the declared file with
+  its text key;
+- our import (`segmentation.ingest.import_file`, each in its own process) of the file (first
+  load), then again (re-import, every row unchanged), timed from the batch rows, with the
+  import process's peak memory. With --dataset-fk both (the default), also with the foreign
+  key customers.dataset_id -> datasets dropped in that database, to show what it costs;
 - pandas `read_csv` + `DataFrame.to_sql` on the first --naive-rows rows (it is slow).
 It prints rows per second and the ratios; the targets are a ratio to `\\copy` of at least 0.5
-and peak memory under 300 MB. The generator writes ids in order, as exports usually are;
---shuffled also measures each size with its lines in random order (both `\\copy` and our
-import then insert into the key at random places).
+and peak memory under 300 MB. --shuffled also measures each file with its lines in random order.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -28,39 +36,102 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import sqlalchemy as sa
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
+from segmentation import db  # noqa: E402
 from segmentation.db import sqlalchemy_url  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402
 
-PLAIN_TABLE = (
-    "create table plain (customer_id bigint primary key, gender text, age smallint,"
-    " annual_income_k numeric, spending_score smallint)"
-)
+#: the ten-column file's declaration, as a user writes it under [dataset] in segment.toml
+DECLARED = {
+    "id_column": "ClientID",
+    "id_type": "text",
+    "columns": {
+        "income": {"from": "Income", "type": "number", "unit": "k$", "min": 0},
+        "balance": {"from": "Balance", "type": "number", "unit": "$", "min": 0},
+        "credit_limit": {"from": "Credit Limit", "type": "number", "unit": "$", "min": 0},
+        "monthly_spend": {"from": "Monthly Spend", "type": "number", "unit": "$", "min": 0},
+        "utilisation": {"from": "Utilisation", "type": "number", "min": 0, "max": 1},
+        "age": {"from": "Age", "type": "whole", "unit": "years", "min": 18, "max": 120},
+        "cards": {"from": "Cards", "type": "whole", "min": 0, "max": 20},
+        "region": {"from": "Region", "type": "category", "values": ["North", "South", "East", "West"]},
+        "student": {"from": "Student", "type": "boolean"},
+    },
+}
+DECLARED_HEADER = "ClientID,Income,Balance,Credit Limit,Monthly Spend,Utilisation,Age,Cards,Region,Student\n"
+
+LIMIT_TABLES = {
+    "mall, bigint key": (
+        "create table plain (customer_id bigint primary key, gender text, age smallint,"
+        " annual_income_k numeric, spending_score smallint)"
+    ),
+    "mall, text key": (
+        'create table plain (customer_id text collate "C" primary key, gender text, age smallint,'
+        " annual_income_k numeric, spending_score smallint)"
+    ),
+    "declared, text key": (
+        'create table plain (customer_id text collate "C" primary key, income numeric, balance numeric,'
+        " credit_limit numeric, monthly_spend numeric, utilisation numeric, age smallint, cards smallint,"
+        " region text, student boolean)"
+    ),
+}
+
+#: peak memory of this process alone (ru_maxrss would include the parent's peak before exec)
+PEAK_MB = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) // 1024"
 
 TO_SQL_CHILD = """
-import sys, time, resource
+import sys, time
 import pandas as pd, sqlalchemy as sa
 path, url, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
 engine = sa.create_engine(url)
 started = time.monotonic()
-frame = pd.read_csv(path, nrows=rows, dtype={"CustomerID": "int64"})
-frame.columns = ["customer_id", "gender", "age", "annual_income_k", "spending_score"]
+frame = pd.read_csv(path, nrows=rows, dtype={0: str})
+frame.columns = [f"c{i}" for i in range(len(frame.columns))]
 frame.to_sql("naive", engine, index=False, chunksize=10000)
-print(time.monotonic() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
+print(time.monotonic() - started, PEAK_MB)
+""".replace("PEAK_MB", PEAK_MB)
 
 IMPORT_CHILD = """
-import os, resource, subprocess, sys
-result = subprocess.run([sys.executable, "-m", "jobs.nightly", "import", sys.argv[1]],
-                        capture_output=True, text=True)
-if result.returncode:
-    sys.exit(result.stderr)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
+import json, sys
+from pathlib import Path
+from segmentation import db
+from segmentation.ingest import import_file
+from segmentation.settings import load_settings
+path, url, dataset = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+settings = load_settings(database_url=url, dataset=dataset, export_mode="full")
+engine = db.make_engine(db.sqlalchemy_url(url))
+result = import_file(engine, path, settings)
+print(result.method, result.rows_read, result.rows_inserted, result.rows_unchanged, result.rows_rejected)
+print(PEAK_MB)
+""".replace("PEAK_MB", PEAK_MB)
+
+
+def write_declared(path: Path, rows: int, seed: int = 11) -> Path:
+    """Write `rows` customers of the ten-column declared export (ids C00000001...)."""
+    rng = np.random.default_rng(seed)
+    regions = np.array(["North", "South", "East", "West"])
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(DECLARED_HEADER)
+        for start in range(0, rows, 100_000):
+            n = min(100_000, rows - start)
+            columns = (
+                [f"C{number:08d}" for number in range(start + 1, start + n + 1)],
+                np.round(rng.gamma(4, 12, n), 2).tolist(),
+                np.round(rng.gamma(2, 400, n), 2).tolist(),
+                np.round(rng.normal(5000, 1500, n).clip(500), 0).astype(int).tolist(),
+                np.round(rng.gamma(3, 100, n), 2).tolist(),
+                np.round(rng.random(n), 3).tolist(),
+                rng.integers(18, 90, n).tolist(),
+                rng.integers(0, 9, n).tolist(),
+                regions[rng.integers(0, 4, n)].tolist(),
+                np.where(rng.random(n) < 0.1, "Yes", "No").tolist(),
+            )
+            handle.write("".join(",".join(map(str, fields)) + "\n" for fields in zip(*columns)))
+    return path
 
 
 def libpq(url: str) -> str:
@@ -79,14 +150,20 @@ class Databases:
         self.names.append(name)
         return self.admin.url.set(database=name).render_as_string(hide_password=False)
 
-    def drop_all(self) -> None:
+    def drop(self, url: str) -> None:
+        name = sa.make_url(url).database
         with self.admin.connect() as connection:
-            for name in self.names:
-                connection.exec_driver_sql(f"drop database if exists {name} with (force)")
+            connection.exec_driver_sql(f"drop database if exists {name} with (force)")
+        self.names.remove(name)
+
+    def drop_all(self) -> None:
+        for name in list(self.names):
+            self.drop(self.admin.url.set(database=name).render_as_string(hide_password=False))
 
 
-def psql_copy(url: str, path: Path) -> float:
-    subprocess.run(["psql", libpq(url), "-qc", PLAIN_TABLE], check=True)
+def psql_copy(url: str, path: Path, table: str) -> float:
+    subprocess.run(["psql", libpq(url), "-qc", table], check=True)
+    subprocess.run(["psql", libpq(url), "-qc", "checkpoint"], check=True)
     started = time.monotonic()
     subprocess.run(
         ["psql", libpq(url), "-qc", f"\\copy plain from '{path}' with (format csv, header)"], check=True
@@ -94,17 +171,31 @@ def psql_copy(url: str, path: Path) -> float:
     return time.monotonic() - started
 
 
-def our_import(url: str, path: Path) -> tuple[float, float, int]:
-    """(first load seconds, re-import seconds, peak RSS in MB of the import process)."""
-    env = {**os.environ, "DATABASE_URL": url}
+def our_import(url: str, path: Path, dataset: dict | None, drop_fk: bool) -> tuple[float, float, int]:
+    """(first load seconds, re-import seconds, peak RSS in MB of the import processes)."""
+    engine = db.make_engine(sqlalchemy_url(url))
+    db.upgrade(engine)
+    if drop_fk:
+        with engine.begin() as connection:
+            names = connection.execute(sa.text(
+                "select conname from pg_constraint where conrelid = 'segmentation.customers'::regclass"
+                " and confrelid = 'segmentation.datasets'::regclass"
+            )).scalars().all()
+            for name in names:
+                connection.exec_driver_sql(f'alter table segmentation.customers drop constraint "{name}"')
+    with engine.connect() as connection:
+        connection.exec_driver_sql("checkpoint")
     peaks = []
     for _ in range(2):
         child = subprocess.run(
-            [sys.executable, "-c", IMPORT_CHILD, str(path)],
-            capture_output=True, text=True, env=env, cwd=REPOSITORY, check=True,
+            [sys.executable, "-c", IMPORT_CHILD, str(path), url, json.dumps(dataset)],
+            capture_output=True, text=True, cwd=REPOSITORY,
         )
-        peaks.append(int(child.stdout.split()[-1]) // 1024)
-    engine = sa.create_engine(sqlalchemy_url(url))
+        if child.returncode:
+            raise SystemExit(f"import failed: {child.stderr[-3000:]}")
+        counts, peak = child.stdout.strip().splitlines()[-2:]
+        print(f"    import: {counts}", flush=True)
+        peaks.append(int(peak))
     with engine.connect() as connection:
         seconds = connection.execute(
             sa.text(
@@ -121,8 +212,8 @@ def naive_to_sql(url: str, path: Path, rows: int) -> tuple[float, int]:
         [sys.executable, "-c", TO_SQL_CHILD, str(path), sqlalchemy_url(url), str(rows)],
         capture_output=True, text=True, check=True,
     )
-    seconds, peak_kb = child.stdout.split()
-    return float(seconds), int(peak_kb) // 1024
+    seconds, peak = child.stdout.split()
+    return float(seconds), int(peak)
 
 
 def shuffled_copy(path: Path) -> Path:
@@ -140,39 +231,65 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/postgres"))
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--naive-rows", type=int, default=200_000, help="rows given to to_sql (it is slow)")
+    parser.add_argument("--files", nargs="+", choices=["mall", "declared"], default=["mall", "declared"])
+    parser.add_argument("--naive-rows", type=int, default=200_000, help="rows given to to_sql (it is slow); 0: skip")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/segment-benchmark"))
     parser.add_argument("--shuffled", action="store_true", help="also measure files with lines in random order")
+    parser.add_argument("--dataset-fk", choices=["keep", "drop", "both"], default="both",
+                        help="measure our import with the customers.dataset_id foreign key as migrated, dropped, or both")
     arguments = parser.parse_args()
     arguments.work_dir.mkdir(parents=True, exist_ok=True)
     databases = Databases(arguments.database_url)
+    fk_variants = {"keep": [False], "drop": [True], "both": [False, True]}[arguments.dataset_fk]
     results = []
     try:
         for rows in arguments.rows:
-            path = arguments.work_dir / f"customers_{rows}.csv"
-            if not path.exists():
-                print(f"generating {path} ...", flush=True)
-                write_sample(path, rows)
-            for order, source in [("id order", path)] + ([("shuffled", shuffled_copy(path))] if arguments.shuffled else []):
-                limit = psql_copy(databases.fresh(), source)
-                first, again, peak = our_import(databases.fresh(), source)
-                naive_rows = min(rows, arguments.naive_rows)
-                naive, naive_peak = naive_to_sql(databases.fresh(), source, naive_rows)
-                results.append((rows, order, source.stat().st_size, limit, first, again, peak, naive_rows, naive))
-                print(f"done {rows} rows, {order}", flush=True)
+            for kind in arguments.files:
+                path = arguments.work_dir / f"{'customers' if kind == 'mall' else 'declared'}_{rows}.csv"
+                if not path.exists():
+                    print(f"generating {path} ...", flush=True)
+                    (write_sample if kind == "mall" else write_declared)(path, rows)
+                dataset = None if kind == "mall" else DECLARED
+                orders = [("id order", path)] + ([("shuffled", shuffled_copy(path))] if arguments.shuffled else [])
+                for order, source in orders:
+                    limits = {}
+                    for label, table in LIMIT_TABLES.items():
+                        if label.startswith(kind):
+                            url = databases.fresh()
+                            limits[label.split(", ")[1]] = psql_copy(url, source, table)
+                            databases.drop(url)
+                            print(f"  {rows:,} {kind} {order}: \\copy ({label}) {limits[label.split(', ')[1]]:.1f} s",
+                                  flush=True)
+                    for drop_fk in fk_variants:
+                        url = databases.fresh()
+                        first, again, peak = our_import(url, source, dataset, drop_fk)
+                        databases.drop(url)
+                        print(f"  {rows:,} {kind} {order} (fk {'dropped' if drop_fk else 'kept'}): first load {first:.1f} s,"
+                              f" re-import {again:.1f} s, {peak} MB", flush=True)
+                        results.append((rows, kind, order, drop_fk, source.stat().st_size, limits, first, again, peak))
+                    if arguments.naive_rows:
+                        url = databases.fresh()
+                        naive_rows = min(rows, arguments.naive_rows)
+                        naive, _ = naive_to_sql(url, source, naive_rows)
+                        databases.drop(url)
+                        results[-1] += (naive_rows / naive,)
     finally:
         databases.drop_all()
 
     print()
-    print("| rows | line order | file MB | psql \\copy rows/s | our import rows/s (ratio to \\copy) "
-          "| re-import, all unchanged rows/s (ratio) | to_sql rows/s | ours / to_sql | our peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for rows, order, size, limit, first, again, peak, naive_rows, naive in results:
-        limit_rate, first_rate, again_rate, naive_rate = rows / limit, rows / first, rows / again, naive_rows / naive
+    print("| rows | file | line order | customers.dataset_id FK | file MB | \\copy rows/s (key) "
+          "| our first load rows/s (ratio to each \\copy) | re-import, all unchanged rows/s (ratios) "
+          "| to_sql rows/s | our peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for rows, kind, order, drop_fk, size, limits, first, again, peak, *naive in results:
+        limit_rates = {key: rows / seconds for key, seconds in limits.items()}
+        first_rate, again_rate = rows / first, rows / again
         print(
-            f"| {rows:,} | {order} | {size / 2**20:.0f} | {limit_rate:,.0f} | {first_rate:,.0f} ({first_rate / limit_rate:.2f})"
-            f" | {again_rate:,.0f} ({again_rate / limit_rate:.2f}) | {naive_rate:,.0f} | {first_rate / naive_rate:.1f}x"
-            f" | {peak} |"
+            f"| {rows:,} | {kind} | {order} | {'dropped' if drop_fk else 'as migrated'} | {size / 2**20:.0f}"
+            f" | {', '.join(f'{rate:,.0f} ({key})' for key, rate in limit_rates.items())}"
+            f" | {first_rate:,.0f} ({', '.join(f'{first_rate / rate:.2f}' for rate in limit_rates.values())})"
+            f" | {again_rate:,.0f} ({', '.join(f'{again_rate / rate:.2f}' for rate in limit_rates.values())})"
+            f" | {f'{naive[0]:,.0f}' if naive else '-'} | {peak} |"
         )
 
 

@@ -44,7 +44,7 @@ def redact(text: str) -> str:
     the last @ before the host), `?password=...` / `&password=...` query parameters and
     libpq's `password=...` key-value form.
     """
-    text = re.sub(r"(://[^:/@\s]*:)[^\s/]*@", r"\1***@", text)
+    text = re.sub(r"(://[^:/@\s]*:)[^\s/]+@", r"\1***@", text)
     return re.sub(r"((?:^|[\s?&;])password\s*=\s*)('[^']*'|[^\s&;]*)", r"\1***", text, flags=re.IGNORECASE)
 
 

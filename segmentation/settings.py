@@ -249,7 +249,8 @@ def _one_line(error: Exception) -> str:
     if callable(errors):
         parts = []
         for item in errors():
-            where = ".".join(str(part) for part in item.get("loc", ())) or "settings"
-            parts.append(f"{where}: {item.get('msg')}")
+            where = ".".join(str(part) for part in item.get("loc", ()))
+            message = str(item.get("msg", "")).removeprefix("Value error, ")
+            parts.append(f"{where}: {message}" if where else message)
         return "; ".join(parts)
     return " ".join(str(error).split())

@@ -1,6 +1,7 @@
--- Reference copy of segmentation.current_customer_segments (latest definition: migration 0003).
--- Editing this file changes nothing in the database: views change only by migration.
-create or replace view segmentation.current_customer_segments as
+-- Reference copy (migration 0004, the mall's declaration). A run recreates this view from the
+-- data set's declaration (segmentation/views.py): one column per declared column, under its name,
+-- as a security_barrier view (migration 0005).
+create view segmentation.current_customer_segments as
 -- grain: one row per customer of the latest published run
 with latest_run as (
     select run_id, published_at
@@ -10,13 +11,13 @@ with latest_run as (
     limit 1
 )
 select
-    assigned.customer_id,
+    cast(assigned.customer_id as bigint) as customer_id,
     assigned.segment_id,
     profile.segment_name,
-    assigned.gender,
-    assigned.age,
-    assigned.annual_income_k,
-    assigned.spending_score,
+    cast(assigned.attributes[1] as text) as "gender",
+    cast(assigned.attributes[2] as bigint) as "age",
+    cast(assigned.attributes[3] as numeric) as "annual_income_k",
+    cast(assigned.attributes[4] as bigint) as "spending_score",
     assigned.distance_to_centroid,
     assigned.run_id,
     latest_run.published_at,

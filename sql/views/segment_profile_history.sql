@@ -1,7 +1,19 @@
--- Reference copy of segmentation.segment_profile_history (latest definition: migration 0003).
--- Editing this file changes nothing in the database: views change only by migration.
+-- Reference copy (migration 0004, the mall's declaration). A run recreates this view from the
+-- data set's declaration (segmentation/views.py), as a security_barrier view (migration 0005).
 create view segmentation.segment_profile_history as
 -- grain: one row per segment of every published run, oldest first
+with pivoted as (
+    select
+        feature.run_id,
+        feature.segment_id,
+        max(feature."mean") filter (where feature.feature = 'age' and feature.category is null) as "avg_age",
+        max(feature."mean") filter (where feature.feature = 'annual_income_k' and feature.category is null) as "avg_annual_income_k",
+        max(feature."mean") filter (where feature.feature = 'spending_score' and feature.category is null) as "avg_spending_score",
+        max(feature."mean") filter (where feature.feature = 'gender' and feature.category = 'Female') as "female_share",
+        max(feature."mean") filter (where feature.feature = 'gender' and feature.category = 'Male') as "male_share"
+    from segmentation.segment_features as feature
+    group by feature.run_id, feature.segment_id
+)
 select
     runs.run_id,
     runs.published_at,
@@ -9,13 +21,17 @@ select
     profile.segment_name,
     profile.customer_count,
     profile.customer_share,
-    profile.avg_age,
-    profile.avg_annual_income_k,
-    profile.avg_spending_score,
-    profile.female_share,
+    pivoted."avg_age",
+    pivoted."avg_annual_income_k",
+    pivoted."avg_spending_score",
+    pivoted."female_share",
+    pivoted."male_share",
     profile.centroid_shift
 from segmentation.runs as runs
 join segmentation.segment_profiles as profile
     on profile.run_id = runs.run_id
+left join pivoted
+    on pivoted.run_id = profile.run_id
+    and pivoted.segment_id = profile.segment_id
 where runs.status = 'published'
 order by runs.published_at, runs.run_id, profile.segment_id;

@@ -104,7 +104,7 @@ def test_a_password_in_database_url_never_appears_in_output(tmp_path):
 def test_invalid_settings_fail_before_any_work(database_url):
     result = segment("run", "--features", "shoe_size", env=environment(DATABASE_URL=database_url))
     assert result.returncode == 2
-    assert "unknown feature 'shoe_size'" in result.stderr
+    assert "'shoe_size' is not a declared column" in result.stderr
     assert query(database_url, "select count(*) from segmentation.runs") == [(0,)]
 
 

@@ -19,9 +19,12 @@ VIEWS = {
     "run_history": {"run_id", "started_at", "finished_at", "status", "k", "silhouette", "n_customers", "published_at"},
     "segment_transitions": {"from_run_id", "to_run_id", "from_segment_id", "to_segment_id", "customer_count"},
     "segment_profile_history": {"run_id", "published_at", "segment_id", "segment_name", "customer_count"},
+    "current_segment_features": {
+        "segment_id", "segment_name", "feature", "label", "unit", "category", "mean", "median", "index", "level",
+    },
 }
 TABLES = {"customers", "import_batches", "import_rejects", "runs", "k_evaluations", "segment_profiles",
-          "customer_segments"}
+          "customer_segments", "datasets", "segment_features", "view_versions", "run_lock"}
 
 
 def relations(engine, kind):
@@ -54,7 +57,7 @@ def test_each_migration_downgrades_to_the_one_before_with_its_comments(empty_dat
     engine = db.make_engine(empty_database_url)
     db.upgrade(engine)
     db.downgrade(engine, "0001")
-    assert relations(engine, "v") == set(VIEWS) - {"segment_transitions", "segment_profile_history"}
+    assert relations(engine, "v") == set(VIEWS) - {"segment_transitions", "segment_profile_history", "current_segment_features"}
     with engine.connect() as connection:
         comment = connection.execute(sa.text(
             "select col_description(cast('segmentation.current_segment_profiles' as regclass), 1)")).scalar()
