@@ -26,6 +26,8 @@ LOW, AVERAGE, HIGH = "low", "average", "high"
 LEVEL_THRESHOLD = 0.5
 #: At most this many features make a segment's name.
 NAME_FEATURES = 3
+#: Category values that say nothing without their column's label.
+GENERIC_VALUES = frozenset({"yes", "no", "none", "other", "unknown", "true", "false", "n/a", "na", "0", "1"})
 #: |z| from which a name says "very high" / "very low" when that tells two segments apart.
 VERY = 1.5
 
@@ -118,6 +120,8 @@ def feature_word(column: Column, level_name: str, category: str) -> str:
     if column.type == "category":
         if level_name == HIGH and category != MISSING_CATEGORY:
             shown = category.lower() if column.name == "gender" else category
+            if category.strip().lower() in GENERIC_VALUES or len(category.strip()) <= 2:
+                shown = f"{column.label} {category}"  # "mostly internet service No", not "mostly No"
             return f"mostly {shown}"
         return "mixed gender" if column.name == "gender" else f"mixed {column.label}"
     if column.type == "boolean":
