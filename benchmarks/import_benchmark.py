@@ -17,8 +17,7 @@ For each file, each in a fresh database and measured in this one run:
   its text key;
 - our import (`segmentation.ingest.import_file`, each in its own process) of the file (first
   load), then again (re-import, every row unchanged), timed from the batch rows, with the
-  import process's peak memory. With --dataset-fk both (the default), also with the foreign
-  key customers.dataset_id -> datasets dropped in that database, to show what it costs;
+  import process's peak memory;
 - pandas `read_csv` + `DataFrame.to_sql` on the first --naive-rows rows (it is slow).
 It prints rows per second and the ratios; the targets are a ratio to `\\copy` of at least 0.5
 and peak memory under 300 MB. --shuffled also measures each file with its lines in random order.
@@ -171,18 +170,10 @@ def psql_copy(url: str, path: Path, table: str) -> float:
     return time.monotonic() - started
 
 
-def our_import(url: str, path: Path, dataset: dict | None, drop_fk: bool) -> tuple[float, float, int]:
+def our_import(url: str, path: Path, dataset: dict | None) -> tuple[float, float, int]:
     """(first load seconds, re-import seconds, peak RSS in MB of the import processes)."""
     engine = db.make_engine(sqlalchemy_url(url))
     db.upgrade(engine)
-    if drop_fk:
-        with engine.begin() as connection:
-            names = connection.execute(sa.text(
-                "select conname from pg_constraint where conrelid = 'segmentation.customers'::regclass"
-                " and confrelid = 'segmentation.datasets'::regclass"
-            )).scalars().all()
-            for name in names:
-                connection.exec_driver_sql(f'alter table segmentation.customers drop constraint "{name}"')
     with engine.connect() as connection:
         connection.exec_driver_sql("checkpoint")
     peaks = []
@@ -235,12 +226,9 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=200_000, help="rows given to to_sql (it is slow); 0: skip")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/segment-benchmark"))
     parser.add_argument("--shuffled", action="store_true", help="also measure files with lines in random order")
-    parser.add_argument("--dataset-fk", choices=["keep", "drop", "both"], default="both",
-                        help="measure our import with the customers.dataset_id foreign key as migrated, dropped, or both")
     arguments = parser.parse_args()
     arguments.work_dir.mkdir(parents=True, exist_ok=True)
     databases = Databases(arguments.database_url)
-    fk_variants = {"keep": [False], "drop": [True], "both": [False, True]}[arguments.dataset_fk]
     results = []
     try:
         for rows in arguments.rows:
@@ -260,13 +248,12 @@ def main() -> None:
                             databases.drop(url)
                             print(f"  {rows:,} {kind} {order}: \\copy ({label}) {limits[label.split(', ')[1]]:.1f} s",
                                   flush=True)
-                    for drop_fk in fk_variants:
-                        url = databases.fresh()
-                        first, again, peak = our_import(url, source, dataset, drop_fk)
-                        databases.drop(url)
-                        print(f"  {rows:,} {kind} {order} (fk {'dropped' if drop_fk else 'kept'}): first load {first:.1f} s,"
-                              f" re-import {again:.1f} s, {peak} MB", flush=True)
-                        results.append((rows, kind, order, drop_fk, source.stat().st_size, limits, first, again, peak))
+                    url = databases.fresh()
+                    first, again, peak = our_import(url, source, dataset)
+                    databases.drop(url)
+                    print(f"  {rows:,} {kind} {order}: first load {first:.1f} s, re-import {again:.1f} s, {peak} MB",
+                          flush=True)
+                    results.append((rows, kind, order, source.stat().st_size, limits, first, again, peak))
                     if arguments.naive_rows:
                         url = databases.fresh()
                         naive_rows = min(rows, arguments.naive_rows)
@@ -277,15 +264,15 @@ def main() -> None:
         databases.drop_all()
 
     print()
-    print("| rows | file | line order | customers.dataset_id FK | file MB | \\copy rows/s (key) "
+    print("| rows | file | line order | file MB | \\copy rows/s (key) "
           "| our first load rows/s (ratio to each \\copy) | re-import, all unchanged rows/s (ratios) "
           "| to_sql rows/s | our peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for rows, kind, order, drop_fk, size, limits, first, again, peak, *naive in results:
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for rows, kind, order, size, limits, first, again, peak, *naive in results:
         limit_rates = {key: rows / seconds for key, seconds in limits.items()}
         first_rate, again_rate = rows / first, rows / again
         print(
-            f"| {rows:,} | {kind} | {order} | {'dropped' if drop_fk else 'as migrated'} | {size / 2**20:.0f}"
+            f"| {rows:,} | {kind} | {order} | {size / 2**20:.0f}"
             f" | {', '.join(f'{rate:,.0f} ({key})' for key, rate in limit_rates.items())}"
             f" | {first_rate:,.0f} ({', '.join(f'{first_rate / rate:.2f}' for rate in limit_rates.values())})"
             f" | {again_rate:,.0f} ({', '.join(f'{again_rate / rate:.2f}' for rate in limit_rates.values())})"
