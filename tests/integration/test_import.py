@@ -204,9 +204,9 @@ def test_random_mixes_of_good_and_bad_lines_always_add_up(engine, tmp_path_facto
 
 def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_path, monkeypatch):
     """The two load paths and the plain-block and line-by-line readers must agree exactly."""
-    from segmentation import ingest
+    from segmentation.ingest import source
 
-    monkeypatch.setattr(ingest, "BLOCK_BYTES", 256)  # many blocks: some plain, some not
+    monkeypatch.setattr(source, "BLOCK_BYTES", 256)  # many blocks: some plain, some not
     lines = write_sample(tmp_path / "customers.csv", rows=200, seed=3).read_text().splitlines()  # ids 1..200
     odd = ["301, male ,40,50.5,60", '302,"F","41","0","1"', "303,,,,", "304,Alien,1,1,1", "", "305,Male,1,1",
            "306,Female,121,1,1", "0307,f,007,082.50,099", "308,Male,1,1e2,5", "abc", "309;Male;1;1;1"]
@@ -267,17 +267,17 @@ def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_in_id_orde
 @pytest.mark.parametrize("method", ["first load", "merge"])
 def test_a_line_lost_between_reader_and_copy_fails_the_import_instead(engine, customers_csv, monkeypatch, method):
     """Defence against our own bugs: the server must take one row per line the reader counted."""
-    from segmentation import ingest
+    from segmentation.ingest import records
 
     if method == "merge":
         seed_one_customer(engine)
     before = customer_count(engine)
-    records = ingest._Writer.records
+    write_records = records._Writer.records
 
     def drop_first_record(self, first, text):
-        return records(self, first, text).split("\n", 1)[1]
+        return write_records(self, first, text).split("\n", 1)[1]
 
-    monkeypatch.setattr(ingest._Writer, "records", drop_first_record)
+    monkeypatch.setattr(records._Writer, "records", drop_first_record)
     with pytest.raises(RuntimeError, match=r"300 (valid|read) lines but COPY took 29\d rows"):
         import_file(engine, customers_csv, settings())
     assert customer_count(engine) == before
@@ -304,7 +304,7 @@ def test_the_plain_block_path_stores_exactly_what_the_line_by_line_path_stores(e
     """What PostgreSQL makes of lines sent as they are must equal what parse_line makes of them."""
     from unittest import mock
 
-    from segmentation import ingest
+    from segmentation.ingest import records
 
     path = tmp_path_factory.mktemp("plain") / "plain.csv"
     path.write_text("CustomerID,Gender,Age,Annual Income (k$),Spending Score (1-100)\n" + "\n".join(lines) + "\n")
@@ -322,7 +322,7 @@ def test_the_plain_block_path_stores_exactly_what_the_line_by_line_path_stores(e
         return (result.rows_inserted, result.rows_rejected), customers, stored
 
     fast = load()
-    with mock.patch.object(ingest, "plain_line_pattern", lambda *args, **kwargs: None):
+    with mock.patch.object(records, "plain_line_pattern", lambda *args, **kwargs: None):
         careful = load()
     assert fast == careful
 
@@ -528,7 +528,7 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
     accounted for, and the fast path stores exactly what the line-by-line path stores."""
     from unittest import mock
 
-    from segmentation import ingest
+    from segmentation.ingest import records
 
     path = write_lines(tmp_path_factory.mktemp("any") / "any.csv", EVERY_TYPE_HEADER, lines)
 
@@ -548,7 +548,7 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
         return (result.rows_inserted, result.rows_rejected), customers, stored
 
     fast = load()
-    with mock.patch.object(ingest, "plain_line_pattern", lambda *args, **kwargs: None):
+    with mock.patch.object(records, "plain_line_pattern", lambda *args, **kwargs: None):
         careful = load()
     assert fast == careful
     for _, attributes in fast[1]:  # what the views cast the text to never fails

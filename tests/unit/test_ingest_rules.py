@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
 
 from segmentation import ingest
+from segmentation.ingest import plain, records, rules, source
 from segmentation.dataset import MALL, Column, Dataset
 from segmentation.errors import ImportRefused
 from segmentation.ingest import (
@@ -367,7 +368,7 @@ def test_a_plain_number_is_valid_and_stored_as_it_is(kind, low, high, value):
         low, high = high, low
     numeric = Column("x", "X", kind, "x", minimum=None if low is None else float(low),
                      maximum=None if high is None else float(high))
-    pattern = re.compile(ingest._value_plain(numeric, ","))
+    pattern = re.compile(plain._value_plain(numeric, ","))
     if pattern.fullmatch(value):
         assert parse_value(numeric, value) == (value or None)
     elif value and re.fullmatch(r"-?(0|[1-9][0-9]{0,17})", value) and kind == "whole" and value != "-0":
@@ -386,8 +387,8 @@ def test_the_plain_patterns_take_the_common_spellings(layout):
 
 
 def test_a_block_of_plain_lines_is_sent_without_reading_each_line(layout, monkeypatch):
-    monkeypatch.setattr(ingest, "parse_line", lambda *_: pytest.fail("a plain line was parsed one by one"))
-    writer = ingest._Writer(layout, MALL, ",7,7", lambda *_: pytest.fail("nothing is rejected"))
+    monkeypatch.setattr(records, "parse_line", lambda *_: pytest.fail("a plain line was parsed one by one"))
+    writer = records._Writer(layout, MALL, ",7,7", lambda *_: pytest.fail("nothing is rejected"))
     block = "0001,Male,19,15,39\n2,f,,15.5,100\n3,,120,0,1\n"
     assert writer.records(2, block) == (
         '1,"{Male,19,15,39}",7,7\n2,"{Female,NULL,15.5,100}",7,7\n3,"{NULL,120,0,1}",7,7\n'
@@ -399,7 +400,7 @@ def test_a_block_of_plain_lines_is_sent_without_reading_each_line(layout, monkey
 
 def test_a_block_with_an_unusual_line_is_read_line_by_line(layout):
     rejected = []
-    writer = ingest._Writer(layout, MALL, ",,", lambda number, *rest: rejected.append((number, *rest)) or "R\n")
+    writer = records._Writer(layout, MALL, ",,", lambda number, *rest: rejected.append((number, *rest)) or "R\n")
     block = "1,Male,19,15,39\n2, f ,30,15,39\n3,Alien,1,1,1\n4,m,1,1,1\n"
     assert writer.records(10, block) == (
         '1,"{Male,19,15,39}",,\n"2","{""Female"",""30"",""15"",""39""}",,\nR\n4,"{Male,1,1,1}",,\n'
@@ -504,7 +505,7 @@ def test_any_text_in_any_field_is_accepted_or_rejected_the_same_by_both_paths(fi
     line = delimiter.join(fields)
     parsed = parse_line(line, layout, dataset)  # never raises
     assert (parsed.values is None) == (parsed.reason is not None)
-    fast = ingest._Writer(layout, dataset, "", lambda number, customer_id, text, reason: f"R{reason}\n")
+    fast = records._Writer(layout, dataset, "", lambda number, customer_id, text, reason: f"R{reason}\n")
     record = fast.records(2, line + "\n")
     if parsed.reason is not None:
         assert record == f"R{parsed.reason}\n"
@@ -512,7 +513,7 @@ def test_any_text_in_any_field_is_accepted_or_rejected_the_same_by_both_paths(fi
         return
     assert fast.rows_valid == 1
     assert _decoded(record) == (parsed.customer_id, parsed.values)
-    careful = ingest._Writer(layout, dataset, "", None)
+    careful = records._Writer(layout, dataset, "", None)
     careful.plain_block = careful.plain_line = None
     assert _decoded(careful.records(2, line + "\n")) == (parsed.customer_id, parsed.values)
 
@@ -526,7 +527,7 @@ def test_the_fast_path_agrees_with_parse_line_whatever_the_column_order(values, 
     layout = map_header(header, MALL, {}, "x.csv")
     line = ",".join(values[index] for index in order)
     parsed = parse_line(line, layout, MALL)
-    record = ingest._Writer(layout, MALL, "", lambda *args: "R\n").records(2, line + "\n")
+    record = records._Writer(layout, MALL, "", lambda *args: "R\n").records(2, line + "\n")
     if parsed.reason is None:
         assert _decoded(record) == (parsed.customer_id, parsed.values)
     else:
@@ -547,9 +548,9 @@ def test_lines_are_split_the_same_whatever_the_block_boundaries(tmp_path, monkey
         expected.pop()
     expected = [line.removesuffix("\r") for line in expected]
     for block in (1, 2, 3, 7, 1 << 20):
-        monkeypatch.setattr(ingest, "BLOCK_BYTES", block)
+        monkeypatch.setattr(source, "BLOCK_BYTES", block)
         digest = hashlib.sha256()
-        numbered = list(ingest._numbered_lines(path, digest, lambda *_: None))
+        numbered = list(source._numbered_lines(path, digest, lambda *_: None))
         assert numbered == list(enumerate(expected, start=1))
         assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
 
@@ -560,9 +561,9 @@ def test_progress_logs_lines_and_rate_when_not_on_a_terminal(tmp_path, caplog):
 
     path = tmp_path / "f.csv"
     path.write_text("h\n" + "1,2\n" * 1000)
-    progress = ingest._Progress(path, log_every_seconds=0)
+    progress = source._Progress(path, log_every_seconds=0)
     with caplog.at_level(logging.INFO, logger="segmentation.ingest"):
-        assert len(list(ingest._numbered_lines(path, hashlib.sha256(), progress))) == 1001
+        assert len(list(source._numbered_lines(path, hashlib.sha256(), progress))) == 1001
     assert progress.rows == 1001 and progress.seen == path.stat().st_size
     assert "1001 lines" in caplog.text and "lines/s" in caplog.text
 
@@ -572,4 +573,4 @@ def test_range_bounds_are_compared_as_the_user_wrote_them():
     assert parse_value(tenth, "0.1") == "0.1" and parse_value(tenth, "0.3") == "0.3"
     with pytest.raises(RowRejected, match="below its minimum 0.1"):
         parse_value(tenth, "0.0999999999999999999999")
-    assert ingest._bounds(tenth) == (Decimal("0.1"), Decimal("0.3"))
+    assert rules._bounds(tenth) == (Decimal("0.1"), Decimal("0.3"))
