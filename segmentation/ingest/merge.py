@@ -19,7 +19,7 @@ from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from segmentation.dataset import Dataset
-from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer
+from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer, storable
 from segmentation.ingest.rules import ELLIPSIS
 from segmentation.ingest.source import _numbered_lines, _open
 
@@ -164,7 +164,7 @@ def _reject_superseded(connection: Connection, path: Path, batch_id: int) -> tup
         {
             "numbers": [number for number, _ in superseded],
             "winners": [winner for _, winner in superseded],
-            "raw_lines": [raw_lines[number].replace("\x00", "\ufffd") for number, _ in superseded],
+            "raw_lines": [storable(raw_lines[number]) for number, _ in superseded],
         },
     )
     return len(superseded), False

@@ -16,8 +16,10 @@ from decimal import Decimal
 from segmentation.dataset import BOOLEAN_WORDS, MALL, Column, Dataset
 from segmentation.ingest.rules import MAX_ID_DIGITS, MAX_TEXT_ID_CHARACTERS, MAX_WHOLE_DIGITS, ColumnLayout, _bounds
 
-#: integer and fraction digits of a number on the fast path (longer numbers take parse_line)
-PLAIN_NUMBER_DIGITS = 28
+#: integer and fraction digits of a number on the fast path: at most 15 each keeps it below
+#: 1e15, within 30 significant digits and 64 characters (`rules._number_problem`); longer
+#: numbers take parse_line
+PLAIN_NUMBER_DIGITS = 15
 
 
 def _same_length_range(low: str, high: str) -> str:
@@ -133,9 +135,10 @@ def _numeric_plain(column: Column) -> str:
 
 def _text_classes(delimiter: str) -> tuple[str, str]:
     """(inner, outer) character classes of text that needs no quoting in a CSV field or an
-    array literal: no delimiter, comma, quote, brace, backslash or line break; the first and
-    last character are no space and no single quote (`_clean` would strip them)."""
-    forbidden = re.escape(delimiter) + r',"{}\\\n\r\x00'
+    array literal: no delimiter, comma, quote, brace, backslash, line break, NUL or lone
+    surrogate; the first and last character are no space and no single quote (`_clean` would
+    strip them)."""
+    forbidden = re.escape(delimiter) + r',"{}\\\n\r\x00\ud800-\udfff'
     return f"[^{forbidden}]", rf"[^{forbidden}'\s]"
 
 

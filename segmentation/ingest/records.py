@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from segmentation.dataset import Dataset
 from segmentation.errors import ImportRefused
 from segmentation.ingest.plain import _converter, plain_line_pattern
-from segmentation.ingest.rules import ColumnLayout, parse_line
+from segmentation.ingest.rules import _LONE_SURROGATE, ColumnLayout, parse_line
 from segmentation.ingest.source import _Source
 
 
@@ -22,9 +22,17 @@ def _array_literal(values: tuple[str | None, ...]) -> str:
     ) + "}"
 
 
+def storable(text: str) -> str:
+    """`text` with what PostgreSQL's text cannot hold (NUL bytes, lone surrogates) made U+FFFD."""
+    text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = _LONE_SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def _csv_quoted(value: str) -> str:
-    """A CSV field that COPY reads back as exactly `value` (never NULL); NUL bytes become U+FFFD."""
-    return '"' + value.replace('"', '""').replace("\x00", "\ufffd") + '"'
+    """A CSV field that COPY reads back as `storable(value)` (never NULL)."""
+    return '"' + storable(value).replace('"', '""') + '"'
 
 
 class _Writer:

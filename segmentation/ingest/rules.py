@@ -21,15 +21,22 @@ from segmentation.errors import ImportRefused
 
 MAX_ID_DIGITS = 18  # significant digits of a whole-number customer id
 MAX_TEXT_ID_CHARACTERS = 200
-MAX_WHOLE_DIGITS = 18  # digits of a whole-number value
-MAX_NUMBER_CHARACTERS = 64
+MAX_WHOLE_DIGITS = 18  # significant digits of a whole-number value (bigint holds them all)
+MAX_NUMBER_CHARACTERS = 64  # of a number as written (it is stored as written)
+#: a number's limits: float64 and numeric hold every value within them exactly enough
+MAX_SIGNIFICANT_DIGITS = 30
+MAX_NUMBER_MAGNITUDE = Decimal(10) ** 15
+MIN_NUMBER_MAGNITUDE = Decimal(10) ** -300  # of a number that is not zero: float8 refuses 1e-400
+MAX_DECIMAL_PLACES = 1000  # numeric refuses more than 16383
 MAX_QUOTED_CHARACTERS = 40  # of a value quoted in a reason
 MAX_HEADER_NAMES = 20  # header names listed when a column is missing
 MAX_CATEGORY_NAMES = 20  # allowed values listed when a category is not one of them
 
 _DIGITS = re.compile(r"[0-9]+")
-_WHOLE = re.compile(r"[+-]?[0-9]{1,%d}" % MAX_WHOLE_DIGITS)
-_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+#: UTF-16 halves that are not part of a pair: a str may hold them, UTF-8 (and PostgreSQL) cannot
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _BOOLEAN_TEXT = "yes/no/true/false/1/0"
 #: the placeholder of a value in `reason_pattern` (reasons grouped for `top_reasons`)
 ELLIPSIS = "…"
@@ -138,6 +145,15 @@ def _rejected(label: str, value: str, rest: str) -> RowRejected:
     return RowRejected(f"{label} {_quote(value)} {rest}", f"{label} '{ELLIPSIS}' {rest}")
 
 
+def _bad_character(value: str) -> str | None:
+    """Why a text value cannot be stored as it is (a NUL character, a lone surrogate), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if not value.isascii() and _LONE_SURROGATE.search(value):
+        return "contains a lone surrogate (not a Unicode character)"
+    return None
+
+
 def _clean(value: str) -> str:
     value = value.strip()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
@@ -156,8 +172,9 @@ def parse_customer_id(value: str, id_type: str = "whole") -> str:
     if id_type == "text":
         if len(value) > MAX_TEXT_ID_CHARACTERS:
             raise _rejected("customer id", value, f"is too long (at most {MAX_TEXT_ID_CHARACTERS} characters)")
-        if "\x00" in value:
-            raise _rejected("customer id", value, "contains a NUL character")
+        problem = _bad_character(value)
+        if problem:
+            raise _rejected("customer id", value, problem)
         return value
     if not _DIGITS.fullmatch(value):
         raise _rejected("customer id", value, "is not a positive whole number")
@@ -205,11 +222,45 @@ def _range_problem(column: Column, value: Decimal) -> str | None:
     return f"is below its minimum {_bound_text(low)}" if below else f"is above its maximum {_bound_text(high)}"
 
 
+def _number_problem(value: str) -> str | None:
+    """Why a decimal `value` (matching `_DECIMAL`) cannot be stored, or None.
+
+    Limits: at most 30 significant digits, at most 64 characters, at most 1e15 in absolute
+    value and at most 1000 decimal places, so that the stored text is short and both float64
+    (the fit) and PostgreSQL's numeric (the views) take it. (`_tiny` checks the other end.)
+    """
+    mantissa, _, exponent_text = value.lower().partition("e")
+    whole, _, fraction = mantissa.lstrip("+-").partition(".")
+    significant = len((whole + fraction).lstrip("0"))
+    if significant > MAX_SIGNIFICANT_DIGITS:
+        return f"has more than {MAX_SIGNIFICANT_DIGITS} significant digits"
+    if len(value) > MAX_NUMBER_CHARACTERS:
+        return f"is longer than {MAX_NUMBER_CHARACTERS} characters"
+    exponent = int(exponent_text) if exponent_text else 0  # at most 62 digits here
+    if significant and exponent > MAX_DECIMAL_PLACES:  # far above the limit; spares Decimal a huge exponent
+        return "is too large (at most 1e15 in absolute value)"
+    if len(fraction) - exponent > MAX_DECIMAL_PLACES:
+        return f"has more than {MAX_DECIMAL_PLACES} decimal places"
+    if abs(Decimal(value)) > MAX_NUMBER_MAGNITUDE:
+        return "is too large (at most 1e15 in absolute value)"
+    return None
+
+
+def _tiny(value: str) -> str | None:
+    """Why a number too close to zero for float8 (PostgreSQL refuses '1e-400'::float8) is refused."""
+    number = abs(Decimal(value))
+    if number and number < MIN_NUMBER_MAGNITUDE:
+        return "is too close to zero (at least 1e-300 in absolute value, or 0)"
+    return None
+
+
 def parse_value(column: Column, value: str) -> str | None:
     """The stored text of one declared column's (cleaned) value; None for empty; or RowRejected.
 
-    number: decimal, at most 64 characters, within range, stored as written without a
-    leading '+'; whole: [+-] and 1..18 digits within range, stored as a plain integer;
+    number: decimal (ASCII digits, optional sign, point and exponent) with at most 30
+    significant digits, at most 64 characters, 0 or 1e-300..1e15 in absolute value, at most
+    1000 decimal places, within range, stored as written without a leading '+'; whole: [+-] and
+    digits, at most 18 of them significant, within range, stored as a plain integer;
     category: trimmed, one of `values` when declared (any case, or a value alias), stored in
     its canonical spelling; boolean: yes/no/true/false/1/0/y/n/t/f in any case, stored as
     'true' / 'false'.
@@ -218,16 +269,19 @@ def parse_value(column: Column, value: str) -> str | None:
         return None
     kind = column.type
     if kind == "number":
-        if len(value) > MAX_NUMBER_CHARACTERS or not _DECIMAL.fullmatch(value):
+        if not _DECIMAL.fullmatch(value):
             raise _rejected(column.label, value, "is not a number")
-        problem = _range_problem(column, Decimal(value))
+        problem = _number_problem(value) or _range_problem(column, Decimal(value)) or _tiny(value)
         if problem:
             raise _rejected(column.label, value, problem)
         return value[1:] if value[0] == "+" else value
     if kind == "whole":
         if not _WHOLE.fullmatch(value):
             raise _rejected(column.label, value, "is not a whole number")
-        number = int(value)
+        digits = value.lstrip("+-").lstrip("0")
+        if len(digits) > MAX_WHOLE_DIGITS:  # also keeps int() from reading thousands of digits
+            raise _rejected(column.label, value, f"is too large (at most {MAX_WHOLE_DIGITS} digits)")
+        number = int(value[0] + digits if value[0] == "-" and digits else digits or "0")
         problem = _range_problem(column, Decimal(number))
         if problem:
             raise RowRejected(f"{column.label} {number} {problem}", f"{column.label} {ELLIPSIS} {problem}")
@@ -238,8 +292,9 @@ def parse_value(column: Column, value: str) -> str | None:
             raise _rejected(column.label, value, f"is not {_BOOLEAN_TEXT}")
         return "true" if meaning else "false"
     # category
-    if "\x00" in value:
-        raise _rejected(column.label, value, "contains a NUL character")
+    problem = _bad_character(value)
+    if problem:
+        raise _rejected(column.label, value, problem)
     canonical = column.canonical_value(value)
     if canonical is None:
         raise _rejected(column.label, value, f"is not one of {_allowed_values(column)}")
