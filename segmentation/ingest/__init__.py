@@ -1,7 +1,8 @@
 """Import a customer CSV described by the data-set declaration into `segmentation.customers`.
 
-Grain: one input line. Every data line ends up inserted, updated, unchanged or in
-`import_rejects` (line number, raw text, reason), and the batch counts add up.
+Grain: one input record, a line or several when a quoted field holds line breaks. Every
+record ends up inserted, updated, unchanged or in `import_rejects` (line number, raw text,
+reason), and the batch counts add up.
 
 The declaration (`segmentation.dataset.Dataset`) says which header is the customer id and
 which columns to keep, with their types and ranges. Each customer is stored as its id (text)
@@ -27,8 +28,8 @@ One module per responsibility:
 
 - `rules`: the header's mapping and the row rules per column type (pure functions);
 - `plain`: the fast path, regular expressions of plain lines and their converters;
-- `source`: reading the file (blocks, line numbers, delimiter, progress);
-- `records`: data lines into COPY records, and streaming them to the server;
+- `source`: reading the file (blocks, line ends, lines too long to hold, the header, progress);
+- `records`: data lines into COPY records (records that span lines), streamed to the server;
 - `load`: the batch row, the first load and the import's result;
 - `merge`: the staged load (duplicates, merge, deactivation).
 """

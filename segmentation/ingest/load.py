@@ -23,11 +23,13 @@ from segmentation import db
 from segmentation.dataset import MALL, Dataset
 from segmentation.errors import SegmentationError
 from segmentation.ingest.merge import _staged_load
-from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer
+from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer, storable
 from segmentation.ingest.source import BLOCK_BYTES, _open
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARACTERS = 2000  # of a failure stored on the batch row (our own messages are shorter)
 
 
 @dataclasses.dataclass
@@ -105,6 +107,10 @@ def begin_batch(connection: Connection, source_name: str, export_mode: str) -> i
 
 
 def fail_batch(connection: Connection, batch_id: int, message: str) -> None:
+    """Mark the batch failed with `message` (its first 2,000 characters, storable as text)."""
+    if len(message) > MAX_ERROR_CHARACTERS:
+        message = f"{message[:MAX_ERROR_CHARACTERS]}... ({len(message) - MAX_ERROR_CHARACTERS} more characters)"
+    message = storable(message)
     connection.execute(
         sa.text(
             "update segmentation.import_batches set status = 'failed', finished_at = clock_timestamp(),"

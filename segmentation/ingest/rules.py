@@ -316,24 +316,45 @@ class ParsedLine(NamedTuple):
     pattern: str | None = None
 
 
+UNBALANCED_QUOTE = "unbalanced double quote (a field's closing quote is missing)"
+
+
 def _split(line: str, delimiter: str) -> list[str]:
     if '"' not in line:
         return line.split(delimiter)
     if line.count('"') % 2:
-        raise RowRejected("unbalanced double quote (a field's closing quote is missing)")
+        raise RowRejected(UNBALANCED_QUOTE)
     try:
         return next(csv.reader([line], delimiter=delimiter, skipinitialspace=True))
     except csv.Error as error:
         raise RowRejected(f"cannot split the line into fields ({error})", "cannot split the line into fields") from None
 
 
+def id_in_prefix(text: str, layout: ColumnLayout, dataset: Dataset = MALL) -> str | None:
+    """The customer id of a line that cannot be split into fields (an open quote, or only its
+    first characters kept), when the id's field is complete and unquoted in `text`; else None.
+    A rejected line whose id can be read keeps its customer active."""
+    position = layout.positions["customer_id"]
+    fields = text.split(layout.delimiter, position + 1)
+    if len(fields) <= position + 1 or any('"' in field for field in fields[:position + 1]):
+        return None
+    with contextlib.suppress(RowRejected):
+        return parse_customer_id(_clean(fields[position]), dataset.id_type)
+    return None
+
+
 def parse_line(line: str, layout: ColumnLayout, dataset: Dataset = MALL) -> ParsedLine:
-    """Check and normalise one data line (never raises for any text)."""
+    """Check and normalise one data line, or one record whose quoted fields span lines (never
+    raises for any text)."""
     if line.strip() == "":
         return ParsedLine(None, None, "empty line", "empty line")
     customer_id = None
     try:
-        fields = _split(line, layout.delimiter)
+        try:
+            fields = _split(line, layout.delimiter)
+        except RowRejected:
+            customer_id = id_in_prefix(line, layout, dataset)
+            raise
         id_position = layout.positions["customer_id"]
         if len(fields) != layout.n_fields:
             if id_position < len(fields):  # most likely still the id: keeps its customer active

@@ -1,5 +1,6 @@
 """Hostile files into a real PostgreSQL: whatever a field holds the record is loaded or rejected
-with a reason."""
+with a reason, Excel's CSVs load as Excel meant them, and lines too long to hold are rejected
+without holding them."""
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +24,14 @@ EVERY_TYPE = {
     },
 }
 EVERY_TYPE_HEADER = "Client,Income,Delta,Age,Offset,Region,Code,Student"
+ADDRESSES = {
+    "id_column": "Client",
+    "id_type": "text",
+    "columns": {
+        "address": {"from": "Address", "type": "category"},
+        "income": {"from": "Income", "type": "number", "min": 0},
+    },
+}
 
 
 def settings(**overrides):
@@ -144,3 +153,121 @@ def test_a_lone_surrogate_in_a_file_is_not_utf8_and_refuses_it_naming_line_and_c
     with pytest.raises(ImportRefused, match=r"surrogate\.csv line 3: byte 0xed at column 5 is not valid UTF-8"):
         import_file(engine, path, settings())
     assert customers(engine) == {}
+
+
+# --- item 5: Excel's CSVs -----------------------------------------------------------------
+
+#: as Excel writes it: CRLF between records, LF inside a quoted multi-line cell
+EXCEL_RECORDS = [
+    'C-1,"12 Main St\nApt 4",10',          # lines 2-3
+    'C-2,"1 High St",20',                  # line 4
+    'C-3,"PO Box 5\nSpringfield\nIL",abc',  # lines 5-7: rejected whole
+    "C-4,Plain,30",                        # line 8
+    ',"x\ny",1',                           # lines 9-10: no id
+    'C-5,"never closed,40',                # line 11: its quote never closes
+    "C-6,x,50",                            # line 12: read again on its own
+]
+
+
+@pytest.mark.parametrize("method", ["first load", "merge"])
+def test_a_quoted_field_with_a_line_break_loads_as_one_record_numbered_by_its_first_line(engine, tmp_path, method):
+    if method == "merge":
+        seed(engine, tmp_path / "seed.csv", "Client,Address,Income", ["S-1,x,1"], dataset=ADDRESSES)
+    path = write(tmp_path / "excel.csv", "\r\n".join(["Client,Address,Income", *EXCEL_RECORDS]) + "\r\n")
+    result = import_file(engine, path, settings(dataset=ADDRESSES, export_mode="incremental"))
+    assert (result.method, result.rows_read, result.rows_inserted, result.rows_rejected) == (method, 7, 4, 3)
+    stored = rejects(engine, result.batch_id)
+    assert {number: (row.raw_line, row.reason) for number, row in stored.items()} == {
+        5: ('C-3,"PO Box 5\nSpringfield\nIL",abc', "income 'abc' is not a number"),
+        9: (',"x\ny",1', "customer id is empty"),
+        11: ('C-5,"never closed,40', "unbalanced double quote (a field's closing quote is missing)"),
+    }
+    loaded = customers(engine)
+    assert loaded["C-1"].attributes == ["12 Main St\nApt 4", "10"]
+    assert loaded["C-6"].attributes == ["x", "50"]
+
+
+def test_a_repeated_id_after_multi_line_records_names_the_lines_of_the_file(engine, tmp_path):
+    records = ['C-1,"a\nb",1', 'C-2,"c\nd\ne",2', 'C-1,"f\ng",3', "C-3,h,4", "C-2,i,5"]  # lines 2-3, 4-6, 7-8, 9, 10
+    path = write(tmp_path / "repeats.csv", "\n".join(["Client,Address,Income", *records]) + "\n")
+    result = import_file(engine, path, settings(dataset=ADDRESSES))
+    assert (result.method, result.rows_read, result.rows_inserted, result.rows_rejected) == ("merge", 5, 3, 2)
+    assert {number: (row.raw_line, row.reason) for number, row in rejects(engine, result.batch_id).items()} == {
+        2: ('C-1,"a\nb",1', "customer id C-1 appears again on line 7, which replaces this line"),
+        4: ('C-2,"c\nd\ne",2', "customer id C-2 appears again on line 10, which replaces this line"),
+    }
+    assert customers(engine)["C-1"].attributes == ["f\ng", "3"]
+
+
+@pytest.mark.parametrize("method", ["first load", "merge"])
+def test_a_csv_saved_by_excel_for_mac_with_cr_line_ends_loads(engine, tmp_path, method):
+    if method == "merge":
+        seed(engine, tmp_path / "seed.csv", MALL_HEADER, ["999,Male,1,1,1"])
+    lines = ["1,Male,19,15,39", "2,Female,130,15,81", '3,"Fe\rmale",20,16,6', "4,Female,31,17,40"]
+    path = write(tmp_path / "mac.csv", "\r".join([MALL_HEADER, *lines]))
+    result = import_file(engine, path, settings(export_mode="incremental"))
+    assert (result.rows_read, result.rows_inserted, result.rows_rejected) == (4, 2, 2)
+    assert {number: (row.raw_line, row.reason) for number, row in rejects(engine, result.batch_id).items()} == {
+        3: ("2,Female,130,15,81", "age 130 is outside 0..120"),
+        4: ('3,"Fe\nmale",20,16,6', "gender 'Fe\\nmale' is not one of Female, Male"),  # CR inside quotes: a line break
+    }
+    assert customers(engine)["4"].attributes == ["Female", "31", "17", "40"]
+
+
+def failed_batch(engine):
+    return query(engine, "select status, error from segmentation.import_batches order by batch_id desc limit 1")[0]
+
+
+def test_a_header_field_over_128_kib_refuses_the_file_with_a_short_message(engine, tmp_path):
+    path = write(tmp_path / "wide.csv", "CustomerID," + "x" * 200_000 + "\n1,2\n")
+    with pytest.raises(ImportRefused) as refused:
+        import_file(engine, path, settings())
+    assert str(refused.value) == (
+        f"{path} line 1: a header field is longer than 131,072 characters. Is this a customer export?")
+    assert refused.value.exit_code == 3 and customers(engine) == {}
+    assert failed_batch(engine) == ("failed", str(refused.value))
+
+
+# --- item 6: lines too long to hold ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["first load", "merge"])
+def test_a_line_over_one_mib_is_rejected_with_its_length_keeping_its_first_1000_characters(engine, tmp_path, method):
+    if method == "merge":  # customer 2 is known: its too-long line must not make it inactive
+        seed(engine, tmp_path / "seed.csv", MALL_HEADER, ["1,Male,1,1,1", "2,Male,1,1,1", "3,Male,1,1,1"])
+    long_line = "2,Male,19,15," + "9" * 2_000_000
+    path = write(tmp_path / "long.csv", "\n".join([MALL_HEADER, "1,Male,19,15,39", long_line, "3,Female,1,1,1"]) + "\n")
+    result = import_file(engine, path, settings(export_mode="full", max_reject_share=0.5))
+    assert (result.rows_read, result.rows_rejected) == (3, 1)
+    [(number, reject)] = rejects(engine, result.batch_id).items()
+    assert number == 3
+    assert reject.reason == "line is 2,000,013 characters long; at most 1,048,576 are read"
+    assert reject.raw_line == long_line[:1000] + "… (1,999,013 more characters not stored)"
+    assert result.top_reasons == [("line is … characters long; at most 1,048,576 are read", 1)]
+    loaded = customers(engine)
+    assert loaded["3"].attributes == ["Female", "1", "1", "1"]
+    if method == "merge":
+        assert loaded["2"].is_active and result.rows_deactivated == 0
+
+
+def test_a_header_over_one_mib_refuses_the_file(engine, tmp_path):
+    path = write(tmp_path / "header.csv", "CustomerID" + ",x" * 700_000 + "\n1\n")
+    with pytest.raises(ImportRefused, match=r"header\.csv line 1: the header is 1,400,010 characters long;"
+                                            r" at most 1,048,576 are read\. Is this a customer export\?$"):
+        import_file(engine, path, settings())
+    assert customers(engine) == {}
+
+
+def test_every_message_and_reason_is_capped(engine, tmp_path):
+    wide = write(tmp_path / "wide.csv", ",".join(f"column {number}" for number in range(5000)) + "\n1\n")
+    with pytest.raises(ImportRefused) as refused:
+        import_file(engine, wide, settings())
+    assert "'column 19' and 4980 more." in str(refused.value) and len(str(refused.value)) < 1000
+    long_id = "C" * 200
+    lines = [f"{long_id},1,1", "C-2,x" + "y" * 100_000 + ",1", f"{long_id},2,2"]
+    path = write(tmp_path / "long_values.csv", "\n".join(["Client,Address,Income", *lines]) + "\n")
+    result = import_file(engine, path, settings(dataset=ADDRESSES))
+    reasons = {number: row.reason for number, row in rejects(engine, result.batch_id).items()}
+    assert reasons == {2: f"customer id {'C' * 40}... (160 more characters) appears again on line 4,"
+                          " which replaces this line"}
+    assert customers(engine)["C-2"].attributes[0] == "x" + "y" * 100_000  # a long text value is no reason

@@ -195,11 +195,17 @@ def test_random_mixes_of_good_and_bad_lines_always_add_up(engine, tmp_path_facto
         assert "no customer lines" in str(refused)
         return
     row = batch(engine, result.batch_id)
-    assert row.rows_read == len(lines)
+    if any(line.count('"') % 2 for line in lines):  # a quoted field may span lines: fewer records
+        assert row.rows_read <= len(lines)
+    else:
+        assert row.rows_read == len(lines)
     assert row.rows_read == row.rows_inserted + row.rows_updated + row.rows_unchanged + row.rows_rejected
     stored = rejects(engine, result.batch_id)
     assert len(stored) == row.rows_rejected
     assert all(2 <= line <= len(lines) + 1 for line in stored)
+    for number, reject in stored.items():  # verbatim: the record's lines from the one it starts on
+        spanned = reject.raw_line.count("\n") + 1
+        assert reject.raw_line == "\n".join(lines[number - 2:number - 2 + spanned])
 
 
 def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_path, monkeypatch):
@@ -539,7 +545,10 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
         with engine.begin() as connection:
             connection.execute(sa.text("delete from segmentation.customers"))
         result = import_file(engine, path, settings(dataset=EVERY_TYPE))
-        assert result.rows_read == len(lines)
+        if any(line.count('"') % 2 for line in lines):  # a quoted field may span lines: fewer records
+            assert result.rows_read <= len(lines)
+        else:
+            assert result.rows_read == len(lines)
         assert result.rows_read == result.rows_inserted + result.rows_rejected
         with engine.connect() as connection:
             customers = connection.execute(sa.text(

@@ -542,7 +542,7 @@ def test_any_text_in_any_field_is_accepted_or_rejected_the_same_by_both_paths(fi
     parsed = parse_line(line, layout, dataset)  # never raises
     assert (parsed.values is None) == (parsed.reason is not None)
     fast = records._Writer(layout, dataset, "", lambda number, customer_id, text, reason: f"R{reason}\n")
-    record = fast.records(2, line + "\n")
+    record = fast.records(2, line + "\n") + fast.finish()
     records._csv_quoted(line).encode("utf-8")  # a rejected line's raw text can be sent to PostgreSQL
     if parsed.reason is not None:
         assert record == f"R{parsed.reason}\n"
@@ -553,7 +553,7 @@ def test_any_text_in_any_field_is_accepted_or_rejected_the_same_by_both_paths(fi
     assert _decoded(record) == (parsed.customer_id, parsed.values)
     careful = records._Writer(layout, dataset, "", None)
     careful.plain_block = careful.plain_line = None
-    assert _decoded(careful.records(2, line + "\n")) == (parsed.customer_id, parsed.values)
+    assert _decoded(careful.records(2, line + "\n") + careful.finish()) == (parsed.customer_id, parsed.values)
     for column, value in zip(dataset.columns, parsed.values):  # what float64 and numeric take
         if value is not None and column.type in ("number", "whole"):
             number = Decimal(value)
