@@ -28,6 +28,7 @@ One module per responsibility:
 
 - `rules`: the header's mapping and the row rules per column type (pure functions);
 - `plain`: the fast path, regular expressions of plain lines and their converters;
+- `filetype`: files that are not CSV text (workbooks, archives, UTF-16), told by their first bytes;
 - `source`: reading the file (blocks, line ends, lines too long to hold, the header, progress);
 - `records`: data lines into COPY records (records that span lines), streamed to the server;
 - `load`: the batch row, the first load and the import's result;

@@ -1,4 +1,4 @@
-"""Reading a customer file: its header, then numbered data blocks.
+"""Reading a customer file: refusing what is not a CSV, the header, then numbered data blocks.
 
 The file is read in blocks of `BLOCK_BYTES` and handed on as `Block`s of whole lines, each
 ending in "\\n", with the number of the first (the header is line 1): the rest of the import
@@ -24,6 +24,7 @@ from typing import BinaryIO, NamedTuple
 
 from segmentation.dataset import Dataset
 from segmentation.errors import ImportRefused
+from segmentation.ingest.filetype import refuse_what_is_not_csv
 from segmentation.ingest.rules import MAX_HEADER_NAMES, ColumnLayout, _quote, map_header
 
 log = logging.getLogger(__name__)
@@ -328,6 +329,7 @@ class _Source:
             raise ImportRefused(f"{source}: no such file")
         if path.stat().st_size == 0:
             raise ImportRefused(f"{source}: the file is empty; expected a header line and customer lines")
+        refuse_what_is_not_csv(path)
         digest = hashlib.sha256()
         progress = _Progress(path)
         blocks = _blocks(path, digest, progress)

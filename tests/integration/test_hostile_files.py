@@ -1,6 +1,10 @@
 """Hostile files into a real PostgreSQL: whatever a field holds the record is loaded or rejected
-with a reason, Excel's CSVs load as Excel meant them, and lines too long to hold are rejected
-without holding them."""
+with a reason, Excel's CSVs load as Excel meant them, lines too long to hold are rejected
+without holding them, and files that are not CSV text are refused saying what they are."""
+
+import gzip
+import io
+import zipfile
 
 import pytest
 import sqlalchemy as sa
@@ -271,3 +275,44 @@ def test_every_message_and_reason_is_capped(engine, tmp_path):
     assert reasons == {2: f"customer id {'C' * 40}... (160 more characters) appears again on line 4,"
                           " which replaces this line"}
     assert customers(engine)["C-2"].attributes[0] == "x" + "y" * 100_000  # a long text value is no reason
+
+
+# --- item 7: files that are not CSV text -------------------------------------------------
+
+
+def _zip(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("customers.xlsx", _zip({"[Content_Types].xml": "<Types/>", "xl/workbook.xml": "<workbook/>"}),
+         "customers.xlsx is an Excel workbook, not a CSV: open it in Excel and save it as CSV UTF-8"),
+        ("customers.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
+         "customers.xls is an Excel 97-2003 workbook (.xls), not a CSV: open it in Excel and save it as CSV UTF-8"),
+        ("customers.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "customers.png is a PNG image, not a CSV"),
+        ("customers.pdf", b"%PDF-1.4\n1 0 obj\n", "customers.pdf is a PDF document, not a CSV"),
+        ("customers.csv.gz", gzip.compress(f"{MALL_HEADER}\n1,Male,19,15,39\n".encode()),
+         "customers.csv.gz is gzip-compressed: decompress it first (gunzip) and import the CSV inside"),
+        ("customers.txt", f"{MALL_HEADER}\n1,Male,19,15,39\n".encode("utf-16"),
+         "customers.txt is UTF-16 text (Excel's \"Unicode Text\"), not UTF-8: save it as CSV UTF-8"),
+    ],
+)
+def test_a_file_that_is_not_csv_is_refused_saying_what_it_is_and_nothing_is_written(
+    engine, tmp_path, name, content, message
+):
+    seed(engine, tmp_path / "seed.csv", MALL_HEADER, ["1,Male,1,1,1"])
+    before = query(engine, "select * from segmentation.customers order by customer_id")
+    path = write(tmp_path / name, content)
+    with pytest.raises(ImportRefused) as refused:
+        import_file(engine, path, settings(export_mode="full"))
+    assert str(refused.value).startswith(f"{tmp_path}/{message}")
+    assert refused.value.exit_code == 3
+    assert query(engine, "select * from segmentation.customers order by customer_id") == before
+    assert failed_batch(engine) == ("failed", str(refused.value))
+    assert query(engine, "select count(*) from segmentation.import_rejects")[0][0] == 0

@@ -1,7 +1,10 @@
-"""Reading hostile files without a database: line ends, records that span lines, and lines too
-long to hold."""
+"""Reading hostile files without a database: line ends, records that span lines, lines too long
+to hold, and files that are not CSV text."""
 
+import gzip
 import hashlib
+import io
+import zipfile
 
 import pytest
 
@@ -173,3 +176,41 @@ def test_a_hostile_header_refuses_the_file_with_a_short_message(tmp_path, conten
     with pytest.raises(ImportRefused, match=message) as refused:
         source._Source.open(write(tmp_path, content, "x.csv"), MALL, {})
     assert len(str(refused.value)) < 300
+
+
+# --- files that are not CSV text ---------------------------------------------------------
+
+
+def _zip(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("customers.xlsx", _zip({"[Content_Types].xml": "", "xl/workbook.xml": ""}),
+         "customers.xlsx is an Excel workbook, not a CSV: open it in Excel and save it as CSV UTF-8"),
+        ("customers.csv", _zip({"xl/workbook.xml": ""}), "customers.csv is an Excel workbook, not a CSV"),
+        ("customers.ods", _zip({"mimetype": "application/vnd.oasis.opendocument.spreadsheet"}),
+         "is an OpenDocument spreadsheet, not a CSV: open it in LibreOffice Calc and save it as CSV"),
+        ("customers.zip", _zip({"customers.csv": "CustomerID\n1\n"}),
+         "is a zip archive, not a CSV: unzip it and import the CSV inside"),
+        ("customers.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100,
+         r"is an Excel 97-2003 workbook \(\.xls\), not a CSV: open it in Excel and save it as CSV UTF-8"),
+        ("chart.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "is a PNG image, not a CSV"),
+        ("report.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "is a PDF document, not a CSV"),
+        ("customers.csv.gz", gzip.compress(b"CustomerID\n1\n"),
+         r"is gzip-compressed: decompress it first \(gunzip\)"),
+        ("utf16.csv", "CustomerID,Gender\n1,Male\n".encode("utf-16"), "is UTF-16 text .*: save it as CSV UTF-8"),
+        ("utf16be.csv", b"\xfe\xff" + "CustomerID\n".encode("utf-16-be"), "is UTF-16 text"),
+    ],
+)
+def test_a_file_that_is_not_csv_text_is_refused_saying_what_it_is_and_what_to_do(tmp_path, name, content, message):
+    path = write(tmp_path, content, name)
+    with pytest.raises(ImportRefused, match=message) as refused:
+        source._Source.open(path, MALL, {})
+    assert str(refused.value).startswith(str(path)) and refused.value.exit_code == 3
