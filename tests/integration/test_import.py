@@ -195,18 +195,24 @@ def test_random_mixes_of_good_and_bad_lines_always_add_up(engine, tmp_path_facto
         assert "no customer lines" in str(refused)
         return
     row = batch(engine, result.batch_id)
-    assert row.rows_read == len(lines)
+    if any(line.count('"') % 2 for line in lines):  # a quoted field may span lines: fewer records
+        assert row.rows_read <= len(lines)
+    else:
+        assert row.rows_read == len(lines)
     assert row.rows_read == row.rows_inserted + row.rows_updated + row.rows_unchanged + row.rows_rejected
     stored = rejects(engine, result.batch_id)
     assert len(stored) == row.rows_rejected
     assert all(2 <= line <= len(lines) + 1 for line in stored)
+    for number, reject in stored.items():  # verbatim: the record's lines from the one it starts on
+        spanned = reject.raw_line.count("\n") + 1
+        assert reject.raw_line == "\n".join(lines[number - 2:number - 2 + spanned])
 
 
 def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_path, monkeypatch):
     """The two load paths and the plain-block and line-by-line readers must agree exactly."""
-    from segmentation import ingest
+    from segmentation.ingest import source
 
-    monkeypatch.setattr(ingest, "BLOCK_BYTES", 256)  # many blocks: some plain, some not
+    monkeypatch.setattr(source, "BLOCK_BYTES", 256)  # many blocks: some plain, some not
     lines = write_sample(tmp_path / "customers.csv", rows=200, seed=3).read_text().splitlines()  # ids 1..200
     odd = ["301, male ,40,50.5,60", '302,"F","41","0","1"', "303,,,,", "304,Alien,1,1,1", "", "305,Male,1,1",
            "306,Female,121,1,1", "0307,f,007,082.50,099", "308,Male,1,1e2,5", "abc", "309;Male;1;1;1"]
@@ -267,17 +273,17 @@ def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_in_id_orde
 @pytest.mark.parametrize("method", ["first load", "merge"])
 def test_a_line_lost_between_reader_and_copy_fails_the_import_instead(engine, customers_csv, monkeypatch, method):
     """Defence against our own bugs: the server must take one row per line the reader counted."""
-    from segmentation import ingest
+    from segmentation.ingest import records
 
     if method == "merge":
         seed_one_customer(engine)
     before = customer_count(engine)
-    records = ingest._Writer.records
+    write_records = records._Writer.records
 
     def drop_first_record(self, first, text):
-        return records(self, first, text).split("\n", 1)[1]
+        return write_records(self, first, text).split("\n", 1)[1]
 
-    monkeypatch.setattr(ingest._Writer, "records", drop_first_record)
+    monkeypatch.setattr(records._Writer, "records", drop_first_record)
     with pytest.raises(RuntimeError, match=r"300 (valid|read) lines but COPY took 29\d rows"):
         import_file(engine, customers_csv, settings())
     assert customer_count(engine) == before
@@ -304,7 +310,7 @@ def test_the_plain_block_path_stores_exactly_what_the_line_by_line_path_stores(e
     """What PostgreSQL makes of lines sent as they are must equal what parse_line makes of them."""
     from unittest import mock
 
-    from segmentation import ingest
+    from segmentation.ingest import records
 
     path = tmp_path_factory.mktemp("plain") / "plain.csv"
     path.write_text("CustomerID,Gender,Age,Annual Income (k$),Spending Score (1-100)\n" + "\n".join(lines) + "\n")
@@ -322,7 +328,7 @@ def test_the_plain_block_path_stores_exactly_what_the_line_by_line_path_stores(e
         return (result.rows_inserted, result.rows_rejected), customers, stored
 
     fast = load()
-    with mock.patch.object(ingest, "plain_line_pattern", lambda *args, **kwargs: None):
+    with mock.patch.object(records, "plain_line_pattern", lambda *args, **kwargs: None):
         careful = load()
     assert fast == careful
 
@@ -502,7 +508,10 @@ ANY_FIELD = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\n\r"), max_size=8),
     st.sampled_from(["", "0", "-0", "007", "+5", "1e2", "5.", ".5", "-1e-999", "1" * 70, "9" * 20, "Yes", "n",
                      "east", "WEST", "null", "NULL", '"x"', '""', "'a'", "{a}", "a\\b", "a b", " a ", "\x00",
-                     "x" * 201, "C-1", "C-2", "1.5", "2.25", "-0.5"]),
+                     "x" * 201, "C-1", "C-2", "1.5", "2.25", "-0.5",
+                     # values that broke importers: doubled signs, endless digits, overflow, underflow
+                     "--5", "-+5", "9" * 5000, "0" * 5000 + "5", "1." + "0" * 20000, "1e999", "-1e999", "1e15",
+                     "-1e-300", "1e-99999", "0e-99999", "1" * 31, "0x1F", "a\x00b", "５"]),
 )
 VALID_FIELDS = (
     st.sampled_from(["C-1", "C-2", "007", "7", "x y"]), st.sampled_from(["0", "1.5", "12", ""]),
@@ -528,7 +537,7 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
     accounted for, and the fast path stores exactly what the line-by-line path stores."""
     from unittest import mock
 
-    from segmentation import ingest
+    from segmentation.ingest import records
 
     path = write_lines(tmp_path_factory.mktemp("any") / "any.csv", EVERY_TYPE_HEADER, lines)
 
@@ -536,7 +545,10 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
         with engine.begin() as connection:
             connection.execute(sa.text("delete from segmentation.customers"))
         result = import_file(engine, path, settings(dataset=EVERY_TYPE))
-        assert result.rows_read == len(lines)
+        if any(line.count('"') % 2 for line in lines):  # a quoted field may span lines: fewer records
+            assert result.rows_read <= len(lines)
+        else:
+            assert result.rows_read == len(lines)
         assert result.rows_read == result.rows_inserted + result.rows_rejected
         with engine.connect() as connection:
             customers = connection.execute(sa.text(
@@ -548,13 +560,14 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
         return (result.rows_inserted, result.rows_rejected), customers, stored
 
     fast = load()
-    with mock.patch.object(ingest, "plain_line_pattern", lambda *args, **kwargs: None):
+    with mock.patch.object(records, "plain_line_pattern", lambda *args, **kwargs: None):
         careful = load()
     assert fast == careful
-    for _, attributes in fast[1]:  # what the views cast the text to never fails
+    for _, attributes in fast[1]:  # what the views (numeric) and the fit (float8) make of the text never fails
         with engine.connect() as connection:
             connection.execute(
                 sa.text("select cast(:a as numeric), cast(:b as numeric), cast(:c as numeric), cast(:d as bigint),"
-                        " cast(:e as bigint), cast(:f as boolean)"),
+                        " cast(:e as bigint), cast(:f as boolean), cast(:a as float8), cast(:b as float8),"
+                        " cast(:c as float8)"),
                 dict(zip("abcdef", [*attributes[:5], attributes[7]])),
             )

@@ -1,6 +1,7 @@
 """Row rules of the import, value by value and line by line (no database)."""
 
 import csv
+import math
 import re
 from decimal import Decimal
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
 
 from segmentation import ingest
+from segmentation.ingest import plain, records, rules, source
 from segmentation.dataset import MALL, Column, Dataset
 from segmentation.errors import ImportRefused
 from segmentation.ingest import (
@@ -223,16 +225,23 @@ def test_reasons_of_one_kind_share_a_pattern(layout):
         ("income", "5.", "5."),
         ("income", ".5", ".5"),
         ("income", "-0", "-0"),
-        ("income", "1" * 64, "1" * 64),
+        ("income", "1" * 15 + "." + "1" * 15, "1" * 15 + "." + "1" * 15),  # 30 significant digits
+        ("income", "0" * 60 + "1.50", "0" * 60 + "1.50"),  # 64 characters
+        ("income", "1000000000000000", "1000000000000000"),  # 1e15
         ("balance", "1000000", "1000000"),
         ("balance", "1e6", "1e6"),
-        ("delta", "-1e-999", "-1e-999"),
-        ("delta", "-12345678901234567890.5", "-12345678901234567890.5"),
+        ("delta", "-1e-300", "-1e-300"),
+        ("delta", "0e-999", "0e-999"),
+        ("delta", "-1e15", "-1e15"),
+        ("delta", "0.000000000000000000001", "0.000000000000000000001"),
+        ("delta", "-123456789012345.5", "-123456789012345.5"),
         ("ratio", "-0.5", "-0.5"),
         ("ratio", "2.25", "2.25"),
         ("age", "007", "7"),
         ("age", "+5", "5"),
         ("age", "-0", "0"),
+        ("age", "0" * 5000 + "42", "42"),
+        ("offset", "-" + "0" * 30 + "7", "-7"),
         ("cards", "999999999999999999", "999999999999999999"),
         ("offset", "-999999999999999999", "-999999999999999999"),
         ("debt", "-10", "-10"),
@@ -261,9 +270,22 @@ def test_each_type_stores_its_normal_form(name, value, stored):
     [
         ("income", "15k", "income '15k' is not a number"),
         ("income", "--5", "income '--5' is not a number"),
-        ("income", "1e1000", "income '1e1000' is not a number"),
-        ("income", "1" * 65, "income '" + "1" * 40 + "'... (25 more characters) is not a number"),
-        ("income", "1." + "0" * 20000, "income '1." + "0" * 38 + "'... (19962 more characters) is not a number"),
+        ("income", "-+5", "income '-+5' is not a number"),
+        ("income", "5\x00", "income '5\\x00' is not a number"),
+        ("income", "\ud800", "income '\\ud800' is not a number"),
+        ("income", "1e999", "income '1e999' is too large (at most 1e15 in absolute value)"),
+        ("income", "1e1000", "income '1e1000' is too large (at most 1e15 in absolute value)"),
+        ("delta", "-1000000000000000.5", "delta '-1000000000000000.5' is too large (at most 1e15 in absolute value)"),
+        ("delta", "1" * 31, "delta '" + "1" * 31 + "' has more than 30 significant digits"),
+        ("income", "1" * 65, "income '" + "1" * 40 + "'... (25 more characters) has more than 30 significant digits"),
+        ("income", "1." + "0" * 20000,
+         "income '1." + "0" * 38 + "'... (19962 more characters) has more than 30 significant digits"),
+        ("income", "0." + "0" * 19999 + "1",
+         "income '0." + "0" * 38 + "'... (19962 more characters) is longer than 64 characters"),
+        ("delta", "1e-1001", "delta '1e-1001' has more than 1000 decimal places"),
+        ("delta", "-1e-999", "delta '-1e-999' is too close to zero (at least 1e-300 in absolute value, or 0)"),
+        ("delta", "9.99e-301", "delta '9.99e-301' is too close to zero (at least 1e-300 in absolute value, or 0)"),
+        ("delta", "0e-99999999999999999999", "delta '0e-99999999999999999999' has more than 1000 decimal places"),
         ("income", "١٢", "income '١٢' is not a number"),  # digits, but not ASCII ones
         ("income", "-1e-999", "income '-1e-999' is below its minimum 0"),
         ("balance", "-3", "balance '-3' is below its minimum 0"),
@@ -273,13 +295,20 @@ def test_each_type_stores_its_normal_form(name, value, stored):
         ("age", "abc", "age 'abc' is not a whole number"),
         ("age", "19.0", "age '19.0' is not a whole number"),
         ("age", "1e2", "age '1e2' is not a whole number"),
-        ("age", "1234567890123456789", "age '1234567890123456789' is not a whole number"),
+        ("age", "1234567890123456789", "age '1234567890123456789' is too large (at most 18 digits)"),
+        ("offset", "9" * 5000, "offset '" + "9" * 40 + "'... (4960 more characters) is too large (at most 18 digits)"),
+        ("age", "--5", "age '--5' is not a whole number"),
+        ("age", "-+5", "age '-+5' is not a whole number"),
+        ("age", "5\x00", "age '5\\x00' is not a whole number"),
         ("age", "130", "age 130 is outside 0..120"),
         ("age", "-02", "age -2 is outside 0..120"),
         ("cards", "0", "cards 0 is below its minimum 1"),
         ("debt", "-9", "debt -9 is outside -1000..-10"),
         ("region", "North", "region 'North' is not one of East, West, South"),
         ("segment_code", "a\x00b", "segment code 'a\\x00b' contains a NUL character"),
+        ("segment_code", "a\udc80b", "segment code 'a\\udc80b' contains a lone surrogate (not a Unicode character)"),
+        ("region", "\ud800", "region '\\ud800' contains a lone surrogate (not a Unicode character)"),
+        ("student", "\x00", "student '\\x00' is not yes/no/true/false/1/0"),
         ("student", "maybe", "student 'maybe' is not yes/no/true/false/1/0"),
         ("student", "2", "student '2' is not yes/no/true/false/1/0"),
     ],
@@ -319,6 +348,8 @@ def test_customer_ids_are_stored_as_text(id_type, value, stored):
         ("text", "", "customer id is empty"),
         ("text", "x" * 201, "customer id '" + "x" * 40 + "'... (161 more characters) is too long"),
         ("text", "a\x00", "customer id 'a\\x00' contains a NUL character"),
+        ("text", "\udfff", "customer id '\\udfff' contains a lone surrogate"),
+        ("whole", "1\x00", "customer id '1\\x00' is not a positive whole number"),
     ],
 )
 def test_invalid_customer_ids_are_rejected(id_type, value, reason):
@@ -367,7 +398,7 @@ def test_a_plain_number_is_valid_and_stored_as_it_is(kind, low, high, value):
         low, high = high, low
     numeric = Column("x", "X", kind, "x", minimum=None if low is None else float(low),
                      maximum=None if high is None else float(high))
-    pattern = re.compile(ingest._value_plain(numeric, ","))
+    pattern = re.compile(plain._value_plain(numeric, ","))
     if pattern.fullmatch(value):
         assert parse_value(numeric, value) == (value or None)
     elif value and re.fullmatch(r"-?(0|[1-9][0-9]{0,17})", value) and kind == "whole" and value != "-0":
@@ -386,8 +417,8 @@ def test_the_plain_patterns_take_the_common_spellings(layout):
 
 
 def test_a_block_of_plain_lines_is_sent_without_reading_each_line(layout, monkeypatch):
-    monkeypatch.setattr(ingest, "parse_line", lambda *_: pytest.fail("a plain line was parsed one by one"))
-    writer = ingest._Writer(layout, MALL, ",7,7", lambda *_: pytest.fail("nothing is rejected"))
+    monkeypatch.setattr(records, "parse_line", lambda *_: pytest.fail("a plain line was parsed one by one"))
+    writer = records._Writer(layout, MALL, ",7,7", lambda *_: pytest.fail("nothing is rejected"))
     block = "0001,Male,19,15,39\n2,f,,15.5,100\n3,,120,0,1\n"
     assert writer.records(2, block) == (
         '1,"{Male,19,15,39}",7,7\n2,"{Female,NULL,15.5,100}",7,7\n3,"{NULL,120,0,1}",7,7\n'
@@ -399,7 +430,7 @@ def test_a_block_of_plain_lines_is_sent_without_reading_each_line(layout, monkey
 
 def test_a_block_with_an_unusual_line_is_read_line_by_line(layout):
     rejected = []
-    writer = ingest._Writer(layout, MALL, ",,", lambda number, *rest: rejected.append((number, *rest)) or "R\n")
+    writer = records._Writer(layout, MALL, ",,", lambda number, *rest: rejected.append((number, *rest)) or "R\n")
     block = "1,Male,19,15,39\n2, f ,30,15,39\n3,Alien,1,1,1\n4,m,1,1,1\n"
     assert writer.records(10, block) == (
         '1,"{Male,19,15,39}",,\n"2","{""Female"",""30"",""15"",""39""}",,\nR\n4,"{Male,1,1,1}",,\n'
@@ -440,13 +471,19 @@ def _decoded(record):
     return fields[0], _array(fields[1])
 
 
+#: any character but a line end, lone surrogates (which a str may hold) included
 ANY_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\n"), max_size=12
+    alphabet=st.one_of(st.characters(blacklist_characters="\n"), st.integers(0xD800, 0xDFFF).map(chr)), max_size=12
 )
+#: values that broke importers: signs doubled, huge and tiny numbers, endless digits, NUL, surrogates
+HOSTILE = ["--5", "-+5", "+-5", "9" * 5000, "0" * 5000 + "7", "-1e-999", "1." + "0" * 20000, "0." + "5" * 20000,
+           "1e999", "-1e999", "1e-99999", "0e-99999", "1e15", "1000000000000000.1", "1" * 31, "1" * 30,
+           "0" * 70 + "1", "nan", "inf", "-Infinity", "1_000", "0x1F", "\x00", "5\x00", "\ud800", "a\udfffb",
+           "\ufeff5", "５"]
 INTERESTING = st.sampled_from(
     ["", " ", "0", "-0", "007", "+5", "1e2", "5.", ".5", "-1e-999", "1" * 70, "Yes", "no", "T", "maybe", "east",
      "E", "South", "null", "NULL", '"x"', '""', "'a'", "a,b", "{a}", "a\\b", "a b", " a", "\t1", "١", "\x00",
-     "\r", "C-1", "x" * 201, "9" * 19, "0" * 30 + "1"]
+     "\r", "C-1", "x" * 201, "9" * 19, "0" * 30 + "1", *HOSTILE]
 )
 def _decimal(low, high, places=3):
     return st.decimals(min_value=low, max_value=high, places=places, allow_nan=False, allow_infinity=False).map(str)
@@ -504,17 +541,25 @@ def test_any_text_in_any_field_is_accepted_or_rejected_the_same_by_both_paths(fi
     line = delimiter.join(fields)
     parsed = parse_line(line, layout, dataset)  # never raises
     assert (parsed.values is None) == (parsed.reason is not None)
-    fast = ingest._Writer(layout, dataset, "", lambda number, customer_id, text, reason: f"R{reason}\n")
-    record = fast.records(2, line + "\n")
+    fast = records._Writer(layout, dataset, "", lambda number, customer_id, text, reason: f"R{reason}\n")
+    record = fast.records(2, line + "\n") + fast.finish()
+    records._csv_quoted(line).encode("utf-8")  # a rejected line's raw text can be sent to PostgreSQL
     if parsed.reason is not None:
         assert record == f"R{parsed.reason}\n"
         assert not fast.plain_line.fullmatch(line)
         return
     assert fast.rows_valid == 1
+    record.encode("utf-8")  # no lone surrogate reaches COPY
     assert _decoded(record) == (parsed.customer_id, parsed.values)
-    careful = ingest._Writer(layout, dataset, "", None)
+    careful = records._Writer(layout, dataset, "", None)
     careful.plain_block = careful.plain_line = None
-    assert _decoded(careful.records(2, line + "\n")) == (parsed.customer_id, parsed.values)
+    assert _decoded(careful.records(2, line + "\n") + careful.finish()) == (parsed.customer_id, parsed.values)
+    for column, value in zip(dataset.columns, parsed.values):  # what float64 and numeric take
+        if value is not None and column.type in ("number", "whole"):
+            number = Decimal(value)
+            assert abs(number) <= 10**18 and len(number.as_tuple().digits) <= 30 or number == 0
+            assert -number.as_tuple().exponent <= 1000 and math.isfinite(float(number))
+            assert number == 0 or abs(number) >= Decimal("1e-300")  # float8 takes it
 
 
 @hypothesis_settings(max_examples=500, deadline=None)
@@ -526,7 +571,7 @@ def test_the_fast_path_agrees_with_parse_line_whatever_the_column_order(values, 
     layout = map_header(header, MALL, {}, "x.csv")
     line = ",".join(values[index] for index in order)
     parsed = parse_line(line, layout, MALL)
-    record = ingest._Writer(layout, MALL, "", lambda *args: "R\n").records(2, line + "\n")
+    record = records._Writer(layout, MALL, "", lambda *args: "R\n").records(2, line + "\n")
     if parsed.reason is None:
         assert _decoded(record) == (parsed.customer_id, parsed.values)
     else:
@@ -547,9 +592,9 @@ def test_lines_are_split_the_same_whatever_the_block_boundaries(tmp_path, monkey
         expected.pop()
     expected = [line.removesuffix("\r") for line in expected]
     for block in (1, 2, 3, 7, 1 << 20):
-        monkeypatch.setattr(ingest, "BLOCK_BYTES", block)
+        monkeypatch.setattr(source, "BLOCK_BYTES", block)
         digest = hashlib.sha256()
-        numbered = list(ingest._numbered_lines(path, digest, lambda *_: None))
+        numbered = list(source._numbered_lines(path, digest, lambda *_: None))
         assert numbered == list(enumerate(expected, start=1))
         assert digest.hexdigest() == hashlib.sha256(content).hexdigest()
 
@@ -560,9 +605,9 @@ def test_progress_logs_lines_and_rate_when_not_on_a_terminal(tmp_path, caplog):
 
     path = tmp_path / "f.csv"
     path.write_text("h\n" + "1,2\n" * 1000)
-    progress = ingest._Progress(path, log_every_seconds=0)
+    progress = source._Progress(path, log_every_seconds=0)
     with caplog.at_level(logging.INFO, logger="segmentation.ingest"):
-        assert len(list(ingest._numbered_lines(path, hashlib.sha256(), progress))) == 1001
+        assert len(list(source._numbered_lines(path, hashlib.sha256(), progress))) == 1001
     assert progress.rows == 1001 and progress.seen == path.stat().st_size
     assert "1001 lines" in caplog.text and "lines/s" in caplog.text
 
@@ -572,4 +617,4 @@ def test_range_bounds_are_compared_as_the_user_wrote_them():
     assert parse_value(tenth, "0.1") == "0.1" and parse_value(tenth, "0.3") == "0.3"
     with pytest.raises(RowRejected, match="below its minimum 0.1"):
         parse_value(tenth, "0.0999999999999999999999")
-    assert ingest._bounds(tenth) == (Decimal("0.1"), Decimal("0.3"))
+    assert rules._bounds(tenth) == (Decimal("0.1"), Decimal("0.3"))

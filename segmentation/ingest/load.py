@@ -1,0 +1,273 @@
+"""Loading one file into `segmentation.customers`: the batch row, the first load, the result.
+
+`import_file` records the batch (running, then succeeded or failed) around `load_file`,
+which runs inside the caller's transaction: into an empty `customers` table valid records
+are copied straight in (`_first_load`); otherwise, or when an id repeats in the file, the
+file goes through the staging table (`merge._staged_load`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from segmentation import db
+from segmentation.dataset import MALL, Dataset
+from segmentation.errors import SegmentationError
+from segmentation.ingest.merge import _staged_load
+from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer, storable
+from segmentation.ingest.source import BLOCK_BYTES, _open
+from segmentation.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_CHARACTERS = 2000  # of a failure stored on the batch row (our own messages are shorter)
+
+
+@dataclasses.dataclass
+class ImportResult:
+    """What one import did, as stored in `import_batches`, plus what the pipeline needs to judge it."""
+
+    batch_id: int
+    source_name: str
+    status: str
+    rows_read: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    rows_rejected: int = 0
+    rows_deactivated: int = 0
+    seconds: float = 0.0
+    #: "first load" (COPY straight into an empty customers table) or "merge" (staging table)
+    method: str = "merge"
+    #: segmentation.datasets row of the declaration the file was read under
+    dataset_id: int | None = None
+    #: rows_rejected / rows_read
+    reject_share: float = 0.0
+    #: the three most common reasons (values replaced by '…') with their counts, most common first
+    top_reasons: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    #: header names that are neither the id nor a declared column
+    ignored_columns: tuple[str, ...] = ()
+    #: a full export rejected more than max_reject_share: nobody was marked inactive
+    deactivation_skipped: bool = False
+
+    def summary(self) -> str:
+        text = (
+            f"batch {self.batch_id}: {self.rows_read} lines read, {self.rows_inserted} inserted,"
+            f" {self.rows_updated} updated, {self.rows_unchanged} unchanged,"
+            f" {self.rows_rejected} rejected, {self.rows_deactivated} deactivated"
+            f" ({self.seconds:.2f} s, {self.method})"
+        )
+        if self.rows_inserted + self.rows_updated + self.rows_deactivated == 0:
+            text += "; nothing changed"
+        if self.deactivation_skipped:
+            text += f"; nobody marked inactive: {self.reject_share:.1%} of the lines were rejected"
+        return text
+
+
+def ensure_dataset(connection: Connection, dataset: Dataset) -> int:
+    """The `segmentation.datasets` id of `dataset` (by its fingerprint), inserting it when new."""
+    fingerprint = dataset.fingerprint()
+    found = connection.execute(
+        sa.text("select dataset_id from segmentation.datasets where fingerprint = :fingerprint"),
+        {"fingerprint": fingerprint},
+    ).scalar()
+    if found is not None:
+        return found
+    connection.execute(
+        sa.text(
+            "insert into segmentation.datasets (fingerprint, declaration) values (:fingerprint, cast(:declaration as jsonb))"
+            " on conflict (fingerprint) do nothing"
+        ),
+        {"fingerprint": fingerprint, "declaration": json.dumps(dataset.describe())},
+    )
+    return connection.execute(
+        sa.text("select dataset_id from segmentation.datasets where fingerprint = :fingerprint"),
+        {"fingerprint": fingerprint},
+    ).scalar_one()
+
+
+def begin_batch(connection: Connection, source_name: str, export_mode: str) -> int:
+    """Insert a `running` batch row and return its id (commit it before the data transaction)."""
+    return connection.execute(
+        sa.text(
+            "insert into segmentation.import_batches (source_name, export_mode)"
+            " values (:source_name, :export_mode) returning batch_id"
+        ),
+        {"source_name": source_name, "export_mode": export_mode},
+    ).scalar_one()
+
+
+def fail_batch(connection: Connection, batch_id: int, message: str) -> None:
+    """Mark the batch failed with `message` (its first 2,000 characters, storable as text)."""
+    if len(message) > MAX_ERROR_CHARACTERS:
+        message = f"{message[:MAX_ERROR_CHARACTERS]}... ({len(message) - MAX_ERROR_CHARACTERS} more characters)"
+    message = storable(message)
+    connection.execute(
+        sa.text(
+            "update segmentation.import_batches set status = 'failed', finished_at = clock_timestamp(),"
+            " error = :error where batch_id = :batch_id"
+        ),
+        {"batch_id": batch_id, "error": message},
+    )
+
+
+def import_file(engine: Engine, path: Path, settings: Settings) -> ImportResult:
+    """Import one CSV under `settings.declaration`: all its rows or none, the batch row recording the outcome."""
+    with engine.begin() as connection:
+        batch_id = begin_batch(connection, path.name, settings.export_mode)
+    try:
+        with engine.begin() as connection:
+            result = load_file(
+                connection,
+                path,
+                batch_id,
+                dataset=settings.declaration,
+                column_map=settings.column_map,
+                export_mode=settings.export_mode,
+                max_reject_share=settings.max_reject_share,
+            )
+    except BaseException as error:
+        message = str(error) if isinstance(error, SegmentationError) else f"{type(error).__name__}: {error}"
+        try:
+            with engine.begin() as connection:
+                fail_batch(connection, batch_id, db.redact(" ".join(message.split())))
+        except Exception:  # the server is gone: the next run marks the batch abandoned
+            log.warning("import batch %d: could not record its failure", batch_id)
+        raise
+    return result
+
+
+class _DuplicateInFile(Exception):
+    """A customer id repeats in the file: the first-load COPY cannot decide which line wins."""
+
+
+def load_file(
+    connection: Connection,
+    path: Path,
+    batch_id: int,
+    *,
+    dataset: Dataset | None = None,
+    column_map: dict[str, str] | None = None,
+    export_mode: str = "full",
+    max_reject_share: float = 0.05,
+) -> ImportResult:
+    """Stream `path`, read under `dataset` (default: the mall's), into `customers` inside the caller's transaction.
+
+    Into an empty `customers` table the valid lines are copied straight in ("first load");
+    otherwise, or when an id repeats in the file, they go through a staging table and a
+    set-based merge ("merge"). In a full export customers missing from the file become
+    inactive, unless more than `max_reject_share` of the lines were rejected (then nobody
+    is). Raises ImportRefused (and loads nothing, once the caller rolls back) for a missing
+    or unreadable file, an empty file, a bad header or invalid UTF-8.
+    """
+    started = time.monotonic()
+    dataset = dataset or MALL
+    column_map = column_map or {}
+    dataset_id = ensure_dataset(connection, dataset)
+    counts = None
+    empty = connection.execute(sa.text("select not exists (select 1 from segmentation.customers)")).scalar_one()
+    if empty:
+        try:
+            with connection.begin_nested():
+                counts, source, reasons = _first_load(connection, path, batch_id, dataset, dataset_id, column_map)
+        except _DuplicateInFile:
+            log.info("%s: a customer id repeats in the file; loading through the staging table", path)
+    if counts is None:
+        counts, source, reasons = _staged_load(
+            connection, path, batch_id, dataset, dataset_id, column_map, export_mode, max_reject_share
+        )
+    result = ImportResult(
+        batch_id=batch_id,
+        source_name=path.name,
+        status="succeeded",
+        rows_read=counts["read"],
+        rows_inserted=counts["inserted"],
+        rows_updated=counts["updated"],
+        rows_unchanged=counts["unchanged"],
+        rows_rejected=counts["rejected"],
+        rows_deactivated=counts["deactivated"],
+        seconds=time.monotonic() - started,
+        method=counts["method"],
+        dataset_id=dataset_id,
+        reject_share=counts["rejected"] / counts["read"] if counts["read"] else 0.0,
+        top_reasons=sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:3],
+        ignored_columns=source.layout.ignored,
+        deactivation_skipped=counts.get("deactivation_skipped", False),
+    )
+    # a bug, never bad input: refuse rather than lose lines
+    accounted = result.rows_inserted + result.rows_updated + result.rows_unchanged + result.rows_rejected
+    if accounted != result.rows_read:
+        raise RuntimeError(f"{path}: {result.rows_read} lines read but {accounted} accounted for")
+    if sum(reasons.values()) != result.rows_rejected:
+        raise RuntimeError(f"{path}: {result.rows_rejected} lines rejected but {sum(reasons.values())} reasons counted")
+    connection.execute(
+        sa.text(
+            """
+            update segmentation.import_batches set
+                status = 'succeeded', finished_at = clock_timestamp(), source_sha256 = :sha256,
+                rows_read = :rows_read, rows_inserted = :rows_inserted, rows_updated = :rows_updated,
+                rows_unchanged = :rows_unchanged, rows_rejected = :rows_rejected,
+                rows_deactivated = :rows_deactivated
+            where batch_id = :batch_id
+            """
+        ),
+        {
+            "sha256": source.digest.hexdigest(),
+            "batch_id": batch_id,
+            **{field: getattr(result, field) for field in (
+                "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_rejected", "rows_deactivated"
+            )},
+        },
+    )
+    return result
+
+
+def _first_load(
+    connection: Connection, path: Path, batch_id: int, dataset: Dataset, dataset_id: int, column_map: dict[str, str]
+):
+    """COPY valid lines straight into the empty `customers`; rejects go to a spool file first."""
+    source = _open(path, dataset, column_map)
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
+        n_rejected = 0
+
+        def reject(number: int, customer_id: str | None, line: str, reason: str) -> None:
+            nonlocal n_rejected
+            n_rejected += 1
+            spool.write(f"{batch_id},{number},{_csv_quoted(line)},{_csv_quoted(reason)}\n")
+
+        writer = _Writer(source.layout, dataset, f",{batch_id},{batch_id},{dataset_id}", reject)
+        statement = _copy_statement(
+            "segmentation.customers", ("customer_id", "attributes", "first_batch_id", "last_batch_id", "dataset_id")
+        )
+        try:
+            _stream(connection, source, statement, writer, expect="valid")
+        except psycopg.errors.UniqueViolation:
+            raise _DuplicateInFile from None
+        if n_rejected:
+            spool.seek(0)
+            raw_connection = connection.connection.driver_connection
+            with raw_connection.cursor() as cursor, cursor.copy(
+                "copy segmentation.import_rejects (batch_id, line_number, raw_line, reason) from stdin"
+                " with (format csv)"
+            ) as copy:
+                while block := spool.read(BLOCK_BYTES):
+                    copy.write(block)
+    return {
+        "method": "first load",
+        "read": writer.rows_read,
+        "inserted": writer.rows_valid,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": n_rejected,
+        "deactivated": 0,
+    }, source, writer.reasons
+
