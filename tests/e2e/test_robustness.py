@@ -162,7 +162,7 @@ def run_and_cut_its_connections(database_url, customers_csv, env):
 def test_a_run_whose_connection_is_cut_retries_and_succeeds(database_url, customers_csv, published):
     job = run_and_cut_its_connections(database_url, customers_csv, published)
     assert job.finish() == 0, job.output()
-    assert any("lost the database connection" in line and "retry 1 of 3" in line for line in job.lines)
+    assert any("lost the database connection" in line and "retry 1 of 3" in line for line in job.lines), job.output()
     statuses = [row[0] for row in query(database_url, "select status from segmentation.runs order by run_id")]
     assert statuses[0] == "published" and statuses[-1] == "published"
     assert statuses[1] in ("failed", "abandoned") and len(statuses) == 3
