@@ -167,7 +167,8 @@ def load_file(
     set-based merge ("merge"). In a full export customers missing from the file become
     inactive, unless more than `max_reject_share` of the lines were rejected (then nobody
     is). Raises ImportRefused (and loads nothing, once the caller rolls back) for a missing
-    or unreadable file, an empty file, a bad header or invalid UTF-8.
+    or unreadable file, an empty file, a file that is not CSV text, a bad or too long header
+    or invalid UTF-8.
     """
     started = time.monotonic()
     dataset = dataset or MALL

@@ -61,13 +61,13 @@ class _Writer:
 
     A line with an odd number of double quotes opens a quoted field that goes on past its line
     end: the following lines join it until the quotes balance. The joined record is one record
-    when it splits into the header's number of fields; when it does not, or when no line
+    when it is well formed (RFC 4180) with the header's number of fields; when not, or when no line
     closes it within MAX_LINE_CHARACTERS or before the end of the file, its first line alone
     is rejected (unbalanced double quote) and the lines after it are read again as lines of
     their own. Call `finish()` after the last piece.
 
-    Records are numbered from 2 in file order (as the staging table numbers them); the lines
-    of multi-line records shift the file's line numbers: `line_number(record_number)`.
+    Records are numbered from 2 in file order (as the staging table numbers them); a header
+    or records that span lines shift the file's line numbers: `line_number(record_number)`.
     """
 
     def __init__(self, layout: ColumnLayout, dataset: Dataset, tail: str, reject) -> None:
@@ -88,10 +88,12 @@ class _Writer:
         self.again: collections.deque[tuple[int, str]] = collections.deque()  # lines to read again
         self.spanning: list[int] = []  # record numbers of records that span lines, ascending
         self.shift: list[int] = [0]  # shift[i]: extra lines of the records spanning[:i]
+        self.header_shift: int | None = None  # lines the header spans beyond one, from the first piece
 
     def line_number(self, record_number: int) -> int:
         """The file line on which the record numbered `record_number` (from 2) starts."""
-        return record_number + self.shift[bisect.bisect_left(self.spanning, record_number)]
+        shift = self.shift[bisect.bisect_left(self.spanning, record_number)]
+        return record_number + (self.header_shift or 0) + shift
 
     def lines_of(self, record_number: int) -> int:
         """How many lines of the file the record numbered `record_number` spans."""
@@ -102,6 +104,8 @@ class _Writer:
 
     def feed(self, piece: Block | LongLine) -> str:
         """The COPY records of one piece of the file (records still open wait for the next)."""
+        if self.header_shift is None:  # the first piece starts on the first line after the header
+            self.header_shift = (piece.number if isinstance(piece, LongLine) else piece.first) - 2
         if isinstance(piece, LongLine):
             return self.long_line(piece)
         return self.records(piece.first, piece.text)

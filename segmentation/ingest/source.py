@@ -133,8 +133,9 @@ def _blocks(path: Path, digest: hashlib._Hash, progress) -> Iterator[Block | Lon
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
             # bytes >= characters: count them only when the bytes alone exceed the limit
-            while cut == 0 and len(data) > MAX_LINE_CHARACTERS and len(data.decode("utf-8", "ignore")) > MAX_LINE_CHARACTERS:
+            while cut == 0 and len(data) > MAX_LINE_CHARACTERS and _characters(data) > MAX_LINE_CHARACTERS:
                 long_line, data = _skip_line(source, number, data, chunks)
+                progress(0, 1)
                 yield long_line
                 number += 1
                 cut = data.rfind(b"\n") + 1  # `data` is now what followed the line: part of one piece
@@ -144,6 +145,11 @@ def _blocks(path: Path, digest: hashlib._Hash, progress) -> Iterator[Block | Lon
                 number += data.count(b"\n")
         if carry:  # the last line has no line end (or follows a long line in the last piece)
             yield from _decoded(source, number, carry if carry.endswith(b"\n") else carry + b"\n", progress)
+
+
+def _characters(data: bytes) -> int:
+    """About how many characters UTF-8 `data` holds (invalid bytes are found when decoding it)."""
+    return len(data.decode("utf-8", "ignore"))
 
 
 def _decoded(source: str, number: int, data: bytes, progress) -> Iterator[Block | LongLine]:
@@ -301,7 +307,8 @@ def _header_fields(source: str, header: str, delimiter: str) -> list[str]:
             f"{source} line 1: the header contains NUL bytes, so the file is UTF-16 text or not text"
             " at all; save it as CSV UTF-8 and import that file"
         )
-    too_long = f"{source} line 1: a header field is longer than {MAX_HEADER_FIELD_CHARACTERS:,} characters. Is this a customer export?"
+    too_long = (f"{source} line 1: a header field is longer than {MAX_HEADER_FIELD_CHARACTERS:,} characters."
+                " Is this a customer export?")
     if max(map(len, header.split(delimiter))) > MAX_HEADER_FIELD_CHARACTERS:
         raise ImportRefused(too_long)
     try:

@@ -192,13 +192,14 @@ def test_a_quoted_field_with_a_line_break_loads_as_one_record_numbered_by_its_fi
 
 
 def test_a_repeated_id_after_multi_line_records_names_the_lines_of_the_file(engine, tmp_path):
-    records = ['C-1,"a\nb",1', 'C-2,"c\nd\ne",2', 'C-1,"f\ng",3', "C-3,h,4", "C-2,i,5"]  # lines 2-3, 4-6, 7-8, 9, 10
-    path = write(tmp_path / "repeats.csv", "\n".join(["Client,Address,Income", *records]) + "\n")
+    header = 'Client,"Add\nress",Income'  # lines 1-2: a header cell with a line break
+    records = ['C-1,"a\nb",1', 'C-2,"c\nd\ne",2', 'C-1,"f\ng",3', "C-3,h,4", "C-2,i,5"]  # lines 3-4, 5-7, 8-9, 10, 11
+    path = write(tmp_path / "repeats.csv", "\n".join([header, *records]) + "\n")
     result = import_file(engine, path, settings(dataset=ADDRESSES))
     assert (result.method, result.rows_read, result.rows_inserted, result.rows_rejected) == ("merge", 5, 3, 2)
     assert {number: (row.raw_line, row.reason) for number, row in rejects(engine, result.batch_id).items()} == {
-        2: ('C-1,"a\nb",1', "customer id C-1 appears again on line 7, which replaces this line"),
-        4: ('C-2,"c\nd\ne",2', "customer id C-2 appears again on line 10, which replaces this line"),
+        3: ('C-1,"a\nb",1', "customer id C-1 appears again on line 8, which replaces this line"),
+        5: ('C-2,"c\nd\ne",2', "customer id C-2 appears again on line 11, which replaces this line"),
     }
     assert customers(engine)["C-1"].attributes == ["f\ng", "3"]
 
