@@ -248,6 +248,7 @@ class RunLock:
                 sa.text(
                     "select pid from pg_locks where locktype = 'relation' and granted"
                     " and relation = to_regclass(:name) and mode = 'ExclusiveLock'"
+                    " and database = (select oid from pg_database where datname = current_database())"
                 ),
                 {"name": LOCK_TABLE},
             ).scalar()
@@ -283,7 +284,8 @@ class RunLock:
         held = connection.execute(
             sa.text(
                 "select exists (select 1 from pg_locks where locktype = 'relation' and granted"
-                " and relation = to_regclass(:name) and mode = 'ExclusiveLock' and pid = :pid)"
+                " and relation = to_regclass(:name) and mode = 'ExclusiveLock' and pid = :pid"
+                " and database = (select oid from pg_database where datname = current_database()))"
             ),
             {"name": LOCK_TABLE, "pid": self.backend_pid},
         ).scalar()

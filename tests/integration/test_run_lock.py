@@ -25,7 +25,8 @@ def lock_holder(engine):
     return query(
         engine,
         "select pid from pg_locks where locktype = 'relation' and granted and mode = 'ExclusiveLock'"
-        " and relation = to_regclass('segmentation.run_lock')",
+        " and relation = to_regclass('segmentation.run_lock')"
+        " and database = (select oid from pg_database where datname = current_database())",
     )
 
 
