@@ -107,7 +107,7 @@ FeaturesOption = Annotated[
 ]
 KOption = Annotated[Optional[int], typer.Option("--k", help="fix the number of segments instead of choosing it")]
 ExportModeOption = Annotated[
-    Optional[str], typer.Option("--export-mode", help="full (missing customers become inactive) or incremental")
+    Optional[str], typer.Option("--export-mode", help="full (default: the file is the whole customer list; missing customers become inactive) or incremental")
 ]
 
 
@@ -123,7 +123,10 @@ def run(
         Optional[bool], typer.Option("--force-publish", help="publish even if the health gate would hold the run")
     ] = None,
 ) -> None:
-    """The nightly job once: migrate, import --csv if given, fit, publish, print the segments, write the report."""
+    """The nightly job once: migrate, import --csv (or read the `source` table), fit, publish, print the segments, write the report.
+
+    The data set is declared in segment.toml ([dataset], features, source); see the README's "Segment your own data".
+    """
     from segmentation.errors import RunHeld
     from segmentation.pipeline import run_with_retries
 

@@ -210,10 +210,10 @@ def distinguishing_features(dataset: Dataset, features: list[str], segment_rows:
 
 def _describe_difference(column: Column, row) -> str:
     if column.type in ("category", "boolean"):
-        what = f"{column.label} {row.category}" if column.type == "category" else column.label
-        if column.name == "gender":
+        if column.name == "gender":  # the mall's wording: "female share 60% against 44% overall"
             what = f"{row.category.lower()} share"
-            return f"{what} {row.mean:.0%} against {row.overall_mean:.0%} overall"
+        else:
+            what = f"{column.label} {row.category}" if column.type == "category" else column.label
         return f"{what} {row.mean:.0%} against {row.overall_mean:.0%} overall"
     if not row.overall_mean:
         return f"{column.label} {row.mean:.1f}"
