@@ -125,7 +125,7 @@ def run(
 ) -> None:
     """The nightly job once: migrate, import --csv (or read the `source` table), fit, publish, print the segments, write the report.
 
-    The data set is declared in segment.toml ([dataset], features, source); see the README's "Segment your own data".
+    The data set is declared in segment.toml (a dataset table, features, source); see the README's "Segment your own data".
     """
     from segmentation.errors import RunHeld
     from segmentation.pipeline import run_with_retries
