@@ -179,12 +179,13 @@ def _id_plain(dataset: Dataset, delimiter: str) -> str:
     return rf"{outer}(?:{inner}{{0,{MAX_TEXT_ID_CHARACTERS - 2}}}{outer})?"
 
 
-def plain_line_pattern(layout: ColumnLayout, dataset: Dataset = MALL) -> str | None:
+def plain_line_pattern(layout: ColumnLayout, dataset: Dataset = MALL, quotes: bool = True) -> str | None:
     """A regular expression (without line end) of the layout's plain lines, or None.
 
     A plain line has the right number of fields, no quote but those around a whole field, and
     every value valid and in a spelling `_converter` knows how to store, so such lines can be
     rewritten without checking each value. Any line it does not match goes to `parse_line`.
+    Without `quotes`, the pattern of lines with no double quote at all (about a tenth faster to match).
     """
     delimiter = layout.delimiter
     by_position = {position: name for name, position in layout.positions.items()}
@@ -194,18 +195,22 @@ def plain_line_pattern(layout: ColumnLayout, dataset: Dataset = MALL) -> str | N
         name = by_position.get(index)
         if name == "customer_id":
             value = _id_plain(dataset, delimiter)
-            fields.append(f'(?:{value}|"{value}")')
+            fields.append(f'(?:{value}|"{value}")' if quotes else f"(?:{value})")
             continue
         if name is None:  # an ignored column: anything without quotes or delimiters
             value = f'[^{re.escape(delimiter)}"\\n\\r]*'
         else:
             value = _value_plain(columns[name], delimiter)
-        fields.append(f'(?:{value}|"(?:{value})")' if value else '(?:|"")')
+        if quotes:
+            fields.append(f'(?:{value}|"(?:{value})")' if value else '(?:|"")')
+        else:
+            fields.append(f"(?:{value})")
     return re.escape(delimiter).join(fields)
 
 
-def _converter(layout: ColumnLayout, dataset: Dataset) -> Callable[[list[str], str], str]:
-    """A function turning plain lines (quotes removed) into COPY records: id,"{values}" + tail.
+def _converter(layout: ColumnLayout, dataset: Dataset, numbered: bool = False) -> Callable[[list[str], str, int], str]:
+    """A function turning plain lines (quotes removed) into COPY records: id,"{values}" + tail
+    (`numbered`: record number,id,"{values}" + tail, numbered from `start`).
 
     Generated from the layout as one list comprehension: per line one split, and per value
     at most one dictionary look-up (categories, booleans) or `or 'NULL'` (empty numbers).
@@ -225,9 +230,12 @@ def _converter(layout: ColumnLayout, dataset: Dataset) -> Callable[[list[str], s
             parts.append(f"{{{field} or N}}")
     record = ("{%s.lstrip(Z)}" % id_field if dataset.id_type == "whole" else "{%s}" % id_field)
     record += ',"{{' + ",".join(parts) + '}}"{tail}'
+    lines = "line in lines"
+    if numbered:  # each record starts with its number, `start` for the first line
+        record, lines = "{n}," + record, "n, line in enumerate(lines, start)"
     code = (
-        "def convert(lines, tail):\n"
-        f"    return ''.join([f{record!r} for line in lines for f in [line.split(d)]])\n"
+        "def convert(lines, tail, start):\n"
+        f"    return ''.join([f{record!r} for {lines} for f in [line.split(d)]])\n"
     )
     exec(compile(code, "<segmentation.ingest converter>", "exec"), namespace)  # noqa: S102 - code of indexes only
     return namespace["convert"]  # type: ignore[return-value]

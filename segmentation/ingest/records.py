@@ -53,6 +53,7 @@ def _csv_quoted(value: str) -> str:
 
 class _Writer:
     """Turns data lines into COPY (CSV) records `id,"{values}"` + tail; rejected records go to `reject`.
+    With `numbered`, every record (a rejected one too) starts with its record number.
 
     A block whose every line is plain is checked by one regular expression and converted by
     the generated `_converter`; other blocks are read line by line (plain lines still take the
@@ -70,16 +71,19 @@ class _Writer:
     or records that span lines shift the file's line numbers: `line_number(record_number)`.
     """
 
-    def __init__(self, layout: ColumnLayout, dataset: Dataset, tail: str, reject) -> None:
+    def __init__(self, layout: ColumnLayout, dataset: Dataset, tail: str, reject, numbered: bool = False) -> None:
         self.layout = layout
+        self.numbered = numbered
         self.dataset = dataset
         self.tail = tail + "\n"
         self.reject = reject
         plain = plain_line_pattern(layout, dataset)
         # atomic groups: a line that matched is never re-tried (its match must end at its own newline)
         self.plain_block = re.compile(f"(?>{plain}\n)*") if plain else None
+        unquoted = plain_line_pattern(layout, dataset, quotes=False)
+        self.unquoted_block = re.compile(f"(?>{unquoted}\n)*") if unquoted else None
         self.plain_line = re.compile(plain) if plain else None
-        self.convert = _converter(layout, dataset)
+        self.convert = _converter(layout, dataset, numbered)
         self.rows_read = 0
         self.rows_valid = 0
         self.reasons: collections.Counter[str] = collections.Counter()
@@ -112,15 +116,17 @@ class _Writer:
 
     def records(self, first: int, text: str) -> str:
         """The COPY records of whole lines `text` whose first line is line `first`."""
-        if not self.pending and self.plain_block is not None and self.plain_block.fullmatch(text):
-            n_lines = text.count("\n")
-            self.rows_read += n_lines
-            self.rows_valid += n_lines
-            if '"' in text:
+        quoted = '"' in text
+        block = self.plain_block if quoted else self.unquoted_block
+        if not self.pending and block is not None and block.fullmatch(text):
+            if quoted:
                 text = text.replace('"', "")
             lines = text.split("\n")
             lines.pop()
-            return self.convert(lines, self.tail)
+            start = self.rows_read + 2
+            self.rows_read += len(lines)
+            self.rows_valid += len(lines)
+            return self.convert(lines, self.tail, start)
         return self._read(enumerate(text.split("\n")[:-1], start=first))
 
     def long_line(self, piece: LongLine) -> str:
@@ -144,9 +150,10 @@ class _Writer:
     def _plain(self, lines: list[str]) -> str:
         if any('"' in line for line in lines):
             lines = [line.replace('"', "") for line in lines]
+        start = self.rows_read + 2
         self.rows_read += len(lines)
         self.rows_valid += len(lines)
-        return self.convert(lines, self.tail)
+        return self.convert(lines, self.tail, start)
 
     def _read(self, numbered: Iterable[tuple[int, str]]) -> str:
         out: list[str] = []
@@ -213,14 +220,17 @@ class _Writer:
             self.spanning.append(self.rows_read + 2)
             self.shift.append(self.shift[-1] + lines - 1)
         self.rows_read += 1
+        prefix = f"{self.rows_read + 1}," if self.numbered else ""
         if parsed.reason is None:
-            out.append(_csv_quoted(parsed.customer_id) + "," + _csv_quoted(_array_literal(parsed.values)) + self.tail)
+            out.append(
+                prefix + _csv_quoted(parsed.customer_id) + "," + _csv_quoted(_array_literal(parsed.values)) + self.tail
+            )
             self.rows_valid += 1
             return
         self.reasons[parsed.pattern or parsed.reason] += 1
         record = self.reject(number, parsed.customer_id, raw_text, parsed.reason)
         if record:
-            out.append(record)
+            out.append(prefix + record)
 
 
 def _copy_statement(table: str, columns: tuple[str, ...]) -> sql.Composed:

@@ -113,6 +113,16 @@ def test_a_quoted_field_with_a_line_break_is_one_record_numbered_by_its_first_li
     assert [writer.lines_of(record) for record in (2, 3, 4, 5)] == [1, 2, 2, 1]
 
 
+def test_numbered_records_count_from_two_in_file_order_rejects_and_spanning_records_included(layout):
+    """The stage's record_number comes from the writer: consecutive, whatever path a record took."""
+    writer = records._Writer(layout, MALL, "", lambda *args: "R\n", numbered=True)
+    out = writer.records(2, "1,Male,19,15,39\n2,Male,1,1,1\n")  # a plain block
+    out += writer.records(4, '3,Ma"le,1,1,1\n"4\n",Female,1,1,1\n5,Male,1,1,1\n')  # reject, spanning, plain
+    out += writer.records(8, "6,Male,1,1,1\n") + writer.finish()
+    assert [record.split(",")[0] for record in out.splitlines()] == ["2", "3", "4", "5", "6", "7"]
+    assert out.splitlines()[2] == "4,R" and writer.rows_read == 6
+
+
 def test_a_quote_never_closed_rejects_its_line_alone_and_the_rest_is_read_again(layout):
     rejected = []
     writer = records._Writer(layout, MALL, "", lambda *args: rejected.append(args[0::3]) or "R\n")
