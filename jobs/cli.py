@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from sqlalchemy import exc as sa_exc
 from rich.console import Console
 from rich.table import Table
 
@@ -88,7 +87,7 @@ def command(function):
             _fail("interrupted", 130)
         except Cancelled:
             _fail("stopped by SIGTERM", 143)
-        except sa_exc.DBAPIError as error:  # a server error that is not a lost connection: one line
+        except db.DATABASE_ERRORS as error:  # a server error that is not a lost connection: one line
             log.debug("database error", exc_info=True)
             _fail(f"database error: {db.server_message(error)}", 1)
         except Exception as error:  # anything unexpected still gets one readable line

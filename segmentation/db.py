@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -102,19 +103,24 @@ def make_engine(url: str) -> Engine:
 #: SQLSTATEs of a server that went away: connection exceptions (class 08) and shutdowns.
 LOST_CONNECTION_STATES = ("57P01", "57P02", "57P03")
 
+#: A database error as it reaches the caller: wrapped by SQLAlchemy, or psycopg's own when it
+#: comes from the raw connection the import COPYs through (SQLAlchemy never sees those).
+DATABASE_ERRORS = (sa.exc.DBAPIError, psycopg.Error)
 
-def connection_lost(error: sa.exc.DBAPIError) -> bool:
+
+def connection_lost(error: sa.exc.DBAPIError | psycopg.Error) -> bool:
     """True when `error` means the connection or the server went away (worth a retry).
 
     Any other server error (a full disk, a constraint, a permission) is not retried: it
     would fail the same way again.
     """
-    if error.connection_invalidated:
+    if getattr(error, "connection_invalidated", False):
         return True
-    state = getattr(error.orig, "sqlstate", None)
+    original = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    state = getattr(original, "sqlstate", None)
     if state is None:
         # no SQLSTATE: the client lost the socket (server crashed, network cut)
-        return isinstance(error, sa.exc.OperationalError)
+        return isinstance(original, psycopg.OperationalError) or isinstance(error, sa.exc.OperationalError)
     return state.startswith("08") or state in LOST_CONNECTION_STATES
 
 

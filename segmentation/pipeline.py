@@ -217,11 +217,11 @@ def run_with_retries(engine: Engine, settings: Settings, csv_path: Path | None =
     while True:
         try:
             return run_once(engine, settings, csv_path)
-        except sa.exc.DBAPIError as error:
+        except db.DATABASE_ERRORS as error:
             if not db.connection_lost(error):
                 raise
             attempt += 1
-            reason = db.redact(" ".join(str(error.orig or error).split()))
+            reason = db.redact(" ".join(str(getattr(error, "orig", None) or error).split()))
             if attempt > settings.db_retries:
                 raise DatabaseUnavailable(
                     f"lost the database connection {attempt} time(s), giving up: {reason}"

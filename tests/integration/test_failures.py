@@ -1,4 +1,7 @@
-"""Failures say what happened: an unreachable server at start, a server error mid-run that is not a lost connection."""
+"""Failures say what happened: an unreachable server at start, a server error mid-run that is not a lost connection.
+
+The error here is raised on purpose, in-process and fast; tests/e2e/test_server_faults.py fills a real disk.
+"""
 
 import pytest
 import sqlalchemy as sa

@@ -24,12 +24,14 @@ def wrapped(error: Exception, invalidated: bool = False) -> sa.exc.DBAPIError:
 )
 def test_only_a_lost_connection_counts_as_lost(error, lost):
     assert db.connection_lost(wrapped(error)) is lost
+    assert db.connection_lost(error) is lost  # psycopg's own, from the raw connection the import COPYs through
 
 
 def test_the_server_message_is_one_line_without_sqlalchemy_boilerplate():
     error = wrapped(psycopg.errors.DiskFull('could not extend file "base/1/2": No space left on device\nHINT: x'))
     message = db.server_message(error)
     assert "\n" not in message and "sqlalche.me" not in message and "No space left on device" in message
+    assert db.server_message(error.orig) == message
 
 
 @pytest.mark.parametrize(
