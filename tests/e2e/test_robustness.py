@@ -50,10 +50,15 @@ class Job:
 
 
 def wait_until_blocked(url, timeout=60):
-    """Wait until a `segment` backend is waiting for a lock; return its pid."""
+    """Wait until a `segment` backend of this test's database is waiting for a lock; return its pid.
+
+    Only this database's: tests running beside this one (another pytest process on the same
+    server) have `segment` backends too, and must neither be taken for ours nor terminated.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = query(url, "select pid from pg_stat_activity where application_name = 'segment'"
+                          " and datname = current_database()"
                           " and wait_event_type = 'Lock'")
         if rows:
             return rows[0][0]
@@ -153,7 +158,8 @@ def run_and_cut_its_connections(database_url, customers_csv, env):
         job = Job("run", "--csv", str(customers_csv), env=env)
         wait_until_blocked(database_url)
         connection.execute(sa.text(
-            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'segment'"))
+            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'segment'"
+            " and datname = current_database()"))
         connection.execute(sa.text("rollback"))
     blocker.dispose()
     return job

@@ -68,19 +68,24 @@ def test_a_full_disk_fails_the_run_once_with_the_servers_message_and_changes_not
 @pytest.mark.parametrize(
     ("lock", "waiting_statement"),
     [
-        # the import's COPY into the (empty) customers table waits: the restart cuts a COPY
-        ("lock table segmentation.customers in share mode", "copy segmentation.customers"),
+        # the import's COPY of the file's rejected line into import_rejects waits (after the
+        # customers were copied into their empty table): the restart cuts a COPY
+        ("lock table segmentation.import_rejects in share mode", "copy segmentation.import_rejects"),
         # the publish transaction waits on its first write
         ("lock table segmentation.k_evaluations in access exclusive mode", "insert into segmentation.k_evaluations"),
     ],
     ids=["import", "publish"],
 )
-def test_a_server_restart_mid_run_is_retried_and_publishes_once(private_server, customers_csv, lock, waiting_statement):
+def test_a_server_restart_mid_run_is_retried_and_publishes_once(
+    private_server, customers_csv, tmp_path, lock, waiting_statement
+):
+    csv = tmp_path / "customers.csv"
+    csv.write_text(customers_csv.read_text() + "9999,Male,not an age,50,50\n")
     url = private_server.create_database("restart")
     env = environment(DATABASE_URL=url, SEGMENT_DB_RETRY_DELAY_SECONDS="1", **QUICK_FIT)
     blocker = psycopg.connect(url.replace("+psycopg", ""))
     blocker.execute(lock)  # held in an open transaction until the restart ends it
-    job = Job("run", "--csv", str(customers_csv), env=env)
+    job = Job("run", "--csv", str(csv), env=env)
     pid = wait_until_blocked(url)
     [(statement,)] = query(url, "select query from pg_stat_activity where pid = :pid", pid=pid)
     assert statement.lower().startswith(waiting_statement), statement
