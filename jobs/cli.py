@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 db_app = typer.Typer(help="Schema migrations and database access (read-only role for BI, psql on the embedded server).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -348,6 +349,17 @@ def db_grant_reader(
     console.print(f"{role} may now read the segmentation views (member of {db.READER_ROLE})")
 
 
+def connection_string(url) -> str:
+    """A libpq connection string of `url` for psql: no driver name, no password (an empty one
+    is left out, a real one shows as ***)."""
+    import sqlalchemy as sa
+
+    url = sa.URL.create(
+        "postgresql", url.username, url.password or None, url.host, url.port, url.database, url.query
+    )
+    return db.redact(url.render_as_string(hide_password=True))
+
+
 @db_app.command("serve")
 @command
 def db_serve() -> None:
@@ -358,8 +370,7 @@ def db_serve() -> None:
     settings = load_settings()
     with db.database(settings) as engine:
         db.upgrade(engine)
-        shown = engine.url.set(drivername="postgresql").render_as_string(hide_password=True)
-        console.print(f"psql '{db.redact(shown)}'")
+        console.print(f"psql '{connection_string(engine.url)}'")
         console.print("serving until Ctrl-C or SIGTERM")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -371,8 +382,24 @@ def db_serve() -> None:
 
 
 def main() -> None:
+    """Entry point: usage errors (unknown option, bad value, a directory as --csv) follow the
+    same contract as every failure: one `error:` line on stderr, exit code 2."""
+    from typer import _click
+
     with contextlib.suppress(BrokenPipeError):
-        app()
+        try:
+            code = app(standalone_mode=False)
+        except _click.exceptions.NoArgsIsHelpError as error:  # `segment` alone: the help, as before
+            typer.echo(error.format_message())
+            code = 0
+        except _click.exceptions.UsageError as error:
+            where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            typer.echo(f"error: {' '.join(error.format_message().split()).rstrip('.')}{where}", err=True)
+            code = 2
+        except _click.exceptions.Abort:  # Ctrl-C while click itself was reading input
+            typer.echo("error: interrupted", err=True)
+            code = 130
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

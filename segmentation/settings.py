@@ -21,6 +21,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -230,6 +231,14 @@ class Settings(BaseSettings):
         return self.data_dir / "reports"
 
 
+#: what a settings value given as JSON in the environment looks like
+JSON_EXAMPLES = {
+    "column_map": """'{"Client": "customer_id", "Yearly income": "annual_income_k"}'""",
+    "dataset": """'{"id_column": "ID", "columns": {"income": {"from": "Income", "type": "number"}}}'""",
+    "recommendations": """'[{"when": {"income": "high"}, "text": "Premium offers."}]'""",
+}
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from flags (`overrides`, None values ignored), environment and file.
 
@@ -240,6 +249,15 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ConfigurationError:
         raise
+    except SettingsError as error:  # an environment variable that should hold JSON does not
+        found = re.search(r'field "(\w+)" from source "EnvSettingsSource"', str(error))
+        if not found:
+            raise ConfigurationError(f"invalid settings: {_one_line(error)}") from error
+        reason = f": {error.__cause__}" if error.__cause__ else ""
+        raise ConfigurationError(
+            f"invalid settings: SEGMENT_{found.group(1).upper()} must be JSON,"
+            f" for example {JSON_EXAMPLES.get(found.group(1), '{...}')}{reason}"
+        ) from error
     except Exception as error:  # pydantic ValidationError and TOML syntax errors
         raise ConfigurationError(f"invalid settings: {_one_line(error)}") from error
 
