@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from kneed import KneeLocator
 from sklearn.cluster import KMeans
 from sklearn.metrics import (
@@ -33,8 +34,10 @@ from sklearn.metrics import (
     davies_bouldin_score,
     silhouette_score,
 )
+from threadpoolctl import threadpool_limits
 
 MIN_STABILITY = 0.75
+PARALLEL_FROM_ROWS = 2_000  # rows from which scoring the candidates k in parallel pays
 
 
 def seeded_sample(values: np.ndarray, size: int, random_state: int) -> np.ndarray:
@@ -54,6 +57,7 @@ def evaluate_candidates(
     gap_references: int = 10,
     stability_resamples: int = 10,
     silhouette_rows: int = 10_000,
+    n_jobs: int = 2,
 ) -> pd.DataFrame:
     """Fit K-Means for each k on `scaled` (rows x features) and score it on every criterion.
 
@@ -65,41 +69,16 @@ def evaluate_candidates(
     references = [rng.uniform(low, high, size=scaled.shape) for _ in range(gap_references)]
     resamples = [rng.integers(0, len(scaled), size=len(scaled)) for _ in range(stability_resamples)]
     silhouette_rows_index = np.sort(rng.choice(len(scaled), size=min(silhouette_rows, len(scaled)), replace=False))
-    rows = []
-    for k in k_values:
-        model = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(scaled)
-        labels = model.labels_
-        distinct = len(np.unique(labels))
-        row = {"k": k, "inertia": float(model.inertia_),
-               "smallest_segment_share": float(np.bincount(labels, minlength=k).min() / len(labels))}
-        if distinct > 1:
-            row["silhouette"] = float(
-                silhouette_score(scaled[silhouette_rows_index], labels[silhouette_rows_index])
-            )
-            row["davies_bouldin"] = float(davies_bouldin_score(scaled, labels))
-            row["calinski_harabasz"] = float(calinski_harabasz_score(scaled, labels))
-        else:
-            row["silhouette"] = row["davies_bouldin"] = row["calinski_harabasz"] = None
-        if references:
-            log_reference = np.log(
-                [KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(ref).inertia_ for ref in references]
-            )
-            row["gap"] = float(log_reference.mean() - np.log(max(model.inertia_, 1e-12)))
-            row["gap_sd"] = float(log_reference.std() * np.sqrt(1 + 1 / len(references)))
-        else:
-            row["gap"] = row["gap_sd"] = None
-        if resamples:
-            scores = [
-                adjusted_rand_score(
-                    labels,
-                    KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(scaled[rows_drawn]).predict(scaled),
-                )
-                for rows_drawn in resamples
-            ]
-            row["stability_ari"] = float(np.mean(scores))
-        else:
-            row["stability_ari"] = None
-        rows.append(row)
+    # Each k is scored on its own, so the candidates share the cores (threads: K-Means and the
+    # scores run outside the GIL); each runs its BLAS/OpenMP single-threaded, because OpenMP
+    # threads spinning against each other on a busy 2-core machine made a 1 s choice take 20 s.
+    with threadpool_limits(1):
+        # (a few hundred rows: the threads would only contend for the GIL)
+        workers = 1 if len(scaled) < PARALLEL_FROM_ROWS else max(1, min(n_jobs, len(k_values)))
+        rows = Parallel(n_jobs=workers, prefer="threads")(
+            delayed(_score)(scaled, k, references, resamples, silhouette_rows_index, random_state, n_init)
+            for k in k_values
+        )
     table = pd.DataFrame(rows)
     elbow = find_elbow(table["k"].tolist(), table["inertia"].tolist())
     table["is_elbow"] = table["k"] == elbow
@@ -107,6 +86,51 @@ def evaluate_candidates(
     table["gap_choice"] = table["k"] == gap_k
     table["votes"] = count_votes(table)
     return table
+
+
+def _score(
+    scaled: np.ndarray,
+    k: int,
+    references: list[np.ndarray],
+    resamples: list[np.ndarray],
+    silhouette_rows_index: np.ndarray,
+    random_state: int,
+    n_init: int,
+) -> dict:
+    """One row of `evaluate_candidates`: K-Means with k clusters on `scaled`, scored on every criterion."""
+    model = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(scaled)
+    labels = model.labels_
+    distinct = len(np.unique(labels))
+    row = {"k": k, "inertia": float(model.inertia_),
+           "smallest_segment_share": float(np.bincount(labels, minlength=k).min() / len(labels))}
+    if distinct > 1:
+        row["silhouette"] = float(
+            silhouette_score(scaled[silhouette_rows_index], labels[silhouette_rows_index])
+        )
+        row["davies_bouldin"] = float(davies_bouldin_score(scaled, labels))
+        row["calinski_harabasz"] = float(calinski_harabasz_score(scaled, labels))
+    else:
+        row["silhouette"] = row["davies_bouldin"] = row["calinski_harabasz"] = None
+    if references:
+        log_reference = np.log(
+            [KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(ref).inertia_ for ref in references]
+        )
+        row["gap"] = float(log_reference.mean() - np.log(max(model.inertia_, 1e-12)))
+        row["gap_sd"] = float(log_reference.std() * np.sqrt(1 + 1 / len(references)))
+    else:
+        row["gap"] = row["gap_sd"] = None
+    if resamples:
+        scores = [
+            adjusted_rand_score(
+                labels,
+                KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(scaled[rows_drawn]).predict(scaled),
+            )
+            for rows_drawn in resamples
+        ]
+        row["stability_ari"] = float(np.mean(scores))
+    else:
+        row["stability_ari"] = None
+    return row
 
 
 def find_elbow(k_values: list[int], inertia: list[float]) -> int | None:

@@ -126,6 +126,7 @@ def segment(
             gap_references=settings.gap_references,
             stability_resamples=settings.stability_resamples,
             silhouette_rows=settings.silhouette_rows,
+            n_jobs=settings.workers,
         )
         if any(issubclass(item.category, ConvergenceWarning) for item in caught):
             log.warning(

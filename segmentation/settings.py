@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     selection_sample_size: int = Field(
         default=20_000, ge=100, description="rows (seeded sample) used to evaluate each candidate k"
     )
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1,
+        description="candidate k scored at once (threads, one core each); default: every core",
+    )
     export_mode: Literal["incremental", "full"] = Field(
         default="full",
         description="full: customers missing from the file are marked inactive; incremental: left alone",

@@ -174,3 +174,15 @@ def test_profiles_shares_sum_to_one_and_names_are_unique():
     assert profiles["segment_name"].is_unique  # four near-identical segments still get four names
     shares = long[long["feature"] == "gender"].groupby("segment_id")["mean"].sum()
     assert shares.to_numpy() == pytest.approx(np.ones(4))
+
+
+def test_scoring_the_candidates_in_parallel_gives_the_same_table_as_one_at_a_time():
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 6.0]])
+    scaled = np.vstack([centre + rng.normal(0, 1, (1_000, 2)) for centre in centres])
+    settings = dict(random_state=7, n_init=2, gap_references=2, stability_resamples=2)
+    one = model_selection.evaluate_candidates(scaled, range(2, 6), n_jobs=1, **settings)
+    both = model_selection.evaluate_candidates(scaled, range(2, 6), n_jobs=2, **settings)
+    assert len(scaled) >= model_selection.PARALLEL_FROM_ROWS
+    pd.testing.assert_frame_equal(one, both)
+    assert one.loc[one["votes"].idxmax(), "k"] == 3
