@@ -293,7 +293,7 @@ def report(
                 ).scalar()
                 if run_id is None:
                     raise SegmentationError("no published run yet; run `segment run --csv PATH` first")
-            path = out or settings.reports_dir / f"run-{run_id}.html"
+            path = out or settings.report_path(db.database_folder_name(engine.url), run_id)
             report_module.write_report(connection, run_id, path)
             if out is None:
                 publish.record_report(connection, run_id, str(path))

@@ -140,6 +140,14 @@ def describe_target(engine: Engine) -> str:
     return f"{host}{port} as {url.username or 'the current user'}"
 
 
+def database_folder_name(url: sa.URL) -> str:
+    """A folder name for one database's files (reports): DATABASE on HOST-PORT, or on the
+    local socket ("local"), in characters every file system takes."""
+    host = url.host or "local"
+    where = f"{host}-{url.port}" if url.port else host
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{url.database or 'default'}@{where}".replace("@", "_on_"))
+
+
 def check_connection(engine: Engine) -> None:
     """Connect once; never having connected is one clear error, not a lost connection to retry."""
     try:

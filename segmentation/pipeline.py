@@ -376,7 +376,7 @@ def write_run_report(engine: Engine, settings: Settings, run_id: int) -> Path | 
     try:
         from segmentation import report
 
-        path = settings.reports_dir / f"run-{run_id}.html"
+        path = settings.report_path(db.database_folder_name(engine.url), run_id)
         with engine.begin() as connection:
             report.write_report(connection, run_id, path)
             publish.record_report(connection, run_id, str(path))

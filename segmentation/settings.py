@@ -234,6 +234,11 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
 
+    def report_path(self, database_folder: str, run_id: int) -> Path:
+        """Where run `run_id`'s report of one database goes: a folder per database, so two
+        databases never overwrite each other's run-N.html."""
+        return self.reports_dir / database_folder / f"run-{run_id}.html"
+
 
 #: what a settings value given as JSON in the environment looks like
 JSON_EXAMPLES = {

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from segmentation import db
 from segmentation.errors import RunHeld
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
@@ -141,3 +142,16 @@ def test_the_report_has_every_section_and_image(engine, customers_csv, data_dir)
                  "Compared with run", "Customers moved between segments"):
         assert text in html
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing fetched
+
+
+def test_reports_of_two_databases_go_to_folders_of_their_own(engine, customers_csv, data_dir, empty_database_url):
+    """Run 1 of two databases: two reports, one folder per database, neither overwritten."""
+    other = db.make_engine(empty_database_url)
+    try:
+        db.upgrade(other)
+        paths = [run_once(target, settings(), customers_csv).report_path for target in (engine, other)]
+    finally:
+        other.dispose()
+    assert paths[0].name == paths[1].name == "run-1.html" and paths[0] != paths[1]
+    assert all(path.is_file() and path.parent.parent == data_dir / "reports" for path in paths)
+    assert paths[1].parent.name == db.database_folder_name(other.url)

@@ -48,3 +48,9 @@ def test_no_password_survives_redaction(text):
     shown = db.redact(text)
     assert "s3cret" not in shown and "cret" not in shown
     assert "db.example" in shown
+
+
+def test_a_database_folder_name_says_which_database_on_which_server_in_safe_characters():
+    assert db.database_folder_name(sa.make_url("postgresql://u@db.example.com:6543/shop")) == "shop_on_db.example.com-6543"
+    assert db.database_folder_name(sa.make_url("postgresql://postgres@/postgres?host=/tmp/x")) == "postgres_on_local"
+    assert db.database_folder_name(sa.make_url("postgresql://u@h/a b/c")) == "a_b_c_on_h"
