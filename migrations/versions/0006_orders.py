@@ -92,7 +92,7 @@ from ranked
 
 COMMENTS = """
 comment on view segmentation.customer_rfm is
-    'One row per customer with at least one purchase before as_of: recency, frequency and monetary value (RFM) from segmentation.orders. As of the session setting segmentation.as_of when set (set segmentation.as_of = ''2024-01-01''), else the day after the latest order.';
+    'Grain: one row per customer with at least one purchase before as_of. Recency, frequency and monetary value (RFM) from segmentation.orders. As of the session setting segmentation.as_of when set (set segmentation.as_of = ''2024-01-01''), else the day after the latest order.';
 comment on column segmentation.customer_rfm.customer_id is 'The customer id as in the order export (text).';
 comment on column segmentation.customer_rfm.as_of is 'Reference date: orders before it count; recency and tenure are measured to it.';
 comment on column segmentation.customer_rfm.first_order_at is 'First purchase (a line with amount >= 0).';
@@ -104,6 +104,9 @@ comment on column segmentation.customer_rfm.average_order_value is 'monetary / f
 comment on column segmentation.customer_rfm.tenure_days is 'Days from the first purchase to as_of.';
 """
 
+
+#: reference copies in sql/views/ must match (tests/integration/test_migrations.py)
+VIEW_SQL = {"customer_rfm": CUSTOMER_RFM}
 
 SCORES = "".join(
     f"comment on column segmentation.customer_rfm.{letter}_score is"
