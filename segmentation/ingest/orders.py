@@ -42,6 +42,7 @@ from segmentation.dataset import Column, Dataset
 from segmentation.errors import ImportRefused, SegmentationError
 from segmentation.ingest.dates import PLAIN_DATE, parse_order_date
 from segmentation.ingest.load import ImportResult, begin_batch, fail_batch
+from segmentation.ingest.merge import _step
 from segmentation.ingest.plain import _id_plain, _text_classes
 from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer
 from segmentation.ingest.rules import ParsedLine, RowRejected, parse_value
@@ -58,6 +59,11 @@ _PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?"
 MAX_ORDER_ID_CHARACTERS = 200
 #: the import_batches counts an order import fills
 BATCH_COUNTS = ("rows_read", "rows_inserted", "rows_unchanged", "rows_rejected", "rows_removed")
+
+#: an order line's content, what identifies it with its position among identical lines
+KEY = "{table}.customer_id, coalesce({table}.order_id, ''), {table}.ordered_at, {table}.amount"
+MATCH = ("counts.customer_id = {table}.customer_id and counts.order_key = coalesce({table}.order_id, '')"
+         " and counts.ordered_at = {table}.ordered_at and counts.amount = {table}.amount")
 
 STAGE_TABLE = """
 create temporary table order_stage (
@@ -303,7 +309,8 @@ def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersS
 
     writer = _OrderWriter(source.layout, dataset, spec, ",,,", reject)
     statement = _copy_statement("order_stage", (*RECORD_COLUMNS, "line_number", "raw_line", "reason"))
-    _stream(connection, source, statement, writer, expect="read")
+    with _step("copy into the order stage"):
+        _stream(connection, source, statement, writer, expect="read")
     rejected = writer.rows_read - writer.rows_valid
     if rejected:
         connection.execute(
@@ -313,78 +320,98 @@ def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersS
             ),
             {"batch_id": batch_id},
         )
-    connection.exec_driver_sql("update order_stage set amount = quantity * unit_price where amount is null and reason is null")
-    connection.exec_driver_sql("analyze order_stage")
-    # A line's identity: its content and its position among identical lines (occurrence).
-    # The n-th staged copy of a content is already stored when the table holds at least n.
-    connection.exec_driver_sql(
-        """
-        create temporary table order_matches on commit drop as
-        with staged as (
-            select stage.record_number, stage.customer_id, stage.order_id, stage.ordered_at, stage.amount,
-                   stage.quantity, stage.unit_price,
-                   row_number() over (partition by stage.customer_id, coalesce(stage.order_id, ''),
-                                      stage.ordered_at, stage.amount order by stage.record_number) as occurrence
-            from order_stage as stage
-            where stage.reason is null
-        ),
-        stored as (
-            select stored.customer_id, coalesce(stored.order_id, '') as order_key, stored.ordered_at, stored.amount,
-                   count(*) as stored_count
-            from segmentation.orders as stored
-            where stored.customer_id in (select customer_id from order_stage)
-            group by stored.customer_id, coalesce(stored.order_id, ''), stored.ordered_at, stored.amount
-        )
-        select staged.*, staged.occurrence <= coalesce(stored.stored_count, 0) as is_stored
-        from staged
-        left join stored
-            on stored.customer_id = staged.customer_id and stored.order_key = coalesce(staged.order_id, '')
-            and stored.ordered_at = staged.ordered_at and stored.amount = staged.amount
-        """
-    )
-    inserted = connection.execute(
-        sa.text(
-            """
-            insert into segmentation.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
-            select customer_id, order_id, ordered_at, amount, quantity, unit_price, :batch_id
-            from order_matches
-            where not is_stored
-            order by record_number
-            """
-        ),
-        {"batch_id": batch_id},
-    ).rowcount
+    if not layout.has_amount:
+        connection.exec_driver_sql("update order_stage set amount = quantity * unit_price where reason is null")
+    with _step("analyze"):
+        connection.exec_driver_sql("analyze order_stage")
+    # A line's identity: its content (KEY) and its position among identical lines. Per content,
+    # the file has file_count lines and the table stored_count: the file's lines beyond
+    # stored_count are new. Two hash aggregates and one hash join find the contents whose
+    # counts differ (none in a re-import); only those are numbered line by line.
+    with _step("contents whose counts differ"):
+        _count_contents(connection)
+    with _step("insert new lines"):
+        inserted = _insert_new(connection, batch_id)
     removed = 0
     if "order_id" in layout.headers:
-        removed = _remove_restated(connection)
+        with _step("remove lines of restated orders"):
+            removed = _remove_restated(connection)
     return {"method": "merge", "inserted": inserted, "unchanged": writer.rows_valid - inserted,
             "rejected": rejected, "removed": removed}, writer
 
 
-def _remove_restated(connection: Connection) -> int:
-    """Stored lines of an order the file names but no longer has (an order is identified by its id)."""
-    return connection.exec_driver_sql(
-        """
-        with in_file as (
-            select customer_id, order_id, ordered_at, amount, count(*) as file_count
-            from order_matches
-            where order_id is not null
-            group by customer_id, order_id, ordered_at, amount
+def _count_contents(connection: Connection) -> None:
+    """order_counts: each content whose number of lines differs between the file and the table."""
+    connection.exec_driver_sql(
+        f"""
+        create temporary table order_counts on commit drop as
+        with in_file (customer_id, order_key, ordered_at, amount, file_count) as (
+            select {KEY.format(table="stage")}, count(*)
+            from order_stage as stage
+            where stage.reason is null
+            group by 1, 2, 3, 4
         ),
-        numbered as (
-            select stored.ctid as row_address, stored.customer_id, stored.order_id, stored.ordered_at, stored.amount,
-                   row_number() over (partition by stored.customer_id, stored.order_id, stored.ordered_at, stored.amount
-                                      order by stored.batch_id, stored.ctid) as occurrence
+        in_table (customer_id, order_key, ordered_at, amount, stored_count) as (
+            select {KEY.format(table="stored")}, count(*)
             from segmentation.orders as stored
-            where stored.order_id in (select order_id from order_matches where order_id is not null)
+            where stored.customer_id in (select stage.customer_id from order_stage as stage where stage.reason is null)
+            group by 1, 2, 3, 4
         )
-        delete from segmentation.orders as stored
-        using numbered
-        left join in_file
-            on in_file.customer_id = numbered.customer_id and in_file.order_id = numbered.order_id
-            and in_file.ordered_at = numbered.ordered_at and in_file.amount = numbered.amount
-        where stored.ctid = numbered.row_address
-        and numbered.occurrence > coalesce(in_file.file_count, 0)
+        select coalesce(in_file.customer_id, in_table.customer_id) as customer_id,
+               coalesce(in_file.order_key, in_table.order_key) as order_key,
+               coalesce(in_file.ordered_at, in_table.ordered_at) as ordered_at,
+               coalesce(in_file.amount, in_table.amount) as amount,
+               coalesce(in_file.file_count, 0) as file_count, coalesce(in_table.stored_count, 0) as stored_count
+        from in_file
+        full join in_table
+            on in_table.customer_id = in_file.customer_id and in_table.order_key = in_file.order_key
+            and in_table.ordered_at = in_file.ordered_at and in_table.amount = in_file.amount
+        where in_file.file_count is distinct from in_table.stored_count
         """
+    )
+
+
+def _insert_new(connection: Connection, batch_id: int) -> int:
+    """Insert the file's lines beyond the stored count of their content, in file order."""
+    return connection.execute(
+        sa.text(
+            f"""
+            insert into segmentation.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
+            select numbered.customer_id, numbered.order_id, numbered.ordered_at, numbered.amount, numbered.quantity,
+                   numbered.unit_price, :batch_id
+            from (
+                select stage.*, counts.stored_count,
+                       row_number() over (partition by {KEY.format(table="stage")} order by stage.record_number)
+                           as occurrence
+                from order_stage as stage
+                join order_counts as counts on {MATCH.format(table="stage")}
+                where stage.reason is null and counts.file_count > counts.stored_count
+            ) as numbered
+            where numbered.occurrence > numbered.stored_count
+            order by numbered.record_number
+            """
+        ),
+        {"batch_id": batch_id},
     ).rowcount
 
+
+def _remove_restated(connection: Connection) -> int:
+    """Stored lines of an order the file names but no longer has (an order is identified by its id):
+    per content of such an order, the stored copies beyond the file's count."""
+    return connection.exec_driver_sql(
+        f"""
+        delete from segmentation.orders as stored
+        where stored.ctid in (
+            select numbered.row_address
+            from (
+                select surplus.ctid as row_address, counts.file_count,
+                       row_number() over (partition by {KEY.format(table="surplus")} order by surplus.ctid) as occurrence
+                from segmentation.orders as surplus
+                join order_counts as counts on {MATCH.format(table="surplus")}
+                where counts.stored_count > counts.file_count and counts.order_key <> ''
+                and counts.order_key in (select stage.order_id from order_stage as stage where stage.reason is null)
+            ) as numbered
+            where numbered.occurrence > numbered.file_count
+        )
+        """
+    ).rowcount
