@@ -18,18 +18,20 @@ import dataclasses
 import datetime
 import logging
 
+import pandas as pd
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-import pandas as pd
-
-from segmentation.dataset import Dataset
+from segmentation.dataset import Column, Dataset
 from segmentation.features import _copy_out, _frame_from_csv
 
 log = logging.getLogger(__name__)
 
 #: RFM columns that are 0 for a customer without orders (the others are unknown: imputed)
 ZERO_WITHOUT_ORDERS = ("frequency", "monetary")
+#: the COPY's last two columns, read as text and dropped: which side of the join a customer lacks
+JOIN_FLAGS = (Column("_no_attributes", "_no_attributes", "category", "flag"),
+              Column("_no_orders", "_no_orders", "category", "flag"))
 
 
 @dataclasses.dataclass
@@ -85,9 +87,7 @@ def read_customers(
             "copy (select rfm.customer_id, {columns}, false, false from segmentation.customer_rfm as rfm"
             " order by rfm.customer_id) to stdout with (format csv)"
         ).format(columns=sql.SQL(", ").join(rfm_value[name] for name in dataset.names))
-    flagged = dataclasses.replace(
-        dataset, columns=dataset.columns + _flag_columns(dataset)
-    )
+    flagged = dataclasses.replace(dataset, columns=dataset.columns + JOIN_FLAGS)
     frame = _frame_from_csv(_copy_out(connection, statement), flagged)
     no_attributes = int((frame.pop("_no_attributes") == "t").sum())
     no_orders = int((frame.pop("_no_orders") == "t").sum())
@@ -98,10 +98,3 @@ def read_customers(
                     " recency imputed", no_orders, in_force)
     return RfmCustomers(frame, in_force, no_attributes, no_orders)
 
-
-def _flag_columns(dataset: Dataset):
-    """Two helper columns of the COPY (which side of the join a customer lacks), read as text."""
-    from segmentation.dataset import Column
-
-    return (Column("_no_attributes", "_no_attributes", "category", "flag"),
-            Column("_no_orders", "_no_orders", "category", "flag"))

@@ -182,3 +182,23 @@ def test_a_run_on_orders_records_its_reference_date(engine, tmp_path):
     columns = {row[0] for row in query(
         engine, "select column_name from information_schema.columns where table_name = 'current_customer_segments'")}
     assert {"recency_days", "frequency", "monetary", "r_score"} <= columns
+
+
+def test_a_run_on_attributes_and_orders_keeps_customers_of_either_side_and_counts_them(engine, tmp_path):
+    customers = ["CustomerID,Income"] + [f"{c},{20 + (c % 2) * 80}" for c in range(1, 61)]
+    orders = ["CustomerID,OrderDate,Amount"]
+    for c in [*range(1, 51), *range(61, 66)]:  # 51..60 never ordered; 61..65 have no attributes
+        orders += [f"{c},2024-0{1 + c % 2}-1{day},{10 + (c % 2) * 90}" for day in range(1 + (c % 2) * 4)]
+    settings = load_settings(
+        database_url="postgresql://unused@localhost/unused", write_report=False, orders={}, k=2,
+        dataset={"id_column": "CustomerID", "columns": {"income": {"from": "Income", "type": "number", "min": 0}}},
+    )
+    outcome = run_once(engine, settings, write(tmp_path, "\n".join(customers) + "\n", "customers.csv"),
+                       write(tmp_path, "\n".join(orders) + "\n"))
+    assert outcome.n_customers == 65
+    assert outcome.result.n_imputed["income"] == 5 and outcome.result.n_imputed["recency_days"] == 10
+    assert outcome.result.n_imputed["frequency"] == 0  # no orders: frequency 0, not unknown
+    segments = query(engine, "select customer_id, frequency, income from segmentation.current_customer_segments"
+                             " where customer_id in (55, 63) order by 1")
+    assert [(row[0], row[1]) for row in segments] == [(55, 0), (63, 1 + (63 % 2) * 4)]
+    assert segments[1][2] is None  # attributes unknown are shown as such, imputed only for the fit
