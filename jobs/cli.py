@@ -101,6 +101,11 @@ def command(function):
 CsvOption = Annotated[
     Optional[Path], typer.Option("--csv", help="customer CSV to import before fitting", dir_okay=False)
 ]
+OrdersOption = Annotated[
+    Optional[Path],
+    typer.Option("--orders", help="order CSV to import before fitting; segments on recency, frequency and monetary value",
+                 dir_okay=False),
+]
 FeaturesOption = Annotated[
     Optional[str],
     typer.Option("--features", help="comma-separated declared column names (mall default: annual_income_k,spending_score)"),
@@ -115,6 +120,7 @@ ExportModeOption = Annotated[
 @command
 def run(
     csv: CsvOption = None,
+    orders: OrdersOption = None,
     features: FeaturesOption = None,
     k: KOption = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="random_state of every random step")] = None,
@@ -123,9 +129,9 @@ def run(
         Optional[bool], typer.Option("--force-publish", help="publish even if the health gate would hold the run")
     ] = None,
 ) -> None:
-    """The nightly job once: migrate, import --csv (or read the `source` table), fit, publish, print the segments, write the report.
+    """The nightly job once: migrate, import --csv and --orders (or read the `source` table), fit, publish, print the segments, write the report.
 
-    The data set is declared in segment.toml (a dataset table, features, source); see the README's "Segment your own data".
+    The data set is declared in segment.toml (a dataset table, features, source, orders); see the README's "Segment your own data" and "Segment from orders".
     """
     from segmentation.errors import RunHeld
     from segmentation.pipeline import run_with_retries
@@ -136,7 +142,7 @@ def run(
     _stop_on_sigterm()
     with db.database(settings) as engine:
         try:
-            outcome = run_with_retries(engine, settings, csv)
+            outcome = run_with_retries(engine, settings, csv, orders)
         except RunHeld as held:
             if held.outcome is not None:
                 _print_outcome(held.outcome)
@@ -161,8 +167,9 @@ def _numeric_feature_means(outcome):
 
 
 def _print_outcome(outcome) -> None:
-    if outcome.import_result is not None:
-        console.print(outcome.import_result.summary())
+    for result in (outcome.import_result, outcome.orders_import_result):
+        if result is not None:
+            console.print(result.summary())
     console.print(
         f"run {outcome.run_id} {outcome.status}: {outcome.n_customers} customers in {outcome.k} segments,"
         f" silhouette {outcome.silhouette:.3f}"
@@ -199,6 +206,11 @@ def import_(
     from segmentation.ingest import import_file
 
     settings = load_settings(export_mode=export_mode)
+    _import_under_lock(settings, lambda engine: import_file(engine, path, settings))
+
+
+def _import_under_lock(settings, load) -> None:
+    """Run `load(engine)` (an import) under the run lock after migrating, then print its accounting."""
     _stop_on_sigterm()
     with db.database(settings) as engine:
         with db.run_lock(engine, settings.lock_wait_seconds) as lock:
@@ -206,13 +218,26 @@ def import_(
             lock.after_upgrade()
             with engine.begin() as connection:
                 db.mark_abandoned(connection)
-            result = import_file(engine, path, settings)
+            result = load(engine)
     console.print(result.summary())
     if result.rows_rejected:
         console.print(
             f"{result.rows_rejected} line(s) rejected: select * from segmentation.import_rejects"
             f" where batch_id = {result.batch_id} order by line_number"
         )
+
+
+@app.command("import-orders")
+@command
+def import_orders(
+    path: Annotated[Path, typer.Argument(help="order CSV (UTF-8, header on line 1)", dir_okay=False)],
+) -> None:
+    """Import an order CSV into segmentation.orders (no fit); `segment run` then segments on RFM."""
+    from segmentation.ingest.orders import import_orders as import_order_file
+
+    settings = load_settings()
+    spec = settings.order_spec or settings.with_orders().order_spec
+    _import_under_lock(settings, lambda engine: import_order_file(engine, path, spec, settings.declaration.id_type))
 
 
 @app.command()
@@ -304,10 +329,17 @@ def report(
 @command
 def sample(
     out: Annotated[Path, typer.Option("--out", help="CSV file to write", dir_okay=False)],
-    rows: Annotated[int, typer.Option("--rows", min=1, help="number of customers")] = 300,
+    rows: Annotated[int, typer.Option("--rows", min=1, help="number of customers (order lines with --orders)")] = 300,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 7,
+    orders: Annotated[bool, typer.Option("--orders", help="write an order log (five planted RFM groups) instead")] = False,
 ) -> None:
-    """Write a synthetic customer CSV (mall-like, five groups) for trying or benchmarking the job."""
+    """Write a synthetic customer CSV (mall-like, five groups), or with --orders an order log, for trying or benchmarking the job."""
+    if orders:
+        from segmentation.sample import write_order_sample
+
+        write_order_sample(out, rows, seed)
+        console.print(f"wrote {rows} order lines to {out}")
+        return
     from segmentation.sample import write_sample
 
     write_sample(out, rows, seed)

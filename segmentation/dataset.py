@@ -128,6 +128,8 @@ class Dataset:
     id_aliases: tuple[str, ...] = ()
     rules: tuple[Rule, ...] = ()
     default_features: tuple[str, ...] = ()
+    #: columns computed by SQL (recency, frequency, ... from the orders), never imported
+    derived: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for column in self.columns:
@@ -139,6 +141,16 @@ class Dataset:
     def names(self) -> list[str]:
         return [column.name for column in self.columns]
 
+    def imported(self) -> Dataset:
+        """The part a customer export provides: the declaration without its derived columns."""
+        if not self.derived:
+            return self
+        columns = tuple(column for column in self.columns if column.name not in self.derived)
+        return dataclasses.replace(
+            self, columns=columns, derived=(),
+            default_features=tuple(name for name in self.default_features if name not in self.derived),
+        )
+
     def fingerprint(self) -> str:
         """A short hash of everything that decides how values are read and stored."""
         text = json.dumps(
@@ -148,7 +160,7 @@ class Dataset:
 
     def describe(self) -> dict[str, Any]:
         """The declaration as JSON-able data (stored with each run)."""
-        return {
+        described = {
             "id_column": self.id_column,
             "id_type": self.id_type,
             "columns": [
@@ -158,6 +170,9 @@ class Dataset:
                 for c in self.columns
             ],
         }
+        if self.derived:  # absent otherwise, so that declarations stored before orders compare equal
+            described["derived"] = list(self.derived)
+        return described
 
 
 def _number(value: float) -> str:
@@ -364,4 +379,5 @@ def from_description(description: dict[str, Any] | None) -> Dataset:
         )
         for spec in description.get("columns", [])
     )
-    return Dataset(id_column=description.get("id_column", "id"), id_type=description.get("id_type", "whole"), columns=columns)
+    return Dataset(id_column=description.get("id_column", "id"), id_type=description.get("id_type", "whole"),
+                   columns=columns, derived=tuple(description.get("derived") or ()))

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from sklearn.exceptions import ConvergenceWarning
 from sqlalchemy.engine import Engine
 
-from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish
+from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish, rfm
+from segmentation.ingest.orders import OrderImportResult, import_orders
 from segmentation.errors import (
     Cancelled,
     ConfigurationError,
@@ -68,6 +69,7 @@ class RunOutcome:
     result: Segmentation
     import_result: ingest.ImportResult | None = None
     report_path: Path | None = None
+    orders_import_result: OrderImportResult | None = None
 
     @property
     def k(self) -> int:
@@ -206,7 +208,9 @@ def segment(
     )
 
 
-def run_with_retries(engine: Engine, settings: Settings, csv_path: Path | None = None) -> RunOutcome:
+def run_with_retries(
+    engine: Engine, settings: Settings, csv_path: Path | None = None, orders_path: Path | None = None
+) -> RunOutcome:
     """`run_once`, started again (with backoff) when the database connection is lost.
 
     A lost connection or a server restart rolls back whatever the attempt was writing, so a
@@ -217,7 +221,7 @@ def run_with_retries(engine: Engine, settings: Settings, csv_path: Path | None =
     attempt = 0
     while True:
         try:
-            return run_once(engine, settings, csv_path)
+            return run_once(engine, settings, csv_path, orders_path)
         except db.DATABASE_ERRORS as error:
             if not db.connection_lost(error):
                 raise
@@ -234,18 +238,34 @@ def run_with_retries(engine: Engine, settings: Settings, csv_path: Path | None =
             time.sleep(delay)
 
 
-def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -> RunOutcome:
-    """The nightly job once: take the run lock, migrate, import `csv_path` if given, fit, publish.
+def run_once(
+    engine: Engine, settings: Settings, csv_path: Path | None = None, orders_path: Path | None = None
+) -> RunOutcome:
+    """The nightly job once: take the run lock, migrate, import `csv_path` and `orders_path` if
+    given, fit, publish.
 
     Migrating under the lock means two first runs started together never race on the DDL.
+    Given orders (or with orders imported, no customers and no declaration), the run segments
+    on recency, frequency and monetary value (see `settings_for_orders`).
     """
-    if csv_path is not None and settings.source:
+    for given, flag in ((csv_path, "--csv"), (orders_path, "--orders")):
+        if given is not None and settings.source:
+            raise ConfigurationError(
+                f"{flag} {given} was given, but the source setting ({settings.source}) says to read a table instead"
+            )
+    if orders_path is not None and settings.order_spec is None:
+        settings = settings.with_orders()
+    if csv_path is not None and settings.order_spec is not None and not settings.declaration.imported().columns:
         raise ConfigurationError(
-            f"--csv {csv_path} was given, but the source setting ({settings.source}) says to read a table instead"
+            f"--csv {csv_path} was given with orders but no [dataset] declaring the export's columns;"
+            " declare them in segment.toml (see the README's \"Segment from orders\")"
         )
     with db.run_lock(engine, settings.lock_wait_seconds) as lock:
         db.upgrade(engine)
         lock.after_upgrade()
+        if csv_path is None:
+            with engine.connect() as connection:
+                settings = settings_for_orders(connection, settings)
         with engine.begin() as connection:
             abandoned_runs, abandoned_batches = db.mark_abandoned(connection)
         if abandoned_runs or abandoned_batches:
@@ -259,16 +279,35 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
             )
         log.info("run %d started", run_id)
         try:
-            import_result = None
+            import_result = orders_result = None
             if csv_path is not None:
-                import_result = ingest.import_file(engine, csv_path, settings)
+                import_result = ingest.import_file(engine, csv_path, settings.for_customer_import())
                 with engine.begin() as connection:
                     publish.link_batch(connection, run_id, import_result.batch_id)
                 log.info("run %d: import %s: %s", run_id, csv_path, import_result.summary())
                 hold_for_rejects(engine, settings, run_id, import_result)
+            if orders_path is not None:
+                orders_result = import_orders(engine, orders_path, settings.order_spec, dataset.id_type)
+                with engine.begin() as connection:
+                    connection.execute(
+                        sa.text("update segmentation.runs set orders_batch_id = :batch_id where run_id = :run_id"),
+                        {"batch_id": orders_result.batch_id, "run_id": run_id},
+                    )
+                log.info("run %d: import %s: %s", run_id, orders_path, orders_result.summary())
+                hold_for_rejects(engine, settings, run_id, orders_result)
             started = time.monotonic()
             with engine.begin() as connection:
-                if settings.source:
+                if settings.order_spec is not None:
+                    imported = dataset.imported()
+                    dataset_id = ingest.ensure_dataset(connection, imported) if imported.columns else None
+                    read = rfm.read_customers(connection, dataset, dataset_id, settings.as_of)
+                    customers = read.frame
+                    connection.execute(
+                        sa.text("update segmentation.runs set as_of = :as_of where run_id = :run_id"),
+                        {"as_of": read.as_of, "run_id": run_id},
+                    )
+                    log.info("run %d: recency, frequency and monetary value as of %s", run_id, read.as_of)
+                elif settings.source:
                     customers = features.read_source(connection, settings.source, dataset)
                 else:
                     dataset_id = ingest.ensure_dataset(connection, dataset)
@@ -310,7 +349,10 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
                         "max_centroid_shift": result.max_centroid_shift,
                         "n_outliers": result.n_outliers,
                         "error": "; ".join(problems) if status == "held" else None,
-                        "reject_share": None if import_result is None else import_result_share(import_result),
+                        "reject_share": max(
+                            (import_result_share(given) for given in (import_result, orders_result) if given),
+                            default=None,
+                        ),
                     },
                     evaluations=result.evaluations,
                     profiles=result.profiles,
@@ -338,6 +380,7 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
         result=result,
         import_result=import_result,
         report_path=report_path,
+        orders_import_result=orders_result,
     )
     if status == "held":
         raise RunHeld(
@@ -346,6 +389,23 @@ def run_once(engine: Engine, settings: Settings, csv_path: Path | None = None) -
             outcome,
         )
     return outcome
+
+
+def settings_for_orders(connection: sa.Connection, settings: Settings) -> Settings:
+    """`settings` segmenting on the orders when nothing else is declared and only orders were imported.
+
+    So that `segment import-orders FILE` then `segment run` works without a segment.toml: no
+    `[dataset]`, `[orders]` or `source`, no active customer, at least one order line.
+    """
+    if settings.order_spec is not None or settings.source or settings.dataset:
+        return settings
+    only_orders = connection.execute(
+        sa.text(
+            "select exists (select 1 from segmentation.orders)"
+            " and not exists (select 1 from segmentation.customers where is_active)"
+        )
+    ).scalar_one()
+    return settings.with_orders() if only_orders else settings
 
 
 def import_result_share(result: ingest.ImportResult) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from segmentation import rfm_names
 from segmentation.dataset import Column, Dataset, Rule
 from segmentation.features import MISSING_CATEGORY, typed_values
 
@@ -174,9 +175,14 @@ def _matches(rule: Rule, dataset: Dataset, features: list[str], segment_rows: pd
     return True
 
 
-def recommendation(rules: tuple[Rule, ...], dataset: Dataset, features: list[str], segment_rows: pd.DataFrame, apart: str) -> str:
-    """First matching rule (then any matching `append` rules); else a sentence on what sets it apart."""
+def recommendation(
+    rules: tuple[Rule, ...], dataset: Dataset, features: list[str], segment_rows: pd.DataFrame, apart: str,
+    fallback: str | None = None,
+) -> str:
+    """First matching rule (then any matching `append` rules); else `fallback` (the RFM kind's
+    advice); else a sentence on what sets it apart."""
     main = next((rule.text for rule in rules if not rule.append and _matches(rule, dataset, features, segment_rows)), None)
+    main = main or fallback
     if main is None:
         strongest = "; ".join(apart.split("; ")[:2])
         main = (
@@ -235,24 +241,30 @@ def profile_segments(
     centroids = encoded_unscaled.assign(segment_id=segment_ids).groupby("segment_id").mean()
     counts = pd.Series(segment_ids).value_counts()
     total = len(segment_ids)
-    rows, parts_by_segment = [], {}
+    rows, parts_by_segment, kinds = [], {}, []
     for segment_id in sorted(counts.index):
         segment_rows = long[long["segment_id"] == segment_id]
         parts = _name_parts(dataset, features, segment_rows)
         parts_by_segment[int(segment_id)] = parts
         apart = distinguishing_features(dataset, features, segment_rows)
+        kind = rfm_names.kind({part[2]: part[3] for part in parts}) if rfm_names.applies(features) else None
+        kinds.append(kind)
         rows.append({
             "segment_id": int(segment_id),
             "customer_count": int(counts[segment_id]),
             "customer_share": counts[segment_id] / total,
             "segment_name": segment_name(parts),
             "distinguishing_features": apart,
-            "recommendation": recommendation(rules, dataset, features, segment_rows, apart),
+            "recommendation": recommendation(
+                rules, dataset, features, segment_rows, apart, rfm_names.RECOMMENDATIONS.get(kind or "")
+            ),
             "centroid": {name: float(value) for name, value in centroids.loc[segment_id].items()},
             "levels": {part[2]: part[3] for part in parts},
         })
     table = pd.DataFrame(rows)
     table["segment_name"] = unique_names(table, parts_by_segment)
+    if kinds and all(kinds):  # on recency, frequency and monetary value: the marketers' words
+        table["segment_name"] = rfm_names.unique_names(kinds, list(table["segment_name"]))
     return table, long
 
 

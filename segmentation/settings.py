@@ -8,6 +8,7 @@ Everything is validated on construction, so bad configuration fails before any w
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import zoneinfo
@@ -27,6 +28,7 @@ from pydantic_settings import (
 
 from segmentation.dataset import Dataset, Rule, check_rules, parse_dataset, parse_rules
 from segmentation.errors import ConfigurationError
+from segmentation.orders import OrdersSpec, parse_orders, with_rfm
 
 DEFAULT_CONFIG_FILE = Path("segment.toml")
 
@@ -69,6 +71,16 @@ class Settings(BaseSettings):
     source: str | None = Field(
         default=None,
         description="an existing table or view (schema.name) with one row per customer, read instead of importing",
+    )
+    orders: dict[str, Any] | None = Field(
+        default=None,
+        description="[orders] in TOML: the order export's headers (customer_id, date, amount or quantity and"
+        " unit_price, order_id, date_format, currency); set: segment on recency, frequency and monetary value",
+    )
+    as_of: datetime.date | None = Field(
+        default=None,
+        description="reference date of recency, frequency and monetary value (orders before it count);"
+        " default: the day after the latest order",
     )
     max_reject_share: float = Field(
         default=0.05, ge=0, le=1, description="a run whose import rejected more than this share of lines is held"
@@ -131,6 +143,8 @@ class Settings(BaseSettings):
     force_publish: bool = Field(default=False, description="publish even when the health gate would hold the run")
     _declaration: Dataset = PrivateAttr()
     _rules: tuple[Rule, ...] = PrivateAttr(default=())
+    _orders: OrdersSpec | None = PrivateAttr(default=None)
+    _features_given: bool = PrivateAttr(default=False)
     @classmethod
     def settings_customise_sources(
         cls,
@@ -196,6 +210,11 @@ class Settings(BaseSettings):
         if self.k_min > self.k_max:
             raise ValueError(f"k_min ({self.k_min}) is larger than k_max ({self.k_max})")
         declaration = parse_dataset(self.dataset)
+        if self.orders is not None:
+            if self.source:
+                raise ValueError("orders and source: read customers from one place (a source table or the imports)")
+            self._orders = parse_orders(self.orders)
+            declaration = with_rfm(declaration if self.dataset else None, self._orders)
         rules = parse_rules(self.recommendations)
         check_rules(declaration, rules)
         names = declaration.names
@@ -205,6 +224,7 @@ class Settings(BaseSettings):
                     f"column_map: {header!r} maps to {target!r}, which is neither customer_id nor a declared column"
                     f" ({', '.join(names)})"
                 )
+        self._features_given = bool(self.features)
         if not self.features:
             self.features = list(declaration.default_features or names)
         unknown = [name for name in self.features if name not in names]
@@ -220,6 +240,24 @@ class Settings(BaseSettings):
     def declaration(self) -> Dataset:
         """The parsed data-set declaration (the mall's when none is configured)."""
         return self._declaration
+
+    @property
+    def order_spec(self) -> OrdersSpec | None:
+        """The parsed `[orders]` table; None when the run does not segment on orders."""
+        return self._orders
+
+    def with_orders(self) -> Settings:
+        """These settings, segmenting on the orders (as if `[orders]` were given with default spellings)."""
+        given = {name: getattr(self, name) for name in self.model_fields_set if name != "features"}
+        if self._features_given:
+            given["features"] = self.features
+        return load_settings(**{**given, "orders": self.orders or {}})
+
+    def for_customer_import(self) -> Settings:
+        """These settings with the declaration's imported part only (a customer export has no RFM columns)."""
+        copy = self.model_copy()
+        copy._declaration = self._declaration.imported()
+        return copy
 
     @property
     def rules(self) -> tuple[Rule, ...]:

@@ -22,9 +22,13 @@ VIEWS = {
     "current_segment_features": {
         "segment_id", "segment_name", "feature", "label", "unit", "category", "mean", "median", "index", "level",
     },
+    "customer_rfm": {
+        "customer_id", "recency_days", "frequency", "monetary", "average_order_value", "tenure_days", "r_score",
+        "f_score", "m_score",
+    },
 }
 TABLES = {"customers", "import_batches", "import_rejects", "runs", "k_evaluations", "segment_profiles",
-          "customer_segments", "datasets", "segment_features", "view_versions", "run_lock"}
+          "customer_segments", "datasets", "segment_features", "view_versions", "run_lock", "orders"}
 
 
 def relations(engine, kind):
@@ -57,7 +61,8 @@ def test_each_migration_downgrades_to_the_one_before_with_its_comments(empty_dat
     engine = db.make_engine(empty_database_url)
     db.upgrade(engine)
     db.downgrade(engine, "0001")
-    assert relations(engine, "v") == set(VIEWS) - {"segment_transitions", "segment_profile_history", "current_segment_features"}
+    assert relations(engine, "v") == set(VIEWS) - {
+        "segment_transitions", "segment_profile_history", "current_segment_features", "customer_rfm"}
     with engine.connect() as connection:
         comment = connection.execute(sa.text(
             "select col_description(cast('segmentation.current_segment_profiles' as regclass), 1)")).scalar()

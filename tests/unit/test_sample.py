@@ -13,3 +13,15 @@ def test_generator_writes_the_requested_number_of_customers_with_unique_ids(tmp_
     assert len(lines) == 1235
     ids = [line.split(",")[0] for line in lines[1:]]
     assert len(set(ids)) == 1234
+
+
+def test_order_generator_writes_the_requested_lines_reproducibly_with_refunds(tmp_path):
+    from segmentation.sample import ORDER_HEADER, write_order_sample
+
+    first = write_order_sample(tmp_path / "a.csv", rows=5000, seed=3).read_text()
+    assert first == write_order_sample(tmp_path / "b.csv", rows=5000, seed=3).read_text()
+    lines = first.splitlines()
+    assert lines[0] + "\n" == ORDER_HEADER and len(lines) == 5001
+    amounts = [float(line.rsplit(",", 1)[1]) for line in lines[1:]]
+    assert any(amount < 0 for amount in amounts) and sum(amount < 0 for amount in amounts) < 0.05 * len(amounts)
+    assert len({line.split(",")[0] for line in lines[1:]}) == 5000  # order ids are unique
