@@ -134,10 +134,11 @@ class _OrderWriter(_Writer):
         super().__init__(layout, dataset, tail, reject)
         self.spec = spec
         self.roles = [column.name for column in dataset.columns]
-        self.plain_block = self.plain_line = None
+        self.plain_block = self.unquoted_block = self.plain_line = None
         if spec.date_format is None:  # a date format of the user's own is checked line by line
             plain = self._plain_pattern()
-            self.plain_block = re.compile(f"(?>{plain}\n)*")
+            # one pattern for blocks with and without double quotes (the base class has two)
+            self.plain_block = self.unquoted_block = re.compile(f"(?>{plain}\n)*")
             self.plain_line = re.compile(plain)
             self.convert = self._plain_converter()
 
@@ -171,7 +172,7 @@ class _OrderWriter(_Writer):
             record += "," + ("{f[%d]}" % positions[role] if role in positions else "")
         namespace: dict[str, object] = {"d": self.layout.delimiter, "Z": "0"}
         code = (
-            "def convert(lines, tail):\n"
+            "def convert(lines, tail, start):\n"  # (start: the number of the first line; not written)
             f"    return ''.join([f{record + '{tail}'!r} for line in lines for f in [line.split(d)]])\n"
         )
         exec(compile(code, "<segmentation.ingest.orders converter>", "exec"), namespace)  # noqa: S102 - indexes only
