@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import sklearn
 from joblib import Parallel, delayed
 from kneed import KneeLocator
 from sklearn.cluster import KMeans
@@ -38,6 +39,7 @@ from threadpoolctl import threadpool_limits
 
 MIN_STABILITY = 0.75
 PARALLEL_FROM_ROWS = 2_000  # rows from which scoring the candidates k in parallel pays
+SCORE_MEMORY_MB = 64  # working memory of each candidate's pairwise distances (scikit-learn's default: 1 GB)
 
 
 def seeded_sample(values: np.ndarray, size: int, random_state: int) -> np.ndarray:
@@ -98,39 +100,42 @@ def _score(
     n_init: int,
 ) -> dict:
     """One row of `evaluate_candidates`: K-Means with k clusters on `scaled`, scored on every criterion."""
-    model = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(scaled)
-    labels = model.labels_
-    distinct = len(np.unique(labels))
-    row = {"k": k, "inertia": float(model.inertia_),
-           "smallest_segment_share": float(np.bincount(labels, minlength=k).min() / len(labels))}
-    if distinct > 1:
-        row["silhouette"] = float(
-            silhouette_score(scaled[silhouette_rows_index], labels[silhouette_rows_index])
-        )
-        row["davies_bouldin"] = float(davies_bouldin_score(scaled, labels))
-        row["calinski_harabasz"] = float(calinski_harabasz_score(scaled, labels))
-    else:
-        row["silhouette"] = row["davies_bouldin"] = row["calinski_harabasz"] = None
-    if references:
-        log_reference = np.log(
-            [KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(ref).inertia_ for ref in references]
-        )
-        row["gap"] = float(log_reference.mean() - np.log(max(model.inertia_, 1e-12)))
-        row["gap_sd"] = float(log_reference.std() * np.sqrt(1 + 1 / len(references)))
-    else:
-        row["gap"] = row["gap_sd"] = None
-    if resamples:
-        scores = [
-            adjusted_rand_score(
-                labels,
-                KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(scaled[rows_drawn]).predict(scaled),
+    # scikit-learn's configuration is per thread: each candidate's pairwise distances (the
+    # silhouette of 10,000 rows is 800 MB at once) go in chunks of SCORE_MEMORY_MB
+    with sklearn.config_context(working_memory=SCORE_MEMORY_MB):
+        model = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(scaled)
+        labels = model.labels_
+        distinct = len(np.unique(labels))
+        row = {"k": k, "inertia": float(model.inertia_),
+               "smallest_segment_share": float(np.bincount(labels, minlength=k).min() / len(labels))}
+        if distinct > 1:
+            row["silhouette"] = float(
+                silhouette_score(scaled[silhouette_rows_index], labels[silhouette_rows_index])
             )
-            for rows_drawn in resamples
-        ]
-        row["stability_ari"] = float(np.mean(scores))
-    else:
-        row["stability_ari"] = None
-    return row
+            row["davies_bouldin"] = float(davies_bouldin_score(scaled, labels))
+            row["calinski_harabasz"] = float(calinski_harabasz_score(scaled, labels))
+        else:
+            row["silhouette"] = row["davies_bouldin"] = row["calinski_harabasz"] = None
+        if references:
+            log_reference = np.log(
+                [KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(ref).inertia_ for ref in references]
+            )
+            row["gap"] = float(log_reference.mean() - np.log(max(model.inertia_, 1e-12)))
+            row["gap_sd"] = float(log_reference.std() * np.sqrt(1 + 1 / len(references)))
+        else:
+            row["gap"] = row["gap_sd"] = None
+        if resamples:
+            scores = [
+                adjusted_rand_score(
+                    labels,
+                    KMeans(n_clusters=k, n_init=3, random_state=random_state).fit(scaled[rows_drawn]).predict(scaled),
+                )
+                for rows_drawn in resamples
+            ]
+            row["stability_ari"] = float(np.mean(scores))
+        else:
+            row["stability_ari"] = None
+        return row
 
 
 def find_elbow(k_values: list[int], inertia: list[float]) -> int | None:
