@@ -161,7 +161,7 @@ def _numeric_feature_means(outcome):
     for name in names:
         sub = picked[picked["feature"] == name]
         unit = sub["unit"].iloc[0]
-        header = f"avg {sub['label'].iloc[0]}" + (f" ({unit})" if unit else "")
+        header = f"avg {sub['label'].iloc[0]}" + (f" ({unit})" if isinstance(unit, str) and unit else "")
         table[header] = sub.set_index("segment_id")["mean"]
     return table
 

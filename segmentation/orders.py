@@ -51,7 +51,7 @@ class OrdersSpec:
     unit_price: str | None = None
     order_id: str | None = None
     date_format: str | None = None
-    currency: str = "currency"
+    currency: str | None = None  # unset: amounts carry no unit
     id_type: Literal["whole", "text"] = "whole"
 
 
@@ -127,7 +127,7 @@ def locate(header: list[str], spec: OrdersSpec, source: str = "file") -> OrdersL
 RFM_FEATURES = ("recency_days", "frequency", "monetary")
 
 
-def rfm_columns(currency: str = "currency") -> tuple[Column, ...]:
+def rfm_columns(currency: str | None = None) -> tuple[Column, ...]:
     """The columns of `customer_rfm` a declaration gets with `[orders]` (names = the view's).
 
     Frequency and monetary value are log-transformed: a few customers with hundreds of orders
