@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 STAGE_TEMP_BUFFERS = "1GB"  # local buffers of the staging table (memory of the server backend)
 MERGE_WORK_MEM = "256MB"
-IN_ORDER_CORRELATION = 0.95  # pg_stats.correlation of customer_id above which a table counts as in id order
+ORDER_SAMPLE_ROWS = 20_000  # rows read (whole pages) to judge whether a table is stored in id order
+MAX_OUT_OF_ORDER_SHARE = 0.05  # of a table's sampled rows, whose id is smaller than the one stored before it
 
 # record_number counts the stage's records in file order from 2 (the header is line 1),
 # written by `_Writer` (an identity column cost 4.5 s of a 10M-row stage): it is the record's
@@ -191,23 +192,32 @@ def _shown(customer_id: str) -> str:
 
 
 def _both_in_id_order(connection: Connection) -> bool:
-    """Whether the statistics say the stage and `customers` are both stored in id order."""
+    """Whether the stage and `customers` are both stored in (or close to) id order.
+
+    Judged on a sample of whole pages (about ORDER_SAMPLE_ROWS rows) in the order they are stored: the share of rows
+    whose id is smaller than the one before. Ids of a file in number order stored as text
+    ("9" before "10") break that order only where the number of digits grows; lines in random
+    order break it every other row. pg_stats' correlation could not tell these apart (0.82 at
+    1M such ids, -0.12 at 3M).
+    """
     connection.exec_driver_sql("analyze segmentation.customers")
-    correlations = connection.execute(
-        sa.text(
-            """
-            select stats.tablename, stats.correlation
-            from pg_stats as stats
-            where stats.attname = 'customer_id'
-            and ((stats.schemaname = 'segmentation' and stats.tablename = 'customers')
-                 or (stats.schemaname = (select nspname from pg_namespace where oid = pg_my_temp_schema())
-                     and stats.tablename = 'import_stage'))
-            """
-        )
-    ).all()
-    return len(correlations) == 2 and all(
-        correlation is not None and correlation > IN_ORDER_CORRELATION for _, correlation in correlations
-    )
+    for table in ("import_stage", "segmentation.customers"):
+        rows = connection.execute(
+            sa.text("select reltuples from pg_class where oid = cast(:table as regclass)"), {"table": table}
+        ).scalar_one()
+        percent = min(100.0, max(0.01, 100.0 * ORDER_SAMPLE_ROWS / max(rows, 1.0)))
+        sampled, descents = connection.execute(
+            sa.text(
+                f"""
+                select count(*), count(*) filter (where customer_id < previous)
+                from (select customer_id, lag(customer_id) over () as previous
+                      from {table} tablesample system ({percent:.4f}) repeatable (0)) as stored
+                """
+            )
+        ).one()
+        if sampled and descents > MAX_OUT_OF_ORDER_SHARE * sampled:
+            return False
+    return True
 
 
 def _merge(
@@ -218,9 +228,9 @@ def _merge(
     A customer changed when its attributes, its declaration (dataset_id) or is_active differ.
     One join of the stage with `customers` finds what changed or is new (into a small table
     when little changed), so the two big tables are matched once. When both tables are stored
-    in id order and the stage has its unique id index, a merge join of the two id indexes
-    does that much faster than the hash join the planner would choose; in any other order the
-    merge join reads pages at random and the planner's choice stands.
+    in (or close to) id order and the stage has its unique id index, a merge join of the two
+    id indexes does that about twice as fast as the hash join the planner would choose; in
+    random order the merge join reads pages at random and the planner's choice stands.
 
     With `deactivate` (a full export), active customers with no line in the file become
     inactive; a line that was rejected but whose id could be read keeps its customer active.
@@ -238,12 +248,20 @@ def _merge(
         connection.exec_driver_sql("analyze import_stage")
         merge_join = merge_join and _both_in_id_order(connection)
     log.debug("matching the stage with customers by %s", "a merge join of the id indexes" if merge_join else "the planner's choice")
-    # With `deactivate`, a full join finds the customers with no line in the file in the same
-    # pass (any line with a readable id counts, rejected or not), instead of a second join.
-    join, gone = (
-        (sql.SQL("full join"), sql.SQL("or (stage.record_number is null and current.is_active)"))
-        if deactivate else (sql.SQL("left join"), sql.SQL(""))
-    )
+    # Only the stage's valid records take part in the join, so that its partial unique index
+    # gives them in id order (with every record the planner sorted 10M rows on disk: 19 s).
+    # With `deactivate`, a full join finds the customers with no valid line in the file in
+    # the same pass; a customer whose line was rejected but whose id could be read stays
+    # active (those ids are few: with more than max_reject_share rejected, nobody is
+    # deactivated).
+    join, gone = sql.SQL("left join"), sql.SQL("")
+    if deactivate:
+        kept = sql.SQL(
+            "and current.customer_id not in"
+            " (select customer_id from import_stage where reason is not null and customer_id is not null)"
+        ) if any_rejects else sql.SQL("")
+        join = sql.SQL("full join")
+        gone = sql.SQL("or (stage.customer_id is null and current.is_active {kept})").format(kept=kept)
     with _step("changed, new and missing customers"):
         if merge_join:
             connection.exec_driver_sql("set local enable_hashjoin = off")
@@ -252,10 +270,10 @@ def _merge(
             """
             create temporary table import_changes on commit drop as
             select coalesce(stage.customer_id, current.customer_id) as customer_id, stage.attributes,
-                   current.customer_id is null as is_new, stage.record_number is null as is_gone
-            from import_stage as stage
+                   current.customer_id is null as is_new, stage.customer_id is null as is_gone
+            from (select customer_id, attributes from import_stage where reason is null) as stage
             {join} segmentation.customers as current on current.customer_id = stage.customer_id
-            where (stage.reason is null
+            where (stage.customer_id is not null
                    and (current.customer_id is null
                         or (current.attributes, current.dataset_id, current.is_active)
                            is distinct from (stage.attributes, {dataset_id}, true)))

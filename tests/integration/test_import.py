@@ -250,7 +250,7 @@ def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_p
 
 
 @pytest.mark.parametrize(("order", "expected"), [("sorted", "merge join"), ("shuffled", "planner's choice")])
-def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_in_id_order(
+def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_close_to_id_order(
     engine, tmp_path, customers_csv, caplog, order, expected
 ):
     import logging
@@ -259,8 +259,8 @@ def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_in_id_orde
     header, *lines = customers_csv.read_text().splitlines()
     if order == "shuffled":
         random.Random(3).shuffle(lines)
-    else:  # ids are stored as text ("1", "10", "100", ...): their order is that of the text
-        lines.sort(key=lambda line: line.split(",")[0].lstrip("0"))
+    # sorted: the sample's number order; stored as text ("9" before "10") that breaks text order
+    # only where the digits grow, which still counts as close to id order
     path = tmp_path / f"{order}.csv"
     path.write_text("\n".join([header, *lines]) + "\n")
     import_file(engine, path, settings())
