@@ -127,7 +127,7 @@ class _OrderWriter(_Writer):
     """The customer import's writer with order records: `customer_id,order_id,ordered_at,amount,quantity,unit_price`.
 
     Lines that are not plain are checked by the row rules under the order file's declaration,
-    then here for the date and the amount (`_emit`).
+    then here for the date and the amount (`_record`).
     """
 
     def __init__(self, layout, dataset: Dataset, spec: OrdersSpec, tail: str, reject) -> None:
@@ -177,21 +177,6 @@ class _OrderWriter(_Writer):
         )
         exec(compile(code, "<segmentation.ingest.orders converter>", "exec"), namespace)  # noqa: S102 - indexes only
         return namespace["convert"]
-
-    def _emit(self, number: int, raw_text: str, parsed: ParsedLine, out: list[str], lines: int = 1) -> None:
-        if parsed.reason is None:
-            try:
-                record = self._record(parsed)
-            except RowRejected as rejected:
-                parsed = ParsedLine(parsed.customer_id, None, rejected.reason, rejected.pattern)
-            else:
-                # the base class writes the record's fields as one array; send ours instead
-                before = len(out)
-                super()._emit(number, raw_text, parsed, out, lines)
-                del out[before:]
-                out.append(record + self.tail)
-                return
-        super()._emit(number, raw_text, parsed, out, lines)
 
     def _record(self, parsed: ParsedLine) -> str:
         """The order record of a line the row rules accepted (RowRejected for its date or amount)."""

@@ -21,6 +21,7 @@ from segmentation.errors import ImportRefused
 from segmentation.ingest.plain import _converter, plain_line_pattern
 from segmentation.ingest.rules import (
     UNBALANCED_QUOTE,
+    RowRejected,
     _LONE_SURROGATE,
     ColumnLayout,
     ParsedLine,
@@ -222,15 +223,24 @@ class _Writer:
         self.rows_read += 1
         prefix = f"{self.rows_read + 1}," if self.numbered else ""
         if parsed.reason is None:
-            out.append(
-                prefix + _csv_quoted(parsed.customer_id) + "," + _csv_quoted(_array_literal(parsed.values)) + self.tail
-            )
-            self.rows_valid += 1
-            return
+            try:
+                record = self._record(parsed)
+            except RowRejected as rejected:
+                parsed = ParsedLine(parsed.customer_id, None, rejected.reason, rejected.pattern)
+            else:
+                out.append(prefix + record + self.tail)
+                self.rows_valid += 1
+                return
         self.reasons[parsed.pattern or parsed.reason] += 1
         record = self.reject(number, parsed.customer_id, raw_text, parsed.reason)
         if record:
             out.append(prefix + record)
+
+
+    def _record(self, parsed: ParsedLine) -> str:
+        """The COPY fields of a record the row rules accepted: `id,"{values}"`. A subclass may
+        check more and raise RowRejected (the record is then rejected with that reason)."""
+        return _csv_quoted(parsed.customer_id) + "," + _csv_quoted(_array_literal(parsed.values))
 
 
 def _copy_statement(table: str, columns: tuple[str, ...]) -> sql.Composed:
