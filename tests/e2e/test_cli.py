@@ -165,3 +165,19 @@ def test_without_database_url_an_embedded_server_keeps_data_between_runs_and_sto
     assert listed.returncode == 0, listed.stderr
     assert len(re.findall(r"│ published +│", listed.stdout)) == 2
     assert (tmp_path / "data" / "pgdata" / "PG_VERSION").is_file()
+
+
+def test_bi_superset_writes_an_import_bundle_of_the_views(database_url, customers_csv, tmp_path):
+    import zipfile
+
+    env = environment(DATABASE_URL=database_url)
+    assert segment("run", "--csv", str(customers_csv), env=env).returncode == 0
+    out = tmp_path / "bundle.zip"
+    result = segment("bi", "superset", "--out", str(out), "--user", "bi_reader", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "6 charts" in result.stdout and "superset import-dashboards" in result.stdout
+    with zipfile.ZipFile(out) as bundle:
+        names = [name.split("/", 1)[1] for name in bundle.namelist()]
+    assert "metadata.yaml" in names and "dashboards/Customer_segments.yaml" in names
+    assert sum(name.startswith("charts/") for name in names) == 6
+    assert "datasets/Customer_segments/current_segment_profiles.yaml" in names
