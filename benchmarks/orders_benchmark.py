@@ -42,7 +42,7 @@ LIMIT_TABLE = 'create table plain (order_id text, customer_id text collate "C", 
 RFM_QUERY = "create temporary table measured as select * from segmentation.customer_rfm"
 GROUP_BY_QUERY = (
     "create temporary table measured as select customer_id, max(ordered_at) as last_order_at,"
-    " count(*) as frequency, sum(amount) as monetary from segmentation.orders group by customer_id"
+    " count(*) as frequency, sum(amount) as monetary from segmentation_internal.orders group by customer_id"
 )
 IMPORT_CHILD = """
 import json, resource, sys
@@ -100,7 +100,7 @@ def measure(server_url: str, path: Path, rows: int) -> dict:
             child = subprocess.run([sys.executable, "-c", IMPORT_CHILD, database.url, str(path)], check=True,
                                    capture_output=True, text=True, cwd=REPOSITORY)
             result[label] = json.loads(child.stdout.strip().splitlines()[-1])
-        database.psql("vacuum analyze segmentation.orders")
+        database.psql("vacuum analyze segmentation_internal.orders")
         result["rfm_s"] = min(database.psql(RFM_QUERY) for _ in range(2))
         result["group_by_s"] = min(database.psql(GROUP_BY_QUERY) for _ in range(2))
     return result

@@ -204,7 +204,7 @@ def import_(
     path: Annotated[Path, typer.Argument(help="customer CSV (UTF-8, header on line 1)", dir_okay=False)],
     export_mode: ExportModeOption = None,
 ) -> None:
-    """Import a customer CSV into segmentation.customers (no fit)."""
+    """Import a customer CSV into segmentation_internal.customers (no fit)."""
     from segmentation.ingest import import_file
 
     settings = load_settings(export_mode=export_mode)
@@ -224,7 +224,7 @@ def _import_under_lock(settings, load) -> None:
     console.print(result.summary())
     if result.rows_rejected:
         console.print(
-            f"{result.rows_rejected} line(s) rejected: select * from segmentation.import_rejects"
+            f"{result.rows_rejected} line(s) rejected: select * from segmentation_internal.import_rejects"
             f" where batch_id = {result.batch_id} order by line_number"
         )
 
@@ -234,7 +234,7 @@ def _import_under_lock(settings, load) -> None:
 def import_orders(
     path: Annotated[Path, typer.Argument(help="order CSV (UTF-8, header on line 1)", dir_okay=False)],
 ) -> None:
-    """Import an order CSV into segmentation.orders (no fit); `segment run` then segments on RFM."""
+    """Import an order CSV into segmentation_internal.orders (no fit); `segment run` then segments on RFM."""
     from segmentation.ingest.orders import import_orders as import_order_file
 
     settings = load_settings()
@@ -264,7 +264,7 @@ def schedule(
             import sqlalchemy as sa
 
             with engine.connect() as connection:
-                return connection.execute(sa.text("select max(started_at) from segmentation.runs")).scalar()
+                return connection.execute(sa.text("select max(started_at) from segmentation_internal.runs")).scalar()
 
         run_schedule(settings, job, last_run_started)
 

@@ -45,11 +45,11 @@ SEGMENT_FEATURE_COLUMNS = ["run_id", "segment_id", "position", "feature", "categ
 class ReportData:
     """What the report shows about one run.
 
-    `run` is the run's row of `segmentation.runs` (anything with its columns as attributes);
+    `run` is the run's row of `segmentation_internal.runs` (anything with its columns as attributes);
     `customers` a seeded sample of its customer rows with customer_id, segment_id, is_outlier
     and one column per declared column (numbers as floats, booleans as True/False, categories
     as text; missing values NaN/None); `segment_features` the run's rows of
-    `segmentation.segment_features`. `dataset` None means: the run's stored declaration.
+    `segmentation_internal.segment_features`. `dataset` None means: the run's stored declaration.
     """
 
     run: Any
@@ -73,17 +73,17 @@ class ReportData:
 
 def load_report_data(connection: Connection, run_id: int) -> ReportData:
     """Everything the report shows about `run_id`, read from the tables."""
-    run = connection.execute(sa.text("select * from segmentation.runs where run_id = :r"), {"r": run_id}).one_or_none()
+    run = connection.execute(sa.text("select * from segmentation_internal.runs where run_id = :r"), {"r": run_id}).one_or_none()
     if run is None:
         raise SegmentationError(f"there is no run {run_id}; see `segment runs`")
     if run.k is None:
         raise SegmentationError(f"run {run_id} has no results (status {run.status}); nothing to report")
     dataset = from_description(run._mapping.get("dataset"))
     read = lambda sql, **params: pd.read_sql_query(sa.text(sql), connection, params={"r": run_id, **params})  # noqa: E731
-    evaluations = read("select * from segmentation.k_evaluations where run_id = :r order by k")
-    profiles = read("select * from segmentation.segment_profiles where run_id = :r order by segment_id")
+    evaluations = read("select * from segmentation_internal.k_evaluations where run_id = :r order by k")
+    profiles = read("select * from segmentation_internal.segment_profiles where run_id = :r order by segment_id")
     segment_features = read(
-        "select * from segmentation.segment_features where run_id = :r order by segment_id, position"
+        "select * from segmentation_internal.segment_features where run_id = :r order by segment_id, position"
     )
     total = run.n_customers or 0
     fraction = min(100.0, 100.0 * SAMPLE_ROWS / max(total, 1))
@@ -92,14 +92,14 @@ def load_report_data(connection: Connection, run_id: int) -> ReportData:
     attributes = "".join(f", attributes[{index}] as a{index}" for index in range(1, len(dataset.columns) + 1))
     raw = read(
         f"select customer_id, segment_id, is_outlier{attributes}"
-        f" from segmentation.customer_segments{sample_clause} where run_id = :r"
+        f" from segmentation_internal.customer_segments{sample_clause} where run_id = :r"
     )
     customers = customers_from_attributes(raw, dataset)
     earlier = connection.execute(
         sa.text(
             "select run_id, features, features = :features"
             " and coalesce(dataset_fingerprint, :mall) = coalesce(:fingerprint, :mall) as comparable"
-            " from segmentation.runs where status = 'published' and run_id < :r"
+            " from segmentation_internal.runs where status = 'published' and run_id < :r"
             " order by published_at desc, run_id desc"
         ),
         {"r": run_id, "features": list(run.features or []), "fingerprint": run._mapping.get("dataset_fingerprint"),
@@ -112,10 +112,10 @@ def load_report_data(connection: Connection, run_id: int) -> ReportData:
         transitions = read(
             """
             with earlier as (
-                select customer_id, segment_id from segmentation.customer_segments where run_id = :p
+                select customer_id, segment_id from segmentation_internal.customer_segments where run_id = :p
             ),
             latest as (
-                select customer_id, segment_id from segmentation.customer_segments where run_id = :r
+                select customer_id, segment_id from segmentation_internal.customer_segments where run_id = :r
             )
             select earlier.segment_id as from_segment_id, latest.segment_id as to_segment_id,
                    count(*) as customer_count

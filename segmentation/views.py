@@ -29,7 +29,7 @@ _SQL_TYPES = {"number": "numeric", "whole": "bigint", "category": "text", "boole
 _LATEST_RUN = """
 with latest_run as (
     select run_id, published_at
-    from segmentation.runs
+    from segmentation_internal.runs
     where status = 'published'
     order by published_at desc, run_id desc
     limit 1
@@ -83,8 +83,8 @@ def customer_segments_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str
         "{id} as customer_id,\n    assigned.segment_id,\n    profile.segment_name,\n    {attributes},\n"
         "    assigned.distance_to_centroid,\n    assigned.run_id,\n    latest_run.published_at,\n"
         "    assigned.second_segment_id,\n    assigned.margin_to_second,\n    assigned.is_outlier\n"
-        "from latest_run\njoin segmentation.customer_segments as assigned\n    on assigned.run_id = latest_run.run_id\n"
-        "join segmentation.segment_profiles as profile\n    on profile.run_id = assigned.run_id\n"
+        "from latest_run\njoin segmentation_internal.customer_segments as assigned\n    on assigned.run_id = latest_run.run_id\n"
+        "join segmentation_internal.segment_profiles as profile\n    on profile.run_id = assigned.run_id\n"
         "    and profile.segment_id = assigned.segment_id"
     ).format(id=id_expression, attributes=sql.SQL(",\n    ").join(attributes))
     comments = {
@@ -149,13 +149,13 @@ def segment_profiles_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str]
         "create view segmentation.current_segment_profiles with (security_barrier = true) as\n"
         "-- grain: one row per segment of the latest published run" + _LATEST_RUN + ",\n"
         "pivoted as (\n    select\n        feature.run_id,\n        feature.segment_id{comma}\n        {pivots}\n"
-        "    from segmentation.segment_features as feature\n    where feature.run_id = (select run_id from latest_run)\n"
+        "    from segmentation_internal.segment_features as feature\n    where feature.run_id = (select run_id from latest_run)\n"
         "    group by feature.run_id, feature.segment_id\n)\n"
         "select\n    profile.segment_id,\n    profile.segment_name,\n    profile.customer_count,\n    profile.customer_share,\n"
         "    {averages}{comma_a}\n    profile.recommendation,\n    profile.run_id,\n    latest_run.published_at,\n"
         "    {medians}{comma_m}\n    {indexes}{comma_i}\n    profile.distinguishing_features,\n    profile.centroid_shift,\n"
         "    profile.previous_customer_count\n"
-        "from latest_run\njoin segmentation.segment_profiles as profile\n    on profile.run_id = latest_run.run_id\n"
+        "from latest_run\njoin segmentation_internal.segment_profiles as profile\n    on profile.run_id = latest_run.run_id\n"
         "left join pivoted\n    on pivoted.run_id = profile.run_id\n    and pivoted.segment_id = profile.segment_id"
     ).format(
         comma=sql.SQL(",") if pivots else sql.SQL(""),
@@ -187,10 +187,10 @@ def profile_history_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str]]
         "create view segmentation.segment_profile_history with (security_barrier = true) as\n"
         "-- grain: one row per segment of every published run, oldest first\n"
         "with pivoted as (\n    select\n        feature.run_id,\n        feature.segment_id{comma}\n        {pivots}\n"
-        "    from segmentation.segment_features as feature\n    group by feature.run_id, feature.segment_id\n)\n"
+        "    from segmentation_internal.segment_features as feature\n    group by feature.run_id, feature.segment_id\n)\n"
         "select\n    runs.run_id,\n    runs.published_at,\n    profile.segment_id,\n    profile.segment_name,\n"
         "    profile.customer_count,\n    profile.customer_share,\n    {averages}{comma_a}\n    profile.centroid_shift\n"
-        "from segmentation.runs as runs\njoin segmentation.segment_profiles as profile\n    on profile.run_id = runs.run_id\n"
+        "from segmentation_internal.runs as runs\njoin segmentation_internal.segment_profiles as profile\n    on profile.run_id = runs.run_id\n"
         "left join pivoted\n    on pivoted.run_id = profile.run_id\n    and pivoted.segment_id = profile.segment_id\n"
         "where runs.status = 'published'\norder by runs.published_at, runs.run_id, profile.segment_id"
     ).format(
@@ -250,7 +250,7 @@ def ensure_views(connection: Connection, dataset: Dataset) -> list[str]:
         text = statement.as_string(raw)
         signature = hashlib.sha256(text.encode()).hexdigest()
         stored = raw.execute(
-            "select signature from segmentation.view_versions where view_name = %s", (name,)
+            "select signature from segmentation_internal.view_versions where view_name = %s", (name,)
         ).fetchone()
         if stored is not None and stored[0] == signature:
             continue
@@ -264,7 +264,7 @@ def ensure_views(connection: Connection, dataset: Dataset) -> list[str]:
             )
         raw.execute(sql.SQL("grant select on {} to {}").format(view, sql.Identifier(READER_ROLE)))
         raw.execute(
-            "insert into segmentation.view_versions (view_name, signature) values (%s, %s)"
+            "insert into segmentation_internal.view_versions (view_name, signature) values (%s, %s)"
             " on conflict (view_name) do update set signature = excluded.signature, updated_at = now()",
             (name, signature),
         )

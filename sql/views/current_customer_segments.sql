@@ -1,11 +1,12 @@
 -- Reference copy (migration 0004, the mall's declaration). A run recreates this view from the
 -- data set's declaration (segmentation/views.py): one column per declared column, under its name,
 -- as a security_barrier view (migration 0005).
+-- The tables it reads are in schema segmentation_internal since migration 0007.
 create view segmentation.current_customer_segments as
 -- grain: one row per customer of the latest published run
 with latest_run as (
     select run_id, published_at
-    from segmentation.runs
+    from segmentation_internal.runs
     where status = 'published'
     order by published_at desc, run_id desc
     limit 1
@@ -25,8 +26,8 @@ select
     assigned.margin_to_second,
     assigned.is_outlier
 from latest_run
-join segmentation.customer_segments as assigned
+join segmentation_internal.customer_segments as assigned
     on assigned.run_id = latest_run.run_id
-join segmentation.segment_profiles as profile
+join segmentation_internal.segment_profiles as profile
     on profile.run_id = assigned.run_id
     and profile.segment_id = assigned.segment_id;

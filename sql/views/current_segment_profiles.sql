@@ -1,11 +1,12 @@
 -- Reference copy (migration 0004, the mall's declaration). A run recreates this view from the
 -- data set's declaration (segmentation/views.py): avg_/median_/_index per number, _share per
 -- declared category value and boolean, as a security_barrier view (migration 0005).
+-- The tables it reads are in schema segmentation_internal since migration 0007.
 create view segmentation.current_segment_profiles as
 -- grain: one row per segment of the latest published run
 with latest_run as (
     select run_id, published_at
-    from segmentation.runs
+    from segmentation_internal.runs
     where status = 'published'
     order by published_at desc, run_id desc
     limit 1
@@ -27,7 +28,7 @@ pivoted as (
         max(feature."index_value") filter (where feature.feature = 'spending_score' and feature.category is null) as "spending_score_index",
         max(feature."index_value") filter (where feature.feature = 'gender' and feature.category = 'Female') as "female_share_index",
         max(feature."index_value") filter (where feature.feature = 'gender' and feature.category = 'Male') as "male_share_index"
-    from segmentation.segment_features as feature
+    from segmentation_internal.segment_features as feature
     where feature.run_id = (select run_id from latest_run)
     group by feature.run_id, feature.segment_id
 )
@@ -56,7 +57,7 @@ select
     profile.centroid_shift,
     profile.previous_customer_count
 from latest_run
-join segmentation.segment_profiles as profile
+join segmentation_internal.segment_profiles as profile
     on profile.run_id = latest_run.run_id
 left join pivoted
     on pivoted.run_id = profile.run_id

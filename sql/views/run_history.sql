@@ -1,5 +1,6 @@
 -- Reference copy of segmentation.run_history (latest definition: migration 0002).
 -- Editing this file changes nothing in the database: views change only by migration.
+-- The tables it reads are in schema segmentation_internal since migration 0007.
 create or replace view segmentation.run_history as
 -- grain: one row per run, newest first
 select
@@ -18,5 +19,5 @@ select
     runs.max_centroid_shift,
     runs.n_outliers,
     runs.report_path
-from segmentation.runs as runs
+from segmentation_internal.runs as runs
 order by runs.run_id desc;

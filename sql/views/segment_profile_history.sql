@@ -1,5 +1,6 @@
 -- Reference copy (migration 0004, the mall's declaration). A run recreates this view from the
 -- data set's declaration (segmentation/views.py), as a security_barrier view (migration 0005).
+-- The tables it reads are in schema segmentation_internal since migration 0007.
 create view segmentation.segment_profile_history as
 -- grain: one row per segment of every published run, oldest first
 with pivoted as (
@@ -11,7 +12,7 @@ with pivoted as (
         max(feature."mean") filter (where feature.feature = 'spending_score' and feature.category is null) as "avg_spending_score",
         max(feature."mean") filter (where feature.feature = 'gender' and feature.category = 'Female') as "female_share",
         max(feature."mean") filter (where feature.feature = 'gender' and feature.category = 'Male') as "male_share"
-    from segmentation.segment_features as feature
+    from segmentation_internal.segment_features as feature
     group by feature.run_id, feature.segment_id
 )
 select
@@ -27,8 +28,8 @@ select
     pivoted."female_share",
     pivoted."male_share",
     profile.centroid_shift
-from segmentation.runs as runs
-join segmentation.segment_profiles as profile
+from segmentation_internal.runs as runs
+join segmentation_internal.segment_profiles as profile
     on profile.run_id = runs.run_id
 left join pivoted
     on pivoted.run_id = profile.run_id

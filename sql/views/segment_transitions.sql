@@ -1,12 +1,13 @@
 -- Reference copy of segmentation.segment_transitions (latest definition: migration 0003).
 -- Editing this file changes nothing in the database: views change only by migration.
+-- The tables it reads are in schema segmentation_internal since migration 0007.
 create or replace view segmentation.segment_transitions as
 -- grain: one row per (previous segment, current segment) pair between the two latest published runs
 with published as (
     select
         run_id,
         row_number() over (order by published_at desc, run_id desc) as recency
-    from segmentation.runs
+    from segmentation_internal.runs
     where status = 'published'
 ),
 current_run as (
@@ -17,12 +18,12 @@ previous_run as (
 ),
 previous_assignments as (
     select customer_id, segment_id
-    from segmentation.customer_segments
+    from segmentation_internal.customer_segments
     where run_id = (select run_id from previous_run)
 ),
 current_assignments as (
     select customer_id, segment_id
-    from segmentation.customer_segments
+    from segmentation_internal.customer_segments
     where run_id = (select run_id from current_run)
 ),
 moves as (
@@ -46,9 +47,9 @@ select
     cast(moves.customer_count as double precision)
         / sum(moves.customer_count) over (partition by moves.from_segment_id) as share_of_from_segment
 from moves
-left join segmentation.segment_profiles as from_profile
+left join segmentation_internal.segment_profiles as from_profile
     on from_profile.run_id = (select run_id from previous_run)
     and from_profile.segment_id = moves.from_segment_id
-left join segmentation.segment_profiles as to_profile
+left join segmentation_internal.segment_profiles as to_profile
     on to_profile.run_id = (select run_id from current_run)
     and to_profile.segment_id = moves.to_segment_id;

@@ -68,8 +68,8 @@ def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(databa
     assert [(row.status, row.k, row.n_customers) for row in runs] == [("published", 5, 200)] * 2
     assert all(row.silhouette >= 0.55 for row in runs)
     moved = query(database_url, """
-        select count(*) from segmentation.customer_segments as old
-        join segmentation.customer_segments as new using (customer_id)
+        select count(*) from segmentation_internal.customer_segments as old
+        join segmentation_internal.customer_segments as new using (customer_id)
         where old.run_id = :first and new.run_id = :second and old.segment_id <> new.segment_id""",
         first=runs[1].run_id, second=runs[0].run_id)
     assert moved == [(0,)]
@@ -84,7 +84,7 @@ def test_a_file_missing_a_column_fails_with_one_line_naming_file_and_column(data
     assert result.returncode == 3
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and str(path) in last and "spending_score" in last
-    assert query(database_url, "select count(*) from segmentation.customers") == [(0,)]
+    assert query(database_url, "select count(*) from segmentation_internal.customers") == [(0,)]
 
 
 def test_import_reports_rejected_lines_and_where_to_find_them(database_url):
@@ -105,7 +105,7 @@ def test_invalid_settings_fail_before_any_work(database_url):
     result = segment("run", "--features", "shoe_size", env=environment(DATABASE_URL=database_url))
     assert result.returncode == 2
     assert "'shoe_size' is not a declared column" in result.stderr
-    assert query(database_url, "select count(*) from segmentation.runs") == [(0,)]
+    assert query(database_url, "select count(*) from segmentation_internal.runs") == [(0,)]
 
 
 def test_db_downgrade_to_base_and_upgrade_again(database_url):

@@ -31,30 +31,99 @@ TABLES = {"customers", "import_batches", "import_rejects", "runs", "k_evaluation
           "customer_segments", "datasets", "segment_features", "view_versions", "run_lock", "orders"}
 
 
-def relations(engine, kind):
+def relations(engine, kind, schema="segmentation"):
+    """Names of the relations of `kind` ("v" views, "r" tables and partitioned tables, "p") in `schema`."""
     with engine.connect() as connection:
         return set(
             connection.execute(
                 sa.text(
                     "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-                    " where n.nspname = 'segmentation' and c.relkind = any(:kinds) and not c.relispartition"
+                    " where n.nspname = :schema and c.relkind = any(:kinds) and not c.relispartition"
                 ),
-                {"kinds": list({"r": "rp"}.get(kind, kind))},
+                {"kinds": list({"r": "rp"}.get(kind, kind)), "schema": schema},
             ).scalars()
         )
+
+
+def every_relation(engine, schema):
+    """(name, relkind) of every relation in `schema`, partitions, indexes and sequences included."""
+    with engine.connect() as connection:
+        return set(connection.execute(sa.text(
+            "select relname, relkind from pg_class where relnamespace = cast(:schema as regnamespace)"
+        ), {"schema": schema}).all())
 
 
 def test_upgrade_creates_the_contract_and_downgrade_removes_it(empty_database_url):
     engine = db.make_engine(empty_database_url)
     db.upgrade(engine)
     assert relations(engine, "v") == set(VIEWS)
-    assert TABLES <= relations(engine, "r")
+    assert {kind for _, kind in every_relation(engine, "segmentation")} == {"v"}  # nothing but the views
+    assert TABLES | {"alembic_version"} <= relations(engine, "r", "segmentation_internal")
     db.downgrade(engine, "base")
-    assert relations(engine, "v") == set()
-    assert relations(engine, "r") <= {"alembic_version"}
+    assert every_relation(engine, "segmentation") == set()
+    assert relations(engine, "r", "segmentation_internal") == {"alembic_version"}
     db.upgrade(engine)  # and up again
     assert relations(engine, "v") == set(VIEWS)
     engine.dispose()
+
+
+def test_moving_the_tables_down_and_up_keeps_rows_partitions_sequences_and_working_views(engine, customers_csv):
+    from segmentation.pipeline import run_once
+    from segmentation.settings import load_settings
+
+    settings = load_settings(database_url="postgresql://unused@h/x", write_report=False)
+    run_once(engine, settings, customers_csv)
+    run_once(engine, settings, customers_csv)
+    version_table = {("alembic_version", "r"), ("alembic_version_pkc", "i")}
+    internal = every_relation(engine, "segmentation_internal") - version_table
+    assert ("customer_segments_r1", "r") in internal and ("runs_run_id_seq", "S") in internal
+    counts = {
+        "current_customer_segments": "select count(*), count(distinct run_id) from segmentation.current_customer_segments",
+        "segment_profile_history": "select sum(customer_count), count(distinct run_id) from segmentation.segment_profile_history",
+        "segment_transitions": "select sum(customer_count), max(to_run_id) from segmentation.segment_transitions",
+    }
+    with engine.connect() as connection:
+        before = {view: tuple(connection.execute(sa.text(query)).one()) for view, query in counts.items()}
+    db.downgrade(engine, "0006")
+    assert every_relation(engine, "segmentation") == internal | {(view, "v") for view in VIEWS}
+    assert every_relation(engine, "segmentation_internal") == version_table
+    db.upgrade(engine)
+    assert every_relation(engine, "segmentation_internal") - version_table == internal
+    with engine.connect() as connection:
+        after = {view: tuple(connection.execute(sa.text(query)).one()) for view, query in counts.items()}
+    assert after == before and before["current_customer_segments"] == (300, 1)
+    third = run_once(engine, settings, customers_csv)  # identity sequences moved with their tables
+    assert third.status == "published" and third.run_id == 3
+
+
+def test_a_database_whose_version_table_is_still_in_segmentation_is_upgraded(empty_database_url):
+    """Databases migrated by earlier versions of the job keep alembic_version in `segmentation`."""
+    engine = db.make_engine(empty_database_url)
+    db.upgrade(engine, "0006")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("alter table segmentation_internal.alembic_version set schema segmentation")
+        connection.exec_driver_sql("drop schema segmentation_internal")
+        assert db.current_revision(connection) == "0006"
+    db.upgrade(engine)
+    with engine.connect() as connection:
+        assert db.version_table_schema(connection) == "segmentation_internal"
+        assert db.current_revision(connection) == "0007"
+    assert {kind for _, kind in every_relation(engine, "segmentation")} == {"v"}
+    engine.dispose()
+
+
+def test_the_reader_may_use_the_views_schema_only(engine):
+    with engine.connect() as connection:
+        usage = dict(connection.execute(sa.text(
+            "select nspname, has_schema_privilege('segmentation_reader', nspname, 'USAGE') from pg_namespace"
+            " where nspname in ('segmentation', 'segmentation_internal')"
+        )).all())
+        selectable = set(connection.execute(sa.text(
+            "select relname from pg_class where relnamespace = cast('segmentation' as regnamespace)"
+            " and has_table_privilege('segmentation_reader', oid, 'SELECT')"
+        )).scalars())
+    assert usage == {"segmentation": True, "segmentation_internal": False}
+    assert selectable == set(VIEWS) == {name for name, _ in every_relation(engine, "segmentation")}
 
 
 def test_each_migration_downgrades_to_the_one_before_with_its_comments(empty_database_url):
@@ -124,17 +193,17 @@ def test_partitioning_keeps_every_customer_row_down_and_up_again(engine, custome
 
     run_once(engine, load_settings(database_url="postgresql://unused@h/x"), customers_csv)
     run_once(engine, load_settings(database_url="postgresql://unused@h/x"), customers_csv)
-    count = "select run_id, count(*) from segmentation.customer_segments group by 1 order by 1"
+    count = "select run_id, count(*) from {}.customer_segments group by 1 order by 1"
     with engine.connect() as connection:
-        before = connection.execute(sa.text(count)).all()
+        before = connection.execute(sa.text(count.format("segmentation_internal"))).all()
     db.downgrade(engine, "0002")
-    assert relations(engine, "p") == set()  # a plain table again
+    assert relations(engine, "p") == set()  # a plain table again, back in segmentation
     with engine.connect() as connection:
-        assert connection.execute(sa.text(count)).all() == before
+        assert connection.execute(sa.text(count.format("segmentation"))).all() == before
     db.upgrade(engine)
     with engine.connect() as connection:
-        assert connection.execute(sa.text(count)).all() == before
+        assert connection.execute(sa.text(count.format("segmentation_internal"))).all() == before
         partitions = connection.execute(sa.text(
-            "select count(*) from pg_inherits where inhparent = cast('segmentation.customer_segments' as regclass)"
+            "select count(*) from pg_inherits where inhparent = cast('segmentation_internal.customer_segments' as regclass)"
         )).scalar()
     assert partitions == 2
