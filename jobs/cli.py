@@ -391,9 +391,9 @@ def bi_superset(
 ) -> None:
     """Write a Superset import bundle: the database entry, a dataset per view, charts and a dashboard.
 
-    Import it with `superset import-dashboards -p FILE -u ADMIN` or the UI (Dashboards > Import), then set the password of the "Customer segments" database in Superset (the bundle carries a placeholder).
+    Import it with `superset import-dashboards -p FILE -u ADMIN` or the UI (Dashboards > Import), then set the password of the database "Customer segments (DATABASE)" in Superset (the bundle carries a placeholder).
     """
-    from segmentation.superset import write_bundle
+    from segmentation.superset import database_name, write_bundle
 
     settings = load_settings()
     with db.database(settings) as engine:
@@ -402,7 +402,7 @@ def bi_superset(
             charts = write_bundle(connection, engine.url, settings.declaration, out, user)
     console.print(f"wrote {out}: {charts} charts on the segmentation views of {engine.url.database}; "
                   f"import it with `superset import-dashboards -p {out} -u ADMIN`, then set the password of "
-                  f"the database \"Customer segments\" (user {user}) in Superset")
+                  f"the database \"{database_name(engine.url)}\" (user {user}) in Superset")
 
 
 def connection_string(url) -> str:

@@ -36,7 +36,6 @@ PASSWORD_MASK = "XXXXXXXXXX"  # what Superset writes for a password in its own e
 # and `superset import-dashboards` cannot ask for one: the bundle carries this placeholder,
 # replaced in Superset after the import (Settings > Database Connections > edit).
 PASSWORD_PLACEHOLDER = "change-me"
-DATABASE_NAME = "Customer segments"
 DASHBOARD_TITLE = "Customer segments"
 _NAMESPACE = uuid.UUID("5b0e7f3c-2d7e-4c55-9a55-7d1f3f0c2a11")
 _TIME_TYPES = ("timestamp", "date")
@@ -93,7 +92,7 @@ def segment_labels(connection: Connection, views: dict[str, View]) -> dict[str, 
     Labels are segment names (and short labels) of every published run, and the run-prefixed
     labels of the transitions view, read from the views; the latest run wins a repeated name.
     """
-    queries = {  # view -> (label column, id column): constant names only
+    queries = {  # view -> (label column, id column): constant names and expressions only
         "segment_profile_history": [("segment_name", "segment_id"), ("segment_label", "segment_id")],
         "segment_transitions": [("from_label", "from_segment_id"), ("to_label", "to_segment_id")],
         "segment_transitions_history": [("from_label", "from_segment_id"), ("to_label", "to_segment_id")],
@@ -102,11 +101,14 @@ def segment_labels(connection: Connection, views: dict[str, View]) -> dict[str, 
     for view_name, pairs in queries.items():
         view = views.get(view_name)
         for label, segment_id in pairs:
-            if view is None or not {label, segment_id} <= set(view.column_names):
+            if view is None or segment_id not in view.column_names:
+                continue
+            expression = label if label in view.column_names else _CALCULATED.get(view_name, {}).get(label)
+            if expression is None:
                 continue
             order = " order by run_id" if "run_id" in view.column_names else ""
             rows = connection.execute(sa.text(
-                f"select {label} as label, {segment_id} as segment_id from {SCHEMA}.{view_name}"
+                f"select {expression} as label, {segment_id} as segment_id from {SCHEMA}.{view_name}"
                 f" where {segment_id} is not null{order}"
             )).all()
             labels.update({str(row.label): int(row.segment_id) for row in rows if row.label is not None})
@@ -158,12 +160,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
 
 
+def database_name(url: sa.URL) -> str:
+    """The Superset name of the database entry; Superset names must be unique, so it names the database."""
+    return f"Customer segments ({url.database or 'postgres'})"
+
+
 def database_config(url: sa.URL, user: str, database_uuid: str) -> dict[str, Any]:
     """Superset's database entry: the job's host, port and database, `user`, a placeholder password."""
     uri = sa.URL.create("postgresql+psycopg2", user, PASSWORD_MASK, url.host or "DBHOST", url.port or 5432,
                         url.database)
     return {
-        "database_name": DATABASE_NAME, "sqlalchemy_uri": uri.render_as_string(hide_password=False),
+        "database_name": database_name(url), "sqlalchemy_uri": uri.render_as_string(hide_password=False),
         "password": PASSWORD_PLACEHOLDER,
         "cache_timeout": None, "expose_in_sqllab": True, "allow_run_async": False, "allow_ctas": False,
         "allow_cvas": False, "allow_dml": False, "allow_csv_upload": False, "extra": {},
@@ -305,14 +312,6 @@ def plan_charts(views: dict[str, View]) -> list[Chart]:
             _timeseries("run_id", [_metric("customer_count", "SUM", "Customers")], [segment],
                         "echarts_timeseries_line", "Run", "Customers"),
             ("run_id", "customer_count", segment), "Customers per segment in every published run."))
-    transitions = views.get("segment_transitions_history") or views.get("segment_transitions")
-    if transitions is not None:
-        charts.append(Chart(
-            "Customers moving between segments", transitions.name, "sankey_v2",
-            {"source": "from_label", "target": "to_label", "metric": _metric("customer_count", "SUM", "Customers"),
-             "adhoc_filters": [], "row_limit": 10000, "color_scheme": "supersetColors", "viz_type": "sankey_v2"},
-            ("from_label", "to_label", "customer_count"),
-            "Where the customers of each segment went between published runs."))
     runs = views.get("run_history")
     if runs is not None:
         charts.append(Chart(
@@ -322,7 +321,15 @@ def plan_charts(views: dict[str, View]) -> list[Chart]:
                         "echarts_timeseries_line", "Run", "Score", "~g"),
             ("run_id", "silhouette", "size_psi"),
             "Silhouette (higher = clearer segments; below 0.25 a run is held) and segment size drift "
-            "(PSI; above 0.25 a run is held) of every run.", width=12))
+            "(PSI; above 0.25 a run is held) of every run."))
+    transitions = views.get("segment_transitions_history") or views.get("segment_transitions")
+    if transitions is not None:
+        charts.append(Chart(
+            "Customers moving between segments", transitions.name, "sankey_v2",
+            {"source": "from_label", "target": "to_label", "metric": _metric("customer_count", "SUM", "Customers"),
+             "adhoc_filters": [], "row_limit": 10000, "color_scheme": "supersetColors", "viz_type": "sankey_v2"},
+            ("from_label", "to_label", "customer_count"),
+            "Where the customers of each segment went between published runs.", width=12))
     return charts
 
 
@@ -384,11 +391,11 @@ def bundle_files(connection: Connection, url: sa.URL, dataset: Dataset, user: st
     database = url.database or "postgres"
     database_uuid = _uuid(database, "database", url.render_as_string(hide_password=True))
     root = f"segmentation_dashboard_{_slug(database)}"
-    database_file = f"databases/{_slug(DATABASE_NAME)}.yaml"
+    database_file = f"databases/{_slug(database_name(url))}.yaml"
     files = {database_file: database_config(url, user, database_uuid)}
     datasets = {name: dataset_config(view, dataset, database, database_uuid) for name, view in views.items()}
     for name, config in datasets.items():
-        files[f"datasets/{_slug(DATABASE_NAME)}/{name}.yaml"] = config
+        files[f"datasets/{_slug(database_name(url))}/{name}.yaml"] = config
     plans = plan_charts(views)
     charts = [chart_config(plan, database, datasets) for plan in plans]
     for plan, chart in zip(plans, charts):

@@ -102,6 +102,9 @@ def test_segment_labels_keep_their_segment_colour_and_the_sankey_has_no_cycle(po
         )).all()
     assert current and all(colours[row.segment_name] == segment_color(row.segment_id) for row in current)
     assert edges and {edge.source for edge in edges}.isdisjoint({edge.target for edge in edges})
+    # the Sankey's nodes are segments too: each in its segment's colour
+    assert all(edge.source in colours for edge in edges if "(new customers)" not in edge.source)
+    assert all(edge.target in colours for edge in edges if "(left)" not in edge.target)
 
 
 def test_the_bundle_is_the_same_objects_on_every_export(populated):

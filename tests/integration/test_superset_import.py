@@ -84,7 +84,7 @@ def test_superset_imports_the_bundle_and_renders_every_chart(populated, superset
     assert set(charts) == CHART_TITLES and "sankey_v2" in charts.values()
     assert {"current_segment_profiles", "segment_transitions", "run_history"} <= tables
     if url.password:  # the placeholder is replaced as a user would, in Superset
-        run("set-database-uri", "-d", superset.DATABASE_NAME, "-u",
+        run("set-database-uri", "-d", superset.database_name(url), "-u",
             uri.replace(superset.PASSWORD_MASK, url.password))
 
     server = subprocess.Popen([str(superset_command), "run", "-h", "127.0.0.1", "-p", str(port), "--with-threads"],
