@@ -57,17 +57,17 @@ def profile_table(data: ReportData, declared: list[_Feature]) -> pd.DataFrame:
     profiles = data.profiles
     frame = data.segment_features
     table = pd.DataFrame({
-        "id": profiles["segment_id"].astype(int).to_numpy(),
-        "name": profiles["segment_name"].to_numpy(),
-        "customers": [_count(value) for value in profiles["customer_count"]],
-        "share": [_percent(value) for value in profiles["customer_share"]],
+        "Segment": profiles["segment_id"].astype(int).to_numpy(),
+        "Name": profiles["segment_name"].to_numpy(),
+        "Customers": [_count(value) for value in profiles["customer_count"]],
+        "Share of customers": [_percent(value) for value in profiles["customer_share"]],
     })
     for feature in declared:
         rows = frame[frame["feature"] == feature.name] if len(frame) else frame
         if not len(rows):
             continue
         cells = []
-        for segment_id in table["id"]:
+        for segment_id in table["Segment"]:
             own = rows[rows["segment_id"].astype(int) == segment_id]
             if feature.kind == "numeric":
                 mean = pd.to_numeric(own[own["category"].isna()]["mean"], errors="coerce").dropna()
@@ -78,12 +78,12 @@ def profile_table(data: ReportData, declared: list[_Feature]) -> pd.DataFrame:
             else:
                 own = own.sort_values("position")
                 cells.append(", ".join(f"{row.category} {_percent(row.mean)}" for row in own.itertuples()) or "–")
-        header = {"numeric": f"mean {feature.label}", "boolean": f"{feature.label}: share yes"}.get(
+        header = {"numeric": f"Average {feature.label}", "boolean": f"{feature.label}: share yes"}.get(
             feature.kind, f"{feature.label}: shares")
         table[header] = cells
-    table["what sets it apart"] = profiles["distinguishing_features"].to_numpy() \
+    table["What sets it apart"] = profiles["distinguishing_features"].to_numpy() \
         if "distinguishing_features" in profiles else None
-    table["recommendation"] = profiles["recommendation"].to_numpy() if "recommendation" in profiles else None
+    table["Recommendation"] = profiles["recommendation"].to_numpy() if "recommendation" in profiles else None
     return table
 
 
@@ -97,7 +97,7 @@ def summary_html(data: ReportData, clustering: list[_Feature]) -> str:
     summary = [
         ("Run", run.run_id),
         ("Status", f"{run.status}" + (f" ({error})" if error else "")),
-        ("Published at", getattr(run, "published_at", None) or "not published"),
+        ("Published at", _when(getattr(run, "published_at", None)) or "not published"),
     ]
     if getattr(run, "source_name", None):
         summary.append(("Source", run.source_name))
@@ -121,6 +121,13 @@ def summary_html(data: ReportData, clustering: list[_Feature]) -> str:
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(value))}</td></tr>" for label, value in summary
     ) + "</table>"
     return f"{table}<p class='rationale'>{html.escape(getattr(run, 'rationale', None) or '')}</p>"
+
+
+def _when(moment) -> str | None:
+    """A timestamp to the minute, with its time zone; text as it is."""
+    if moment is None or isinstance(moment, str):
+        return moment
+    return f"{moment:%Y-%m-%d %H:%M} {moment.tzname() or ''}".strip()
 
 
 def silhouette_in_words(value) -> str:
@@ -295,8 +302,8 @@ def changes_html(data: ReportData, names: dict[int, str]) -> str:
     if data.previous_comparable or (data.comparable_run_id is not None and _present(psi)):
         drift = data.profiles[["segment_id", "segment_name", "previous_customer_count", "customer_count",
                                "centroid_shift"]].rename(columns={
-            "segment_id": "id", "segment_name": "name", "previous_customer_count": "customers before",
-            "customer_count": "customers now", "centroid_shift": "centre shift (standard deviations)",
+            "segment_id": "Segment", "segment_name": "Name", "previous_customer_count": "Customers before",
+            "customer_count": "Customers now", "centroid_shift": "Centre shift (standard deviations)",
         })
         parts.append(_explain(PSI_IN_WORDS) + _table(drift))
     if data.previous_comparable:

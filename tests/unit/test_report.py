@@ -165,7 +165,7 @@ def test_mall_report_names_its_features_and_describes_every_image():
     alts = images(page)
     # histograms, category shares, pairs, k choice, segment scatter, profile indexes
     assert len(alts) == 6 and all(alt.strip() for alt in alts)
-    assert "mean annual income (k$)" in page and "gender: shares" in page
+    assert "Average annual income (k$)" in page and "gender: shares" in page
     assert "Female" in page and "%" in page
     assert "Compared with run 6" in page and "Customers moved between segments" in page
 
