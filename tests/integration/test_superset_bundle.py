@@ -78,6 +78,11 @@ def test_every_chart_reads_columns_its_dataset_has_and_sits_on_the_dashboard(pop
         used += [metric["column"]["column_name"] for metric in metrics]
         assert used and set(used) <= columns, (chart["slice_name"], set(used) - columns)
         assert chart["viz_type"] == params["viz_type"]
+    with populated.connect() as connection:
+        views = superset.read_views(connection)
+    for plan in superset.plan_charts(views):  # what each chart declares it reads, against the view itself
+        calculated = set(superset._CALCULATED.get(plan.view, {}))
+        assert set(plan.columns) <= set(views[plan.view].column_names) | calculated, plan.title
     (dashboard,) = by_prefix(files, "dashboards/").values()
     placed = [item["meta"]["uuid"] for item in dashboard["position"].values()
               if isinstance(item, dict) and item.get("type") == "CHART"]
