@@ -27,6 +27,7 @@ import yaml
 from sqlalchemy.engine import Connection
 
 from segmentation.dataset import Dataset
+from segmentation.errors import SegmentationError
 from segmentation.palette import segment_color
 
 SCHEMA = "segmentation"
@@ -413,13 +414,17 @@ def write_bundle(connection: Connection, url: sa.URL, dataset: Dataset, out, use
     """Write the bundle of `bundle_files` as a zip to `out` (a path or a binary file); return the
     number of charts."""
     files = bundle_files(connection, url, dataset, user)
+    charts = sum(1 for path in files if "/charts/" in path)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
         for path, text in files.items():
             bundle.writestr(path, text)
     if hasattr(out, "write"):
         out.write(buffer.getvalue())
-    else:
+        return charts
+    try:
         with open(out, "wb") as file:
             file.write(buffer.getvalue())
-    return sum(1 for path in files if "/charts/" in path)
+    except OSError as error:
+        raise SegmentationError(f"cannot write the bundle to {out}: {error.strerror}") from None
+    return charts

@@ -181,3 +181,11 @@ def test_bi_superset_writes_an_import_bundle_of_the_views(database_url, customer
     assert "metadata.yaml" in names and "dashboards/Customer_segments.yaml" in names
     assert sum(name.startswith("charts/") for name in names) == 6
     assert any(name.startswith("datasets/") and name.endswith("/current_segment_profiles.yaml") for name in names)
+
+
+def test_bi_superset_into_a_missing_folder_is_one_error_line(database_url, tmp_path):
+    result = segment("bi", "superset", "--out", str(tmp_path / "missing" / "bundle.zip"),
+                     env=environment(DATABASE_URL=database_url))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write the bundle to {tmp_path / 'missing' / 'bundle.zip'}: No such file or directory")
