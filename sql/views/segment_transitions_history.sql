@@ -56,9 +56,10 @@ named as (
         moves.*,
         coalesce(from_profile.segment_name, '(new customers)') as from_segment_name,
         coalesce(to_profile.segment_name, '(left)') as to_segment_name,
-        cast(moves.customer_count as double precision)
-            / sum(moves.customer_count) over (partition by moves.from_run_id, moves.from_segment_id)
-            as share_of_from_segment
+        -- the pair's columns in the partition let a filter on to_run_id or the date reach run_pairs
+        cast(moves.customer_count as double precision) / sum(moves.customer_count) over (
+            partition by moves.from_run_id, moves.to_run_id, moves.to_published_at, moves.from_segment_id
+        ) as share_of_from_segment
     from moves
     left join segmentation_internal.segment_profiles as from_profile
         on from_profile.run_id = moves.from_run_id

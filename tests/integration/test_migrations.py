@@ -113,15 +113,20 @@ def test_moving_the_tables_down_and_up_keeps_rows_partitions_sequences_and_worki
     assert third.status == "published" and third.run_id == 3
 
 
-def test_a_database_whose_version_table_is_still_in_segmentation_is_upgraded(empty_database_url):
-    """Databases migrated by earlier versions of the job keep alembic_version in `segmentation`."""
+def test_a_database_whose_version_table_is_still_in_segmentation_is_upgraded_by_a_run(empty_database_url, customers_csv):
+    """Databases migrated by earlier versions of the job keep alembic_version (and run_lock) in `segmentation`:
+    the run migrates under the advisory lock, then takes the moved lock table."""
+    from segmentation.pipeline import run_once
+    from segmentation.settings import load_settings
+
     engine = db.make_engine(empty_database_url)
     db.upgrade(engine, "0006")
     with engine.begin() as connection:
         connection.exec_driver_sql("alter table segmentation_internal.alembic_version set schema segmentation")
         connection.exec_driver_sql("drop schema segmentation_internal")
         assert db.current_revision(connection) == "0006"
-    db.upgrade(engine)
+    outcome = run_once(engine, load_settings(database_url="postgresql://unused@h/x", write_report=False), customers_csv)
+    assert outcome.status == "published"
     with engine.connect() as connection:
         assert db.version_table_schema(connection) == "segmentation_internal"
         assert db.current_revision(connection) == HEAD
