@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segmentation import db
+from segmentation.display import percent
 from segmentation.errors import Cancelled, SegmentationError
 from segmentation.settings import load_settings
 
@@ -186,7 +187,7 @@ def _print_outcome(outcome) -> None:
             str(row.segment_id),
             row.segment_name,
             str(row.customer_count),
-            f"{row.customer_share:.1%}",
+            f"{percent(row.customer_share)}%",  # as the views' customer_share_pct
             *("-" if value is None or value != value else f"{value:,.1f}" for value in numeric.loc[row.segment_id]),
             row.distinguishing_features,
         )

@@ -51,7 +51,7 @@ def test_console_script_is_installed():
 
 
 def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(database_url, mall_csv):
-    env = environment(DATABASE_URL=database_url)
+    env = environment(DATABASE_URL=database_url, COLUMNS="250")  # wide enough that no name is folded
     first = segment("run", "--csv", str(mall_csv), env=env)
     assert first.returncode == 0, first.stderr
     assert "High income, high spending" in first.stdout and "5 segments" in first.stdout
@@ -60,6 +60,10 @@ def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(databa
 
     profiles = query(database_url, "select * from segmentation.current_segment_profiles order by customer_count desc")
     assert [row.customer_count for row in profiles] == [81, 39, 35, 23, 22]
+    shown = re.findall(r"│ +(\d+) +│ ([^│]+?) +│ +(\d+) +│ +([\d.]+)% +│", second.stdout)
+    assert {(int(id_), name, int(count), pct) for id_, name, count, pct in shown} == {
+        (row.segment_id, row.segment_name, row.customer_count, str(row.customer_share_pct)) for row in profiles
+    }  # the command line prints the view's percentages
     premium = [row for row in profiles if row.customer_count == 39][0]
     assert premium.segment_name == "High income, high spending" and "Premium" in premium.recommendation
     budget = [row for row in profiles if row.segment_name == "Low income, low spending"][0]
