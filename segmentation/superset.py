@@ -120,7 +120,9 @@ def segment_labels(connection: Connection, views: dict[str, View]) -> dict[str, 
 
 _TITLES = {
     "customer_id": "Customer id", "segment_id": "Segment id", "segment_name": "Segment",
-    "segment_label": "Segment (short)", "customer_count": "Customers", "customer_share": "Share of customers",
+    "segment_label": "Segment (short)", "segment_order": "Segment order", "segment_color": "Segment colour",
+    "customer_count": "Customers", "customer_share": "Share of customers (0-1)",
+    "customer_share_pct": "Share of customers (%)", "published_date": "Published on",
     "n_customers": "Customers", "k": "Segments (k)", "silhouette": "Silhouette (-1 to 1, higher = clearer)",
     "size_psi": "Segment size drift (PSI)", "max_centroid_shift": "Largest centre shift",
     "n_outliers": "Outliers", "is_outlier": "Outlier", "distance_to_centroid": "Distance to segment centre",
@@ -129,7 +131,9 @@ _TITLES = {
     "previous_customer_count": "Customers in the previous run", "centroid_shift": "Centre shift",
     "index": "Index (100 = average)", "mean": "Mean (share for a category)",
     "run_id": "Run", "from_run_id": "From run", "to_run_id": "To run",
-    "share_of_from_segment": "Share of the previous segment",
+    "share_of_from_segment": "Share of the previous segment (0-1)",
+    "share_of_from_segment_pct": "Share of the previous segment (%)",
+    "from_label": "From (run: segment)", "to_label": "To (run: segment)",
 }
 
 

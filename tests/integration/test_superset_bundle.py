@@ -124,5 +124,6 @@ def test_column_titles_follow_the_declaration():
     assert superset.column_title("avg_spending_score", MALL) == "Average spending score (1-100)"
     assert superset.column_title("annual_income_k", MALL) == "Annual income (k$)"
     assert superset.column_title("median_age", MALL) == "Median age (years)"
-    assert superset.column_title("share_of_from_segment", MALL) == "Share of the previous segment"
+    assert superset.column_title("share_of_from_segment_pct", MALL) == "Share of the previous segment (%)"
+    assert superset.column_title("female_share_pct", MALL) == "Female share (%)"
     assert superset.column_title("first_order_at", MALL) == "First order at"
