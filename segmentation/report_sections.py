@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from segmentation.display import percent
 from segmentation.report_plots import (
     _count,
     _present,
@@ -48,7 +49,8 @@ def _cell(value) -> str:
 
 
 def _percent(value) -> str:
-    return "–" if not _present(value) else f"{float(value) * 100:.1f}%"
+    """A share as the command line and the views' `_pct` columns print it (41.2%)."""
+    return "–" if not _present(value) else f"{percent(float(value))}%"
 
 
 

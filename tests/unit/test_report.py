@@ -265,6 +265,14 @@ def test_the_choice_of_k_is_explained_in_words_with_human_column_titles():
     assert "150 means 50% above average" in page and "segment size stability (PSI) 0.020" in page
 
 
+def test_shares_are_rounded_as_the_command_line_and_the_views_print_them():
+    customers = mall_customers(np.random.default_rng(12), [1, 2])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    data.profiles["customer_share"] = [0.4115, 0.5885]  # 41.15 in float8 is 41.149999...: the views say 41.2
+    cells = re.findall(r"<td>([^<]*)</td>", render_report(data))
+    assert "41.2%" in cells and "58.9%" in cells
+
+
 def test_customer_moves_are_counted_with_the_share_of_their_row():
     customers = mall_customers(np.random.default_rng(9), [1, 2, 3])
     page = render_report(make_data(MALL, ["annual_income_k", "spending_score"], customers))
