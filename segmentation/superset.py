@@ -93,7 +93,7 @@ def segment_labels(connection: Connection, views: dict[str, View]) -> dict[str, 
     Labels are segment names (and short labels) of every published run, and the run-prefixed
     labels of the transitions view, read from the views; the latest run wins a repeated name.
     """
-    queries = {  # view -> (label column, id column): constant names and expressions only
+    queries = {  # view -> (label column, id column): constant names only
         "segment_profile_history": [("segment_name", "segment_id"), ("segment_label", "segment_id")],
         "segment_transitions": [("from_label", "from_segment_id"), ("to_label", "to_segment_id")],
         "segment_transitions_history": [("from_label", "from_segment_id"), ("to_label", "to_segment_id")],
@@ -102,14 +102,11 @@ def segment_labels(connection: Connection, views: dict[str, View]) -> dict[str, 
     for view_name, pairs in queries.items():
         view = views.get(view_name)
         for label, segment_id in pairs:
-            if view is None or segment_id not in view.column_names:
-                continue
-            expression = label if label in view.column_names else _CALCULATED.get(view_name, {}).get(label)
-            if expression is None:
+            if view is None or not {label, segment_id} <= set(view.column_names):
                 continue
             order = " order by run_id" if "run_id" in view.column_names else ""
             rows = connection.execute(sa.text(
-                f"select {expression} as label, {segment_id} as segment_id from {SCHEMA}.{view_name}"
+                f"select {label} as label, {segment_id} as segment_id from {SCHEMA}.{view_name}"
                 f" where {segment_id} is not null{order}"
             )).all()
             labels.update({str(row.label): int(row.segment_id) for row in rows if row.label is not None})
@@ -183,16 +180,6 @@ def database_config(url: sa.URL, user: str, database_uuid: str) -> dict[str, Any
     }
 
 
-# Transition labels for a view that has none yet: calculated columns Superset evaluates in SQL,
-# with the run on each side, so the same segment on both sides is two nodes (a Sankey needs a DAG).
-_CALCULATED = {
-    "segment_transitions": {
-        "from_label": "'run ' || from_run_id || ': ' || coalesce(from_segment_name, '(new customers)')",
-        "to_label": "'run ' || to_run_id || ': ' || coalesce(to_segment_name, '(left)')",
-    },
-}
-
-
 def dataset_config(view: View, dataset: Dataset, database: str, database_uuid: str) -> dict[str, Any]:
     """One dataset of `view`: its comment as description, each column titled and described."""
     columns = [{
@@ -201,14 +188,6 @@ def dataset_config(view: View, dataset: Dataset, database: str, database_uuid: s
         "is_dttm": column.type.startswith(_TIME_TYPES), "is_active": True, "groupby": True, "filterable": True,
         "expression": None, "python_date_format": None, "advanced_data_type": None, "extra": {},
     } for column in view.columns]
-    for name, expression in _CALCULATED.get(view.name, {}).items():
-        if name not in view.column_names:
-            columns.append({
-                "column_name": name, "verbose_name": column_title(name, dataset),
-                "description": "Segment with its run, for a Sankey (calculated by Superset).", "type": "TEXT",
-                "is_dttm": False, "is_active": True, "groupby": True, "filterable": True, "expression": expression,
-                "python_date_format": None, "advanced_data_type": None, "extra": {},
-            })
     times = [column.name for column in view.columns if column.type.startswith(_TIME_TYPES)]
     return {
         "table_name": view.name, "schema": SCHEMA, "description": view.comment,

@@ -1,5 +1,6 @@
 """The Superset bundle, parsed: every chart reads a dataset of the bundle and columns its view has."""
 
+import graphlib
 import io
 import zipfile
 
@@ -81,8 +82,7 @@ def test_every_chart_reads_columns_its_dataset_has_and_sits_on_the_dashboard(pop
     with populated.connect() as connection:
         views = superset.read_views(connection)
     for plan in superset.plan_charts(views):  # what each chart declares it reads, against the view itself
-        calculated = set(superset._CALCULATED.get(plan.view, {}))
-        assert set(plan.columns) <= set(views[plan.view].column_names) | calculated, plan.title
+        assert set(plan.columns) <= set(views[plan.view].column_names), plan.title
     (dashboard,) = by_prefix(files, "dashboards/").values()
     placed = [item["meta"]["uuid"] for item in dashboard["position"].values()
               if isinstance(item, dict) and item.get("type") == "CHART"]
@@ -98,15 +98,18 @@ def test_segment_labels_keep_their_segment_colour_and_the_sankey_has_no_cycle(po
     with populated.connect() as connection:
         current = connection.execute(sa.text(
             "select segment_id, segment_name from segmentation.current_segment_profiles")).all()
-        datasets = {content["table_name"]: content for content in by_prefix(files, "datasets/").values()}
-        transitions = {column["column_name"]: column for column in datasets["segment_transitions"]["columns"]}
-        label = {side: transitions[f"{side}_label"]["expression"] or f"{side}_label" for side in ("from", "to")}
-        # the labels as Superset selects them: the view's column or the bundle's calculated column
-        edges = connection.execute(sa.text(
-            f"select {label['from']} as source, {label['to']} as target from segmentation.segment_transitions"
-        )).all()
+        datasets = {content["uuid"]: content for content in by_prefix(files, "datasets/").values()}
+        (sankey,) = [chart for chart in by_prefix(files, "charts/").values() if chart["viz_type"] == "sankey_v2"]
+        view = datasets[sankey["dataset_uuid"]]["table_name"]
+        columns = {column["column_name"] for column in datasets[sankey["dataset_uuid"]]["columns"]}
+        source, target = sankey["params"]["source"], sankey["params"]["target"]
+        assert {source, target} <= columns  # names checked against the view before they go into SQL
+        edges = connection.execute(sa.text(f"select {source} as source, {target} as target from segmentation.{view}")).all()
     assert current and all(colours[row.segment_name] == segment_color(row.segment_id) for row in current)
-    assert edges and {edge.source for edge in edges}.isdisjoint({edge.target for edge in edges})
+    graph = {}
+    for edge in edges:
+        graph.setdefault(edge.target, set()).add(edge.source)
+    assert edges and list(graphlib.TopologicalSorter(graph).static_order())  # CycleError: not a Sankey
     # the Sankey's nodes are segments too: each in its segment's colour
     assert all(edge.source in colours for edge in edges if "(new customers)" not in edge.source)
     assert all(edge.target in colours for edge in edges if "(left)" not in edge.target)
