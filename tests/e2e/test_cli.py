@@ -51,7 +51,7 @@ def test_console_script_is_installed():
 
 
 def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(database_url, mall_csv):
-    env = environment(DATABASE_URL=database_url)
+    env = environment(DATABASE_URL=database_url, COLUMNS="250")  # wide enough that no name is folded
     first = segment("run", "--csv", str(mall_csv), env=env)
     assert first.returncode == 0, first.stderr
     assert "High income, high spending" in first.stdout and "5 segments" in first.stdout
@@ -60,6 +60,10 @@ def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(databa
 
     profiles = query(database_url, "select * from segmentation.current_segment_profiles order by customer_count desc")
     assert [row.customer_count for row in profiles] == [81, 39, 35, 23, 22]
+    shown = re.findall(r"│ +(\d+) +│ ([^│]+?) +│ +(\d+) +│ +([\d.]+)% +│", second.stdout)
+    assert {(int(id_), name, int(count), pct) for id_, name, count, pct in shown} == {
+        (row.segment_id, row.segment_name, row.customer_count, str(row.customer_share_pct)) for row in profiles
+    }  # the command line prints the view's percentages
     premium = [row for row in profiles if row.customer_count == 39][0]
     assert premium.segment_name == "High income, high spending" and "Premium" in premium.recommendation
     budget = [row for row in profiles if row.segment_name == "Low income, low spending"][0]
@@ -165,3 +169,27 @@ def test_without_database_url_an_embedded_server_keeps_data_between_runs_and_sto
     assert listed.returncode == 0, listed.stderr
     assert len(re.findall(r"│ published +│", listed.stdout)) == 2
     assert (tmp_path / "data" / "pgdata" / "PG_VERSION").is_file()
+
+
+def test_bi_superset_writes_an_import_bundle_of_the_views(database_url, customers_csv, tmp_path):
+    import zipfile
+
+    env = environment(DATABASE_URL=database_url)
+    assert segment("run", "--csv", str(customers_csv), env=env).returncode == 0
+    out = tmp_path / "bundle.zip"
+    result = segment("bi", "superset", "--out", str(out), "--user", "bi_reader", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "6 charts" in result.stdout and "superset import-dashboards" in result.stdout
+    with zipfile.ZipFile(out) as bundle:
+        names = [name.split("/", 1)[1] for name in bundle.namelist()]
+    assert "metadata.yaml" in names and "dashboards/Customer_segments.yaml" in names
+    assert sum(name.startswith("charts/") for name in names) == 6
+    assert any(name.startswith("datasets/") and name.endswith("/current_segment_profiles.yaml") for name in names)
+
+
+def test_bi_superset_into_a_missing_folder_is_one_error_line(database_url, tmp_path):
+    result = segment("bi", "superset", "--out", str(tmp_path / "missing" / "bundle.zip"),
+                     env=environment(DATABASE_URL=database_url))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write the bundle to {tmp_path / 'missing' / 'bundle.zip'}: No such file or directory")

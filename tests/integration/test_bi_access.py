@@ -13,7 +13,7 @@ from segmentation.settings import load_settings
 
 DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "sql" / "dashboards").glob("*.sql"))
 VIEWS = ["current_customer_segments", "current_segment_profiles", "run_history", "segment_transitions",
-         "segment_profile_history"]
+         "segment_profile_history", "segment_transitions_history", "current_segment_features"]
 
 
 def settings(**overrides):
@@ -95,10 +95,10 @@ def test_every_dashboard_query_runs_as_the_reader(populated, reader_url, path):
     assert rows
 
 
-def test_there_are_the_five_dashboard_queries():
+def test_there_are_the_six_dashboard_queries():
     assert {path.stem for path in DASHBOARDS} == {
         "segment_sizes_over_time", "segment_migration_between_runs", "top_customers_per_segment",
-        "current_profiles", "run_quality_over_time",
+        "current_profiles", "run_quality_over_time", "segment_migration_over_time",
     }
 
 

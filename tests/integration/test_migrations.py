@@ -7,20 +7,36 @@ import sqlalchemy as sa
 
 from segmentation import db
 
+HEAD = "0008"
+
+SEGMENT_COLUMNS = ("segment_label", "segment_order", "segment_color")
+TRANSITION_COLUMNS = {
+    "from_run_id", "to_run_id", "from_segment_id", "to_segment_id", "customer_count", "from_label", "to_label",
+    "from_segment_name", "to_segment_name", "share_of_from_segment_pct", "to_published_date",
+}
 VIEWS = {
     "current_customer_segments": {
         "customer_id", "segment_id", "segment_name", "gender", "age", "annual_income_k", "spending_score",
-        "distance_to_centroid", "run_id", "published_at",
+        "distance_to_centroid", "run_id", "published_at", *SEGMENT_COLUMNS, "published_date",
     },
     "current_segment_profiles": {
         "segment_id", "segment_name", "customer_count", "customer_share", "avg_age", "avg_annual_income_k",
-        "avg_spending_score", "female_share", "recommendation", "run_id",
+        "avg_spending_score", "female_share", "recommendation", "run_id", *SEGMENT_COLUMNS, "published_date",
+        "customer_share_pct", "female_share_pct",
     },
-    "run_history": {"run_id", "started_at", "finished_at", "status", "k", "silhouette", "n_customers", "published_at"},
-    "segment_transitions": {"from_run_id", "to_run_id", "from_segment_id", "to_segment_id", "customer_count"},
-    "segment_profile_history": {"run_id", "published_at", "segment_id", "segment_name", "customer_count"},
+    "run_history": {
+        "run_id", "started_at", "finished_at", "status", "k", "silhouette", "n_customers", "published_at",
+        "published_date",
+    },
+    "segment_transitions": TRANSITION_COLUMNS,
+    "segment_transitions_history": TRANSITION_COLUMNS,
+    "segment_profile_history": {
+        "run_id", "published_at", "segment_id", "segment_name", "customer_count", *SEGMENT_COLUMNS, "published_date",
+        "is_latest_of_day", "customer_share_pct",
+    },
     "current_segment_features": {
         "segment_id", "segment_name", "feature", "label", "unit", "category", "mean", "median", "index", "level",
+        *SEGMENT_COLUMNS, "published_date", "share_pct",
     },
     "customer_rfm": {
         "customer_id", "recency_days", "frequency", "monetary", "average_order_value", "tenure_days", "r_score",
@@ -85,7 +101,8 @@ def test_moving_the_tables_down_and_up_keeps_rows_partitions_sequences_and_worki
     with engine.connect() as connection:
         before = {view: tuple(connection.execute(sa.text(query)).one()) for view, query in counts.items()}
     db.downgrade(engine, "0006")
-    assert every_relation(engine, "segmentation") == internal | {(view, "v") for view in VIEWS}
+    views_of_0006 = set(VIEWS) - {"segment_transitions_history"}
+    assert every_relation(engine, "segmentation") == internal | {(view, "v") for view in views_of_0006}
     assert every_relation(engine, "segmentation_internal") == version_table
     db.upgrade(engine)
     assert every_relation(engine, "segmentation_internal") - version_table == internal
@@ -96,18 +113,23 @@ def test_moving_the_tables_down_and_up_keeps_rows_partitions_sequences_and_worki
     assert third.status == "published" and third.run_id == 3
 
 
-def test_a_database_whose_version_table_is_still_in_segmentation_is_upgraded(empty_database_url):
-    """Databases migrated by earlier versions of the job keep alembic_version in `segmentation`."""
+def test_a_database_whose_version_table_is_still_in_segmentation_is_upgraded_by_a_run(empty_database_url, customers_csv):
+    """Databases migrated by earlier versions of the job keep alembic_version (and run_lock) in `segmentation`:
+    the run migrates under the advisory lock, then takes the moved lock table."""
+    from segmentation.pipeline import run_once
+    from segmentation.settings import load_settings
+
     engine = db.make_engine(empty_database_url)
     db.upgrade(engine, "0006")
     with engine.begin() as connection:
         connection.exec_driver_sql("alter table segmentation_internal.alembic_version set schema segmentation")
         connection.exec_driver_sql("drop schema segmentation_internal")
         assert db.current_revision(connection) == "0006"
-    db.upgrade(engine)
+    outcome = run_once(engine, load_settings(database_url="postgresql://unused@h/x", write_report=False), customers_csv)
+    assert outcome.status == "published"
     with engine.connect() as connection:
         assert db.version_table_schema(connection) == "segmentation_internal"
-        assert db.current_revision(connection) == "0007"
+        assert db.current_revision(connection) == HEAD
     assert {kind for _, kind in every_relation(engine, "segmentation")} == {"v"}
     engine.dispose()
 
@@ -131,7 +153,8 @@ def test_each_migration_downgrades_to_the_one_before_with_its_comments(empty_dat
     db.upgrade(engine)
     db.downgrade(engine, "0001")
     assert relations(engine, "v") == set(VIEWS) - {
-        "segment_transitions", "segment_profile_history", "current_segment_features", "customer_rfm"}
+        "segment_transitions", "segment_profile_history", "current_segment_features", "customer_rfm",
+        "segment_transitions_history"}
     with engine.connect() as connection:
         comment = connection.execute(sa.text(
             "select col_description(cast('segmentation.current_segment_profiles' as regclass), 1)")).scalar()
