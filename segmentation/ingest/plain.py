@@ -16,6 +16,11 @@ from decimal import Decimal
 from segmentation.dataset import BOOLEAN_WORDS, MALL, Column, Dataset
 from segmentation.ingest.rules import MAX_ID_DIGITS, MAX_TEXT_ID_CHARACTERS, MAX_WHOLE_DIGITS, ColumnLayout, _bounds
 
+#: what makes PostgreSQL's array_out quote a text element: a brace, the comma delimiter, a
+#: double quote, a backslash or white space as array_isspace knows it (ASCII only)
+_QUOTED_ELEMENT = re.compile(r'[{},"\\ \t\n\r\v\f]')
+_WHITE_SPACE = re.compile(r"[ \t\v\f]")  # of the above, what a plain value may hold
+
 #: integer and fraction digits of a number on the fast path: at most 15 each keeps it below
 #: 1e15, within 30 significant digits and 64 characters (`rules._number_problem`); longer
 #: numbers take parse_line
@@ -208,15 +213,40 @@ def plain_line_pattern(layout: ColumnLayout, dataset: Dataset = MALL, quotes: bo
     return re.escape(delimiter).join(fields)
 
 
+def array_element(value: str | None) -> str:
+    """One element of a text array as PostgreSQL prints it (array_out): quoted only when it is
+    empty, spells NULL in any case, or holds a brace, comma, quote, backslash or white space."""
+    if value is None:
+        return "NULL"
+    if value and not _QUOTED_ELEMENT.search(value) and not (value.isascii() and value.upper() == "NULL"):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def array_literal(values: tuple[str | None, ...]) -> str:
+    """A text array of `values` as PostgreSQL prints it: `cast(attributes as text)` of the row
+    that stores them. One spelling per content, so a staged line and a stored row compare as text
+    (no array to parse for the rows that did not change)."""
+    return "{" + ",".join(map(array_element, values)) + "}"
+
+
+def _spaced(value: str) -> str:
+    """A plain free-text value as an array element (empty: NULL) inside a CSV field (quotes doubled)."""
+    if not value:
+        return "NULL"
+    return '""' + value + '""' if _WHITE_SPACE.search(value) else value
+
+
 def _converter(layout: ColumnLayout, dataset: Dataset, numbered: bool = False) -> Callable[[list[str], str, int], str]:
     """A function turning plain lines (quotes removed) into COPY records: id,"{values}" + tail
-    (`numbered`: record number,id,"{values}" + tail, numbered from `start`).
+    (`numbered`: record number,id,"{values}" + tail, numbered from `start`), the values
+    written as `array_literal` writes them.
 
     Generated from the layout as one list comprehension: per line one split, and per value
     at most one dictionary look-up (categories, booleans) or `or 'NULL'` (empty numbers).
     The generated code holds only field indexes; spellings are looked up in dictionaries.
     """
-    namespace: dict[str, object] = {"d": layout.delimiter, "N": "NULL", "Z": "0"}
+    namespace: dict[str, object] = {"d": layout.delimiter, "N": "NULL", "Z": "0", "T": _spaced}
     id_field = f"f[{layout.positions['customer_id']}]"
     parts = []
     for index, column in enumerate(dataset.columns):
@@ -224,10 +254,11 @@ def _converter(layout: ColumnLayout, dataset: Dataset, numbered: bool = False) -
         if column.type in ("number", "whole"):
             parts.append(f"{{{field} or N}}")
         elif column.type == "boolean" or column.values is not None:
-            namespace[f"m{index}"] = {"": "NULL", **_spellings(column)}
+            spellings = {form: array_element(stored).replace('"', '""') for form, stored in _spellings(column).items()}
+            namespace[f"m{index}"] = {"": "NULL", **spellings}
             parts.append(f"{{m{index}[{field}]}}")
-        else:
-            parts.append(f"{{{field} or N}}")
+        else:  # free text: quoted when it holds white space, as PostgreSQL prints it
+            parts.append(f"{{T({field})}}")
     record = ("{%s.lstrip(Z)}" % id_field if dataset.id_type == "whole" else "{%s}" % id_field)
     record += ',"{{' + ",".join(parts) + '}}"{tail}'
     lines = "line in lines"

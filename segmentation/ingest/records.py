@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from segmentation.dataset import Dataset
 from segmentation.errors import ImportRefused
-from segmentation.ingest.plain import _converter, plain_line_pattern
+from segmentation.ingest.plain import _converter, array_literal, plain_line_pattern
 from segmentation.ingest.rules import (
     UNBALANCED_QUOTE,
     RowRejected,
@@ -30,13 +30,6 @@ from segmentation.ingest.rules import (
 )
 from segmentation.ingest.source import LONG_LINE_PATTERN, MAX_LINE_CHARACTERS, Block, LongLine, _Source
 
-
-
-def _array_literal(values: tuple[str | None, ...]) -> str:
-    """An array literal of text values as PostgreSQL reads it (every element quoted)."""
-    return "{" + ",".join(
-        "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values
-    ) + "}"
 
 
 def storable(text: str) -> str:
@@ -238,9 +231,9 @@ class _Writer:
 
 
     def _record(self, parsed: ParsedLine) -> str:
-        """The COPY fields of a record the row rules accepted: `id,"{values}"`. A subclass may
+        """The COPY fields of a record the row rules accepted: `id,"{values}"` (`array_literal`). A subclass may
         check more and raise RowRejected (the record is then rejected with that reason)."""
-        return _csv_quoted(parsed.customer_id) + "," + _csv_quoted(_array_literal(parsed.values))
+        return _csv_quoted(parsed.customer_id) + "," + _csv_quoted(array_literal(parsed.values))
 
 
 def _copy_statement(table: str, columns: tuple[str, ...]) -> sql.Composed:
