@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from segmentation.dataset import Dataset
 from segmentation.errors import ImportRefused
-from segmentation.ingest.plain import _converter, array_literal, plain_line_pattern
+from segmentation.ingest.plain import _converter, _verbatim_converter, array_literal, plain_line_pattern, verbatim_line_pattern
 from segmentation.ingest.rules import (
     UNBALANCED_QUOTE,
     RowRejected,
@@ -50,7 +50,8 @@ class _Writer:
     With `numbered`, every record (a rejected one too) starts with its record number.
 
     A block whose every line is plain is checked by one regular expression and converted by
-    the generated `_converter`; other blocks are read line by line (plain lines still take the
+    the generated `_converter` (or, when every line is already in its stored spelling, by
+    `_verbatim_converter`, one split per line); other blocks are read line by line (plain lines still take the
     converter, the others `parse_line`). `reject(number, customer_id, raw_text, reason)`
     returns the record to send for a rejected record, if any. `reasons` counts reject patterns.
 
@@ -78,6 +79,11 @@ class _Writer:
         self.unquoted_block = re.compile(f"(?>{unquoted}\n)*") if unquoted else None
         self.plain_line = re.compile(plain) if plain else None
         self.convert = _converter(layout, dataset, numbered)
+        # lines whose text after the id is the array's body; only for this class's records (a
+        # subclass with records of its own, such as the order writer, formats them itself)
+        verbatim = verbatim_line_pattern(layout, dataset) if type(self)._record is _Writer._record else None
+        self.verbatim_block = re.compile(f"(?>{verbatim}\n)*") if verbatim else None
+        self.convert_verbatim = _verbatim_converter(layout, dataset, numbered)
         self.rows_read = 0
         self.rows_valid = 0
         self.reasons: collections.Counter[str] = collections.Counter()
@@ -111,16 +117,13 @@ class _Writer:
     def records(self, first: int, text: str) -> str:
         """The COPY records of whole lines `text` whose first line is line `first`."""
         quoted = '"' in text
+        if not self.pending and not quoted and self.verbatim_block is not None and self.verbatim_block.fullmatch(text):
+            return self._plain(text.split("\n")[:-1], self.convert_verbatim)
         block = self.plain_block if quoted else self.unquoted_block
         if not self.pending and block is not None and block.fullmatch(text):
             if quoted:
                 text = text.replace('"', "")
-            lines = text.split("\n")
-            lines.pop()
-            start = self.rows_read + 2
-            self.rows_read += len(lines)
-            self.rows_valid += len(lines)
-            return self.convert(lines, self.tail, start)
+            return self._plain(text.split("\n")[:-1])
         return self._read(enumerate(text.split("\n")[:-1], start=first))
 
     def long_line(self, piece: LongLine) -> str:
@@ -141,13 +144,14 @@ class _Writer:
             out.append(self._read(()))
         return "".join(out)
 
-    def _plain(self, lines: list[str]) -> str:
-        if any('"' in line for line in lines):
+    def _plain(self, lines: list[str], convert=None) -> str:
+        """The records of plain lines (by `convert`, default the plain converter)."""
+        if convert is None and any('"' in line for line in lines):
             lines = [line.replace('"', "") for line in lines]
         start = self.rows_read + 2
         self.rows_read += len(lines)
         self.rows_valid += len(lines)
-        return self.convert(lines, self.tail, start)
+        return (convert or self.convert)(lines, self.tail, start)
 
     def _read(self, numbered: Iterable[tuple[int, str]]) -> str:
         out: list[str] = []

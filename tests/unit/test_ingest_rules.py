@@ -447,6 +447,18 @@ def test_values_with_white_space_are_quoted_as_postgresql_prints_them_on_both_pa
     assert [next(csv.reader([record], strict=True))[1] for record in careful.records(2, block).splitlines()] == literals
 
 
+def test_a_block_of_lines_in_their_stored_spelling_is_split_once_per_line(layout, monkeypatch):
+    writer = records._Writer(layout, MALL, ",7", lambda *_: pytest.fail("nothing is rejected"), numbered=True)
+    monkeypatch.setattr(writer, "convert", lambda *_: pytest.fail("a verbatim block took the plain converter"))
+    block = "0001,Male,19,15,39\n2,Female,0,15.5,100\n"
+    assert writer.records(2, block) == '2,1,"{Male,19,15,39}",7\n3,2,"{Female,0,15.5,100}",7\n'
+    for line in ["3,Male,,1,1", "3,M,1,1,1", "3,male,1,1,1", '"3",Male,1,1,1', "3,Male,1,1,1,"]:
+        assert not writer.verbatim_block.fullmatch(line + "\n"), line
+    reordered = map_header(["Gender", "CustomerID", "Age", "Annual Income (k$)", "Spending Score (1-100)"], MALL, {}, "x")
+    assert plain.verbatim_line_pattern(reordered, MALL) is None
+    assert plain.verbatim_line_pattern(map_header([*MALL_HEADER, "Extra"], MALL, {}, "x"), MALL) is None
+
+
 def test_a_block_with_an_unusual_line_is_read_line_by_line(layout):
     rejected = []
     writer = records._Writer(layout, MALL, ",,", lambda number, *rest: rejected.append((number, *rest)) or "R\n")
