@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from segmentation.dataset import Dataset
 from segmentation.errors import ImportRefused
-from segmentation.ingest.plain import _converter, plain_line_pattern
+from segmentation.ingest.plain import _converter, _verbatim_converter, array_literal, plain_line_pattern, verbatim_line_pattern
 from segmentation.ingest.rules import (
     UNBALANCED_QUOTE,
     RowRejected,
@@ -30,13 +30,6 @@ from segmentation.ingest.rules import (
 )
 from segmentation.ingest.source import LONG_LINE_PATTERN, MAX_LINE_CHARACTERS, Block, LongLine, _Source
 
-
-
-def _array_literal(values: tuple[str | None, ...]) -> str:
-    """An array literal of text values as PostgreSQL reads it (every element quoted)."""
-    return "{" + ",".join(
-        "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values
-    ) + "}"
 
 
 def storable(text: str) -> str:
@@ -57,7 +50,8 @@ class _Writer:
     With `numbered`, every record (a rejected one too) starts with its record number.
 
     A block whose every line is plain is checked by one regular expression and converted by
-    the generated `_converter`; other blocks are read line by line (plain lines still take the
+    the generated `_converter` (or, when every line is already in its stored spelling, by
+    `_verbatim_converter`, one split per line); other blocks are read line by line (plain lines still take the
     converter, the others `parse_line`). `reject(number, customer_id, raw_text, reason)`
     returns the record to send for a rejected record, if any. `reasons` counts reject patterns.
 
@@ -85,6 +79,11 @@ class _Writer:
         self.unquoted_block = re.compile(f"(?>{unquoted}\n)*") if unquoted else None
         self.plain_line = re.compile(plain) if plain else None
         self.convert = _converter(layout, dataset, numbered)
+        # lines whose text after the id is the array's body; only for this class's records (a
+        # subclass with records of its own, such as the order writer, formats them itself)
+        verbatim = verbatim_line_pattern(layout, dataset) if type(self)._record is _Writer._record else None
+        self.verbatim_block = re.compile(f"(?>{verbatim}\n)*") if verbatim else None
+        self.convert_verbatim = _verbatim_converter(layout, dataset, numbered)
         self.rows_read = 0
         self.rows_valid = 0
         self.reasons: collections.Counter[str] = collections.Counter()
@@ -118,16 +117,13 @@ class _Writer:
     def records(self, first: int, text: str) -> str:
         """The COPY records of whole lines `text` whose first line is line `first`."""
         quoted = '"' in text
+        if not self.pending and not quoted and self.verbatim_block is not None and self.verbatim_block.fullmatch(text):
+            return self._plain(text.split("\n")[:-1], self.convert_verbatim)
         block = self.plain_block if quoted else self.unquoted_block
         if not self.pending and block is not None and block.fullmatch(text):
             if quoted:
                 text = text.replace('"', "")
-            lines = text.split("\n")
-            lines.pop()
-            start = self.rows_read + 2
-            self.rows_read += len(lines)
-            self.rows_valid += len(lines)
-            return self.convert(lines, self.tail, start)
+            return self._plain(text.split("\n")[:-1])
         return self._read(enumerate(text.split("\n")[:-1], start=first))
 
     def long_line(self, piece: LongLine) -> str:
@@ -148,13 +144,14 @@ class _Writer:
             out.append(self._read(()))
         return "".join(out)
 
-    def _plain(self, lines: list[str]) -> str:
-        if any('"' in line for line in lines):
+    def _plain(self, lines: list[str], convert=None) -> str:
+        """The records of plain lines (by `convert`, default the plain converter)."""
+        if convert is None and any('"' in line for line in lines):
             lines = [line.replace('"', "") for line in lines]
         start = self.rows_read + 2
         self.rows_read += len(lines)
         self.rows_valid += len(lines)
-        return self.convert(lines, self.tail, start)
+        return (convert or self.convert)(lines, self.tail, start)
 
     def _read(self, numbered: Iterable[tuple[int, str]]) -> str:
         out: list[str] = []
@@ -238,9 +235,9 @@ class _Writer:
 
 
     def _record(self, parsed: ParsedLine) -> str:
-        """The COPY fields of a record the row rules accepted: `id,"{values}"`. A subclass may
+        """The COPY fields of a record the row rules accepted: `id,"{values}"` (`array_literal`). A subclass may
         check more and raise RowRejected (the record is then rejected with that reason)."""
-        return _csv_quoted(parsed.customer_id) + "," + _csv_quoted(_array_literal(parsed.values))
+        return _csv_quoted(parsed.customer_id) + "," + _csv_quoted(array_literal(parsed.values))
 
 
 def _copy_statement(table: str, columns: tuple[str, ...]) -> sql.Composed:

@@ -557,6 +557,8 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
                 "select line_number, raw_line, reason from segmentation_internal.import_rejects where batch_id = :id"
                 " order by line_number"), {"id": result.batch_id}).all()
         assert len(stored) == result.rows_rejected
+        again = import_file(engine, path, settings(dataset=EVERY_TYPE))  # the stage's text matches the stored rows'
+        assert (again.rows_inserted, again.rows_updated, again.rows_unchanged) == (0, 0, result.rows_inserted)
         return (result.rows_inserted, result.rows_rejected), customers, stored
 
     fast = load()
@@ -571,3 +573,21 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
                         " cast(:c as float8)"),
                 dict(zip("abcdef", [*attributes[:5], attributes[7]])),
             )
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.one_of(st.none(), st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")),
+                                 st.sampled_from(["", "NULL", "null", "nUlL", "a b", " ", "\t", "\x0b", "\x0c", "{", "}",
+                                                  ",", '"', "\\", "\u00a0", "\u2003", "x\ny", "\r"])),
+                       min_size=1, max_size=6))
+def test_the_stage_writes_attributes_as_postgresql_prints_them(engine, values):
+    """A re-import compares the staged text with the stored array printed as text: equal only
+    if `array_literal` spells every content exactly as PostgreSQL's array output does."""
+    from segmentation.ingest import plain
+
+    literal = plain.array_literal(tuple(values))
+    with engine.connect() as connection:
+        stored, printed = connection.execute(
+            sa.text("select cast(:literal as text[]), cast(cast(:literal as text[]) as text)"), {"literal": literal}
+        ).one()
+    assert (stored, printed) == (values, literal)
