@@ -186,3 +186,14 @@ def test_scoring_the_candidates_in_parallel_gives_the_same_table_as_one_at_a_tim
     assert len(scaled) >= model_selection.PARALLEL_FROM_ROWS
     pd.testing.assert_frame_equal(one, both)
     assert one.loc[one["votes"].idxmax(), "k"] == 3
+
+
+def test_silhouettes_of_many_labelings_at_once_equal_scikit_learns():
+    from sklearn.metrics import silhouette_score
+
+    points, truth = make_blobs(n_samples=2_500, centers=4, cluster_std=2.0, random_state=5)
+    labelings = [truth, np.arange(len(points)) % 3, np.where(np.arange(len(points)) == 7, 9, truth), np.zeros(len(points))]
+    ours = model_selection.silhouette_scores(points, labelings)
+    for labels, value in zip(labelings[:3], ours):  # the third has a one-member cluster
+        assert value == pytest.approx(silhouette_score(points, labels), abs=1e-6)
+    assert ours[3] is None  # one group: no silhouette
