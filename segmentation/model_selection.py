@@ -186,7 +186,8 @@ def silhouette_scores(points: np.ndarray, labelings: list[np.ndarray]) -> list[f
             means[rows, own] = np.inf
             nearest_other = means.min(axis=1)
             width = np.maximum(within, nearest_other)
-            coefficient = np.divide(nearest_other - within, width, out=np.zeros(len(rows)), where=width > 0)
+            with np.errstate(invalid="ignore"):  # one cluster: every "other" mean is infinite
+                coefficient = np.divide(nearest_other - within, width, out=np.zeros(len(rows)), where=width > 0)
             total[start:stop] = np.where(own_count > 0, coefficient, 0.0)  # a lone member scores 0
     return [None if len(count) < 2 else float(total.mean()) for count, total in zip(counts, totals)]
 

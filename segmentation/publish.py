@@ -153,15 +153,16 @@ def store_results(
     evaluations: pd.DataFrame,
     profiles: pd.DataFrame,
     feature_rows: pd.DataFrame,
-    assignments: pd.DataFrame,
+    n_customers: int,
     dataset: Dataset = MALL,
 ) -> None:
-    """Write a run's k_evaluations, segment_profiles and customer_segments and set its status.
+    """Write a run's k_evaluations and segment_profiles, attach its customer_segments
+    partition (filled by `create_partition` and `copy_assignments`) and set its status.
 
     `status` is `published` (the views switch to this run when the caller commits) or `held`
     (kept for inspection, never shown by the views). `run_fields` fills the runs row: k,
     k_selection, rationale, silhouette, n_imputed, size_psi, max_centroid_shift, n_outliers,
-    error. `assignments` has one row per customer with ASSIGNMENT_COLUMNS.
+    error. `n_customers`: the rows written to the partition.
     """
     chosen = evaluations.assign(run_id=run_id, is_chosen=evaluations["k"] == run_fields["k"])
     connection.execute(
@@ -192,7 +193,7 @@ def store_results(
             ),
             [{**row, "run_id": run_id} for row in _records(feature_rows[FEATURE_COLUMNS])],
         )
-    _copy_assignments(connection, run_id, assignments)
+    _attach_partition(connection, run_id)
     if status == "published":
         recreated = views.ensure_views(connection, dataset)
         if recreated:
@@ -213,7 +214,7 @@ def store_results(
         {
             "run_id": run_id,
             "status": status,
-            "n_customers": len(assignments),
+            "n_customers": n_customers,
             **{**run_fields, "n_imputed": json.dumps(run_fields["n_imputed"])},
         },
     ).rowcount
@@ -257,24 +258,38 @@ def partition_name(run_id: int) -> str:
     return f"customer_segments_r{int(run_id)}"
 
 
-def _copy_assignments(connection: Connection, run_id: int, assignments: pd.DataFrame) -> None:
-    """Load the run's rows into a new table, index it, and attach it as the run's partition.
+def create_partition(connection: Connection, run_id: int) -> None:
+    """A new, empty table for the run's per-customer rows (`copy_assignments` fills it).
 
-    Attaching takes only a SHARE UPDATE EXCLUSIVE lock on `customer_segments`, so dashboards
-    reading the views are never blocked; the table is visible only when the caller commits.
+    It becomes the run's partition of `customer_segments` in `store_results`, and is visible
+    to anyone only when the caller commits.
     """
-    table = f"segmentation.{partition_name(run_id)}"
     connection.exec_driver_sql(
-        f"create table {table} (like segmentation.customer_segments including defaults,"
+        f"create table segmentation.{partition_name(run_id)} (like segmentation.customer_segments including defaults,"
         f" check (run_id = {int(run_id)}))"
     )
+
+
+def copy_assignments(connection: Connection, run_id: int, assignments: pd.DataFrame) -> None:
+    """Append one chunk of the run's per-customer rows (ASSIGNMENT_COLUMNS) to its new table, by COPY."""
     columns = [_python_values(assignments[column], integer=column in INTEGER_COLUMNS) for column in ASSIGNMENT_COLUMNS]
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
-        with cursor.copy(f"copy {table} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin") as copy:
+        with cursor.copy(
+            f"copy segmentation.{partition_name(run_id)} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin"
+        ) as copy:
             # psycopg formats each row in C: about twice as fast as pandas to_csv blocks
             for row in zip(itertools.repeat(int(run_id)), *columns):
                 copy.write_row(row)
+
+
+def _attach_partition(connection: Connection, run_id: int) -> None:
+    """Index the run's table and attach it as its partition of `customer_segments`.
+
+    Attaching takes only a SHARE UPDATE EXCLUSIVE lock on `customer_segments`, so dashboards
+    reading the views are never blocked.
+    """
+    table = f"segmentation.{partition_name(run_id)}"
     connection.exec_driver_sql(f"alter table {table} add primary key (run_id, customer_id)")
     connection.exec_driver_sql(
         f"alter table segmentation.customer_segments attach partition {table} for values in ({int(run_id)})"
