@@ -229,7 +229,10 @@ def assign_customers(fitted: Fitted, chunks, dataset, write) -> SegmentStatistic
                     "second_segment_id": assignment.second_ids,
                     "margin_to_second": assignment.margins,
                     "is_outlier": assignment.is_outlier,
-                    "attributes": chunk[dataset.names].to_numpy(dtype=object).tolist(),
+                    "attributes": (
+                        chunk[features.ATTRIBUTES_TEXT] if features.ATTRIBUTES_TEXT in chunk
+                        else publish.array_literals(chunk[dataset.names])
+                    ).to_numpy(),
                 }
             )
         )

@@ -9,7 +9,6 @@ atomically.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import socket
@@ -240,18 +239,49 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return records
 
 
-INTEGER_COLUMNS = {"segment_id", "second_segment_id"}
+#: COPY's text format: a backslash, tab, newline or carriage return in a value is escaped
+_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+#: distances go as whole nanounits ("1234567e-9"): integers format ~6x faster than floats
+_DISTANCE_RESOLUTION = 9
 
 
-def _python_values(series: pd.Series, integer: bool) -> list:
-    """A column as a list of plain Python values, None where missing."""
-    if series.name == "attributes":
-        return series.tolist()
-    if integer:
-        series = pd.Series(series).astype("Int64")
-    if series.isna().any() or series.dtype == object or integer:
-        return series.astype(object).where(series.notna(), None).tolist()
-    return series.tolist()
+def _copy_text(values: pd.Series) -> np.ndarray:
+    """Text values escaped for COPY's text format, NULL as \\N."""
+    text = values.astype(object)
+    joined = "".join(text.dropna())  # one scan of one string: much faster than a regex per value
+    if any(character in joined for character in _COPY_ESCAPES):
+        text = text.str.translate(str.maketrans(_COPY_ESCAPES))
+    return text.where(text.notna(), "\\N").to_numpy()
+
+
+def _copy_integers(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype == object:
+        missing = pd.isna(values)
+        text = np.where(missing, 0, values).astype(np.int64).astype(str).astype(object)
+        text[missing] = "\\N"
+        return text
+    return values.astype(np.int64).astype(str).astype(object)
+
+
+def _copy_distances(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    missing = np.isnan(values)
+    whole = np.round(np.where(missing, 0.0, values) * 10**_DISTANCE_RESOLUTION).astype(np.int64)
+    text = np.char.add(whole.astype(str), f"e-{_DISTANCE_RESOLUTION}").astype(object)
+    text[missing] = "\\N"
+    return text
+
+
+def array_literals(values: pd.DataFrame) -> pd.Series:
+    """Each row's values as PostgreSQL text-array input ("{Female,19,\\"a b\\",NULL}")."""
+
+    def element(value) -> str:
+        if value is None:
+            return "NULL"
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return pd.Series(["{" + ",".join(map(element, row)) + "}" for row in values.itertuples(index=False)], index=values.index)
 
 
 def partition_name(run_id: int) -> str:
@@ -271,16 +301,30 @@ def create_partition(connection: Connection, run_id: int) -> None:
 
 
 def copy_assignments(connection: Connection, run_id: int, assignments: pd.DataFrame) -> None:
-    """Append one chunk of the run's per-customer rows (ASSIGNMENT_COLUMNS) to its new table, by COPY."""
-    columns = [_python_values(assignments[column], integer=column in INTEGER_COLUMNS) for column in ASSIGNMENT_COLUMNS]
+    """Append one chunk of the run's per-customer rows to its new table, by COPY.
+
+    `assignments` has ASSIGNMENT_COLUMNS; `attributes` as PostgreSQL array text (as
+    `cast(attributes as text)` gives it, or `array_literals`). The chunk is formatted column by
+    column with numpy and sent as one block: per-row formatting in Python (psycopg's
+    write_row, which builds every array in Python) took 20 s per million customers.
+    """
+    columns = [
+        np.full(len(assignments), str(int(run_id)), dtype=object),
+        _copy_text(assignments["customer_id"]),
+        _copy_integers(assignments["segment_id"]),
+        _copy_distances(assignments["distance_to_centroid"]),
+        _copy_integers(assignments["second_segment_id"]),
+        _copy_distances(assignments["margin_to_second"]),
+        np.where(np.asarray(assignments["is_outlier"], dtype=bool), "t", "f").astype(object),
+        _copy_text(pd.Series(assignments["attributes"])),
+    ]
+    block = "\n".join(map("\t".join, zip(*columns))) + "\n"
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
         with cursor.copy(
             f"copy segmentation.{partition_name(run_id)} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin"
         ) as copy:
-            # psycopg formats each row in C: about twice as fast as pandas to_csv blocks
-            for row in zip(itertools.repeat(int(run_id)), *columns):
-                copy.write_row(row)
+            copy.write(block.encode())
 
 
 def _attach_partition(connection: Connection, run_id: int) -> None:
