@@ -103,11 +103,10 @@ def main() -> None:
             "distance_to_centroid": assignment.distances,
             "second_segment_id": assignment.second_ids, "margin_to_second": assignment.margins,
             "is_outlier": assignment.is_outlier,
-            "attributes": customers[MALL.names].to_numpy(dtype=object).tolist(),
+            "attributes": publish.array_literals(customers[MALL.names]),
         })
         csv_path = arguments.work_dir / f"assignments_{n}.csv"
-        assignments.assign(attributes=["{" + ",".join(value or "" for value in row) + "}" for row in assignments["attributes"]]).to_csv(
-            csv_path, header=False, index=False)
+        assignments.to_csv(csv_path, header=False, index=False)
         psql(url, "create table plain_assignments (customer_id text collate \"C\" primary key, segment_id int,"
                   " distance_to_centroid float8, second_segment_id int, margin_to_second float8, is_outlier boolean,"
                   " attributes text[])")

@@ -255,13 +255,14 @@ def _copy_text(values: pd.Series) -> np.ndarray:
 
 
 def _copy_integers(values: np.ndarray) -> np.ndarray:
+    """Whole numbers as COPY text, NULL (None or NaN) as \\N."""
     values = np.asarray(values)
-    if values.dtype == object:
-        missing = pd.isna(values)
-        text = np.where(missing, 0, values).astype(np.int64).astype(str).astype(object)
-        text[missing] = "\\N"
-        return text
-    return values.astype(np.int64).astype(str).astype(object)
+    missing = pd.isna(values)
+    if not missing.any():
+        return values.astype(np.int64).astype(str).astype(object)
+    text = np.where(missing, 0, values).astype(np.int64).astype(str).astype(object)
+    text[missing] = "\\N"
+    return text
 
 
 def _copy_distances(values: np.ndarray) -> np.ndarray:
@@ -277,7 +278,7 @@ def array_literals(values: pd.DataFrame) -> pd.Series:
     """Each row's values as PostgreSQL text-array input ("{Female,19,\\"a b\\",NULL}")."""
 
     def element(value) -> str:
-        if value is None:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
             return "NULL"
         return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
