@@ -413,17 +413,14 @@ def run_once(
             with engine.begin() as connection:
                 lock.check(connection)
                 publish.create_partition(connection, run_id)
-
-                def write(rows: pd.DataFrame) -> None:
-                    publish.copy_assignments(connection, run_id, rows)
-
-                if customers is not None:
-                    chunks = (customers.iloc[start : start + CHUNK_ROWS] for start in range(0, n_customers, CHUNK_ROWS))
-                    statistics = assign_customers(fitted, chunks, dataset, write)
-                else:  # a second connection reads while this transaction writes: one COPY out, one COPY in
-                    with engine.connect() as reader:
-                        chunks = features.stream_active_customers(reader, dataset, dataset_id, CHUNK_BYTES)
+                with publish.assignment_writer(connection, run_id) as write:
+                    if customers is not None:
+                        chunks = (customers.iloc[start : start + CHUNK_ROWS] for start in range(0, n_customers, CHUNK_ROWS))
                         statistics = assign_customers(fitted, chunks, dataset, write)
+                    else:  # a second connection reads while this transaction writes: one COPY out, one COPY in
+                        with engine.connect() as reader:
+                            chunks = features.stream_active_customers(reader, dataset, dataset_id, CHUNK_BYTES)
+                            statistics = assign_customers(fitted, chunks, dataset, write)
                 log.info("run %d: assigned %d customers (%.1f s)", run_id, statistics.total, time.monotonic() - started)
                 result = summarise(fitted, statistics, settings, previous)
                 problems = drift.health_problems(

@@ -8,6 +8,7 @@ atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,6 +19,7 @@ import logging
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection
 
 from segmentation import views
@@ -156,7 +158,7 @@ def store_results(
     dataset: Dataset = MALL,
 ) -> None:
     """Write a run's k_evaluations and segment_profiles, attach its customer_segments
-    partition (filled by `create_partition` and `copy_assignments`) and set its status.
+    partition (filled by `create_partition` and `assignment_writer`) and set its status.
 
     `status` is `published` (the views switch to this run when the caller commits) or `held`
     (kept for inspection, never shown by the views). `run_fields` fills the runs row: k,
@@ -290,7 +292,7 @@ def partition_name(run_id: int) -> str:
 
 
 def create_partition(connection: Connection, run_id: int) -> None:
-    """A new, empty table for the run's per-customer rows (`copy_assignments` fills it).
+    """A new, empty table for the run's per-customer rows (`assignment_writer` fills it).
 
     It becomes the run's partition of `customer_segments` in `store_results`, and is visible
     to anyone only when the caller commits.
@@ -302,13 +304,28 @@ def create_partition(connection: Connection, run_id: int) -> None:
 
 
 def copy_assignments(connection: Connection, run_id: int, assignments: pd.DataFrame) -> None:
-    """Append one chunk of the run's per-customer rows to its new table, by COPY.
+    """Append one chunk of the run's per-customer rows to its new table, by COPY (see `assignment_writer`)."""
+    with assignment_writer(connection, run_id) as write:
+        write(assignments)
 
-    `assignments` has ASSIGNMENT_COLUMNS; `attributes` as PostgreSQL array text (as
-    `cast(attributes as text)` gives it, or `array_literals`). The chunk is formatted column by
-    column with numpy and sent as one block: per-row formatting in Python (psycopg's
-    write_row, which builds every array in Python) took 20 s per million customers.
+
+@contextlib.contextmanager
+def assignment_writer(connection: Connection, run_id: int):
+    """One COPY into the run's new table for the whole run; yields `write(chunk)`.
+
+    Each chunk has ASSIGNMENT_COLUMNS; `attributes` as PostgreSQL array text (as
+    `cast(attributes as text)` gives it, or `array_literals`). A chunk is formatted column by
+    column with numpy and sent as one block by a writer thread, so the server parses one
+    chunk while Python prepares the next; per-row formatting in Python (psycopg's write_row,
+    which builds every array in Python) took several times longer.
     """
+    raw = connection.connection.driver_connection
+    statement = f"copy segmentation.{partition_name(run_id)} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin"
+    with raw.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
+        yield lambda assignments: copy.write(_copy_block(run_id, assignments))
+
+
+def _copy_block(run_id: int, assignments: pd.DataFrame) -> bytes:
     columns = [
         np.full(len(assignments), str(int(run_id)), dtype=object),
         _copy_text(assignments["customer_id"]),
@@ -319,13 +336,7 @@ def copy_assignments(connection: Connection, run_id: int, assignments: pd.DataFr
         np.where(np.asarray(assignments["is_outlier"], dtype=bool), "t", "f").astype(object),
         _copy_text(pd.Series(assignments["attributes"])),
     ]
-    block = "\n".join(map("\t".join, zip(*columns))) + "\n"
-    raw = connection.connection.driver_connection
-    with raw.cursor() as cursor:
-        with cursor.copy(
-            f"copy segmentation.{partition_name(run_id)} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin"
-        ) as copy:
-            copy.write(block.encode())
+    return ("\n".join(map("\t".join, zip(*columns))) + "\n").encode()
 
 
 def _attach_partition(connection: Connection, run_id: int) -> None:

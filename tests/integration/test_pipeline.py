@@ -77,7 +77,7 @@ def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engin
     def broken_copy(*args, **kwargs):
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(publish, "copy_assignments", broken_copy)
+    monkeypatch.setattr(publish, "_copy_block", broken_copy)
     with pytest.raises(RuntimeError, match="disk full"):
         run_once(engine, settings(), None)
     assert query(engine, "select distinct run_id from segmentation.current_segment_profiles") == [(good.run_id,)]
