@@ -103,19 +103,23 @@ def main() -> None:
             "distance_to_centroid": assignment.distances,
             "second_segment_id": assignment.second_ids, "margin_to_second": assignment.margins,
             "is_outlier": assignment.is_outlier,
-            "attributes": customers[MALL.names].to_numpy(dtype=object).tolist(),
+            "attributes": publish.array_literals(customers[MALL.names]),
         })
         csv_path = arguments.work_dir / f"assignments_{n}.csv"
-        assignments.assign(attributes=["{" + ",".join(value or "" for value in row) + "}" for row in assignments["attributes"]]).to_csv(
-            csv_path, header=False, index=False)
+        assignments.to_csv(csv_path, header=False, index=False)
         psql(url, "create table plain_assignments (customer_id text collate \"C\" primary key, segment_id int,"
                   " distance_to_centroid float8, second_segment_id int, margin_to_second float8, is_outlier boolean,"
                   " attributes text[])")
         limit = psql(url, f"\\copy plain_assignments from '{csv_path}' with (format csv)")
         with engine.begin() as connection:
             run_id = connection.execute(sa.text("insert into segmentation_internal.runs default values returning run_id")).scalar()
+        def write_partition(connection) -> None:  # as the run does: new table, COPY, key, attach
+            publish.create_partition(connection, run_id)
+            publish.copy_assignments(connection, run_id, assignments)
+            publish._attach_partition(connection, run_id)
+
         with engine.begin() as connection:
-            ours, _ = timed(publish._copy_assignments, connection, run_id, assignments)
+            ours, _ = timed(write_partition, connection)
         naive_rows = min(n, arguments.naive_rows)
         naive, _ = timed(assignments.head(naive_rows).to_sql, "naive_assignments", naive_engine, index=False,
                          chunksize=10_000)

@@ -27,7 +27,7 @@ class Assignment:
 
     segment_ids: the nearest centroid's published id; distances: to it; second_ids: the
     second-nearest centroid's id (None with one segment); margins: second distance minus
-    first (small means borderline); is_outlier: see `flag_outliers`.
+    first (small means borderline); is_outlier: beyond its cluster's fence (see `outlier_fences`).
     """
 
     segment_ids: np.ndarray
@@ -35,19 +35,30 @@ class Assignment:
     second_ids: np.ndarray
     margins: np.ndarray
     is_outlier: np.ndarray
+    labels: np.ndarray  # K-Means' cluster label of each row
 
 
-def fit_kmeans(scaled: np.ndarray, k: int, *, random_state: int, n_init: int) -> KMeans:
-    """K-Means on the scaled feature matrix (float32 for large inputs to halve memory)."""
+def fit_kmeans(
+    scaled: np.ndarray, k: int, *, random_state: int, n_init: int, init: np.ndarray | None = None
+) -> KMeans:
+    """K-Means on the scaled feature matrix (float32 for large inputs to halve memory).
+
+    With `init` (k x features, e.g. the centres found on a smaller sample) one run starts
+    from those centres instead of `n_init` k-means++ starts.
+    """
     values = scaled.astype(np.float32) if len(scaled) > 1_000_000 else scaled
+    if init is not None:
+        return KMeans(n_clusters=k, init=init.astype(values.dtype), n_init=1, random_state=random_state).fit(values)
     return KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit(values)
 
 
-def assign(model: KMeans, scaled: np.ndarray, segment_ids: np.ndarray) -> Assignment:
+def assign(model: KMeans, scaled: np.ndarray, segment_ids: np.ndarray, fences: np.ndarray | None = None) -> Assignment:
     """Nearest centroid of each row (in chunks, bounded memory), mapped to segment ids.
 
     `segment_ids[label]` is the published id of K-Means cluster `label`. Distances are in
-    scaled units (standard deviations with the default scaling).
+    scaled units (standard deviations with the default scaling). `fences[label]` is the
+    distance beyond which a member of cluster `label` is an outlier (see `outlier_fences`);
+    without it the fences are computed from these rows.
     """
     centroids = model.cluster_centers_.astype(np.float64)
     n_rows, k = len(scaled), len(centroids)
@@ -76,21 +87,24 @@ def assign(model: KMeans, scaled: np.ndarray, segment_ids: np.ndarray) -> Assign
         distances=distances,
         second_ids=segment_ids[seconds] if k > 1 else np.full(n_rows, None),
         margins=margins,
-        is_outlier=flag_outliers(labels, distances),
+        is_outlier=distances > (outlier_fences(labels, distances, k) if fences is None else fences)[labels],
+        labels=labels,
     )
 
 
-def flag_outliers(labels: np.ndarray, distances: np.ndarray) -> np.ndarray:
-    """True where a distance is beyond Q3 + 3 x IQR of the distances in the same segment.
+def outlier_fences(labels: np.ndarray, distances: np.ndarray, k: int) -> np.ndarray:
+    """Per cluster label: Q3 + 3 x IQR of its members' distances (infinite for a cluster with none).
 
-    Being far from its own (nearest) centre means being far from every centre.
+    A customer beyond its segment's fence is an outlier: being far from its own (nearest)
+    centre means being far from every centre. Computed on the fitting sample, the fences are
+    exact when the sample holds every customer and estimates (quartiles of thousands of
+    distances) otherwise.
     """
-    flags = np.zeros(len(labels), dtype=bool)
+    fences = np.full(k, np.inf)
     for label in np.unique(labels):
-        members = labels == label
-        q1, q3 = np.percentile(distances[members], [25, 75])
-        flags[members] = distances[members] > q3 + OUTLIER_IQR_FACTOR * (q3 - q1)
-    return flags
+        q1, q3 = np.percentile(distances[labels == label], [25, 75])
+        fences[label] = q3 + OUTLIER_IQR_FACTOR * (q3 - q1)
+    return fences
 
 
 def stable_segment_ids(

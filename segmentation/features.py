@@ -40,9 +40,9 @@ def _copy_out(connection: Connection, statement: sql.Composable) -> io.BytesIO:
     return buffer
 
 
-def _frame_from_csv(buffer: io.BytesIO, dataset: Dataset) -> pd.DataFrame:
-    """customer_id plus each declared column as text (None where NULL), from COPY's CSV."""
-    names = ["customer_id", *dataset.names]
+def _frame_from_csv(buffer: io.BytesIO, dataset: Dataset, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """customer_id plus each declared column (and `extra` ones) as text (None where NULL), from COPY's CSV."""
+    names = ["customer_id", *dataset.names, *extra]
     if buffer.getbuffer().nbytes == 0:
         return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
     frame = pd.read_csv(
@@ -51,20 +51,96 @@ def _frame_from_csv(buffer: io.BytesIO, dataset: Dataset) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), None)
 
 
+def _typed_frame_from_csv(buffer: io.BytesIO, dataset: Dataset, extra: tuple[str, ...]) -> pd.DataFrame:
+    """As `_frame_from_csv`, but number and whole columns parsed straight to float (NaN where NULL)
+    by pandas' C parser: converting text afterwards cost more than reading it."""
+    names = ["customer_id", *dataset.names, *extra]
+    numeric = {column.name for column in dataset.columns if column.is_numeric}
+    frame = pd.read_csv(
+        buffer, header=None, names=names, keep_default_na=False, na_values=[""], quotechar='"',
+        dtype={name: (np.float64 if name in numeric else str) for name in names},
+    )
+    for name in names:
+        if name not in numeric:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
+    return frame
+
+
+#: extra column of `stream_active_customers`: the stored attributes as PostgreSQL's array text,
+#: written back unchanged with the run's rows (no per-value work in Python)
+ATTRIBUTES_TEXT = "attributes_text"
+
+
+def _active_customers_query(
+    dataset: Dataset, dataset_id: int, condition: sql.Composable = sql.SQL("true"), with_text: bool = False
+) -> sql.Composed:
+    attributes = [
+        sql.SQL("attributes[{}]").format(sql.Literal(position)) for position in range(1, len(dataset.columns) + 1)
+    ]
+    if with_text:
+        attributes.append(sql.SQL("cast(attributes as text)"))
+    return sql.SQL(
+        "copy (select customer_id, {} from segmentation_internal.customers where is_active and dataset_id = {} and {}"
+        " order by customer_id) to stdout with (format csv)"
+    ).format(sql.SQL(", ").join(attributes), sql.Literal(dataset_id), condition)
+
+
 def read_active_customers(connection: Connection, dataset: Dataset, dataset_id: int) -> pd.DataFrame:
     """Active customers imported under the declaration `dataset_id`, by COPY, in id order.
 
     Columns: customer_id (str) and each declared column as validated text (None where
     unknown); `typed_values` turns them into numbers and categories.
     """
-    attributes = [
-        sql.SQL("attributes[{}]").format(sql.Literal(position)) for position in range(1, len(dataset.columns) + 1)
-    ]
-    statement = sql.SQL(
-        "copy (select customer_id, {} from segmentation_internal.customers where is_active and dataset_id = {}"
-        " order by customer_id) to stdout with (format csv)"
-    ).format(sql.SQL(", ").join(attributes), sql.Literal(dataset_id))
-    return _frame_from_csv(_copy_out(connection, statement), dataset)
+    return _frame_from_csv(_copy_out(connection, _active_customers_query(dataset, dataset_id)), dataset)
+
+
+def count_active_customers(connection: Connection, dataset_id: int) -> int:
+    """Active customers imported under the declaration `dataset_id`."""
+    return connection.exec_driver_sql(
+        "select count(*) from segmentation_internal.customers where is_active and dataset_id = %s", (dataset_id,)
+    ).scalar_one()
+
+
+#: a customer is in the sample when its id's seeded 20-bit hash is below share x SAMPLE_BUCKETS
+SAMPLE_BUCKETS = 1 << 20
+
+
+def read_sample(connection: Connection, dataset: Dataset, dataset_id: int, size: int, n_customers: int, seed: int) -> pd.DataFrame:
+    """About `size` active customers (all of them when there are at most `size`), in id order.
+
+    A customer is drawn when the hash of its id seeded with `seed` falls in the first
+    `size / n_customers` of the hash range: the same customers make the same sample whatever
+    their order on disk, and the server does the drawing (one scan, no sort of the table).
+    """
+    if n_customers <= size:
+        return read_active_customers(connection, dataset, dataset_id)
+    threshold = int(np.ceil(SAMPLE_BUCKETS * size / n_customers))
+    condition = sql.SQL("(hashtextextended(customer_id, {}) & {}) < {}").format(
+        sql.Literal(int(seed)), sql.Literal(SAMPLE_BUCKETS - 1), sql.Literal(threshold)
+    )
+    return _frame_from_csv(_copy_out(connection, _active_customers_query(dataset, dataset_id, condition)), dataset)
+
+
+def stream_active_customers(connection: Connection, dataset: Dataset, dataset_id: int, chunk_bytes: int):
+    """Active customers as `read_active_customers` returns them (but numbers as floats) plus
+    ATTRIBUTES_TEXT, in id order,
+    in frames of about `chunk_bytes` of CSV each: one COPY, parsed a block at a time, so memory
+    stays flat."""
+    raw = connection.connection.driver_connection
+    pending = bytearray()
+    extra = (ATTRIBUTES_TEXT,)
+    with raw.cursor() as cursor, cursor.copy(_active_customers_query(dataset, dataset_id, with_text=True)) as copy:
+        for block in copy:
+            pending += block
+            if len(pending) >= chunk_bytes:
+                cut = pending.rfind(b"\n") + 1  # a quoted value may hold a newline: cut only where CSV ends a record
+                while cut and pending[:cut].count(b'"') % 2:
+                    cut = pending.rfind(b"\n", 0, cut - 1) + 1
+                if cut:
+                    yield _typed_frame_from_csv(io.BytesIO(bytes(pending[:cut])), dataset, extra)
+                    del pending[:cut]
+    if pending:
+        yield _typed_frame_from_csv(io.BytesIO(bytes(pending)), dataset, extra)
 
 
 def read_source(connection: Connection, source: str, dataset: Dataset) -> pd.DataFrame:
@@ -153,6 +229,8 @@ def typed_values(frame: pd.DataFrame, column: Column) -> pd.Series:
     """A declared column in usable form: floats for numbers, 1.0/0.0 for booleans, text for categories."""
     values = frame[column.name]
     if column.is_numeric:
+        if values.dtype.kind == "f":  # read as numbers already
+            return values
         return pd.to_numeric(values, errors="coerce").astype(float)
     if column.type == "boolean":
         return values.map({"true": 1.0, "false": 0.0}).astype(float)
@@ -161,7 +239,7 @@ def typed_values(frame: pd.DataFrame, column: Column) -> pd.Series:
 
 @dataclasses.dataclass
 class Encoded:
-    """The feature matrix of one run.
+    """The feature matrix of one run (or of one chunk of its customers).
 
     `matrix`: rows x encoded columns, scaled (what K-Means sees). `unscaled`: the same
     columns before scaling (after imputation and log), used for centroids and spreads.
@@ -175,54 +253,97 @@ class Encoded:
     n_imputed: dict[str, int]
 
 
-def encode(frame: pd.DataFrame, dataset: Dataset, features: list[str], scaling: str) -> Encoded:
-    """Build the feature matrix of `features` (declared names) from a customers frame."""
-    numeric_parts, other_parts, n_imputed = {}, [], {}
+@dataclasses.dataclass
+class Encoder:
+    """What `fit_encoder` learnt from some customers, to encode these and any others alike.
+
+    Per feature: the fill value of a number (median) or boolean (most common value), the
+    categories seen with their shares; the fitted scaler of the numbers. A category that the
+    fitting rows never showed gets no column of its own (all its indicators are 0).
+    """
+
+    features: list[str]
+    scaling: str
+    fills: dict[str, float]
+    categories: dict[str, list[str]]
+    shares: dict[str, pd.Series]
+    numeric: list[str]
+    scaler: object | None
+    columns: list[str]
+
+    def transform(self, frame: pd.DataFrame, dataset: Dataset) -> Encoded:
+        """Encode `frame` (customers as read: ids and declared columns as text) with the fitted parameters."""
+        numeric_parts, other_parts, n_imputed = {}, [], {}
+        for name in self.features:
+            column = dataset.column(name)
+            values = typed_values(frame, column)
+            if column.type == "category":
+                filled = values.fillna(MISSING_CATEGORY)
+                n_imputed[name] = 0
+                indicators = pd.get_dummies(filled, prefix=name, prefix_sep="=", dtype=float)
+                indicators = indicators.reindex(columns=self.categories[name], fill_value=0.0)
+                other_parts.append(_weighted(indicators, self.scaling, self.shares[name]))
+                continue
+            n_imputed[name] = int(values.isna().sum())
+            filled = values.fillna(self.fills[name])
+            if column.type == "boolean":
+                other_parts.append(_weighted(filled.to_frame(name), self.scaling, self.shares[name]))
+                continue
+            if column.transform == "log":
+                filled = np.log1p(filled.clip(lower=0))
+            numeric_parts[name] = filled
+        pieces = []
+        if numeric_parts:
+            numeric = pd.DataFrame(numeric_parts, index=frame.index)[self.numeric]
+            scaled = self.scaler.transform(numeric.to_numpy()) if len(numeric) else numeric.to_numpy()
+            pieces.append((numeric, pd.DataFrame(np.asarray(scaled, dtype=np.float64), index=frame.index, columns=numeric.columns)))
+        pieces.extend(other_parts)
+        unscaled = pd.concat([piece[0] for piece in pieces], axis=1)[self.columns]
+        scaled = pd.concat([piece[1] for piece in pieces], axis=1)[self.columns]
+        return Encoded(
+            matrix=scaled.to_numpy(dtype=np.float64), unscaled=unscaled, columns=self.columns, n_imputed=n_imputed
+        )
+
+
+def fit_encoder(frame: pd.DataFrame, dataset: Dataset, features: list[str], scaling: str) -> Encoder:
+    """Learn the encoding of `features` (declared names) from a customers frame (all or a sample)."""
+    fills, categories, shares, numeric_parts = {}, {}, {}, {}
     for name in features:
         column = dataset.column(name)
         values = typed_values(frame, column)
         if column.type == "category":
-            filled = values.fillna(MISSING_CATEGORY)
-            n_imputed[name] = 0
-            indicators = pd.get_dummies(filled, prefix=name, prefix_sep="=", dtype=float)
-            indicators = indicators.reindex(sorted(indicators.columns), axis=1)
-            other_parts.append(_weighted(indicators, scaling))
+            indicators = pd.get_dummies(values.fillna(MISSING_CATEGORY), prefix=name, prefix_sep="=", dtype=float)
+            categories[name] = sorted(indicators.columns)
+            shares[name] = indicators[categories[name]].mean()
             continue
-        missing = int(values.isna().sum())
-        n_imputed[name] = missing
         if column.type == "boolean":
             mode = values.mode()
-            filled = values.fillna(float(mode.iloc[0]) if len(mode) else 0.0)
-            other_parts.append(_weighted(filled.to_frame(name), scaling))
+            fills[name] = float(mode.iloc[0]) if len(mode) else 0.0
+            shares[name] = values.fillna(fills[name]).to_frame(name).mean()
             continue
         median = values.median()
-        filled = values.fillna(0.0 if np.isnan(median) else median)
-        if column.transform == "log":
-            filled = np.log1p(filled.clip(lower=0))
-        numeric_parts[name] = filled
-    pieces = []
-    if numeric_parts:
-        numeric = pd.DataFrame(numeric_parts, index=frame.index)
-        scaled = make_scaler(scaling).fit_transform(numeric.to_numpy())
-        pieces.append((numeric, pd.DataFrame(np.asarray(scaled, dtype=np.float64), index=frame.index, columns=numeric.columns)))
-    pieces.extend(other_parts)
-    unscaled = pd.concat([piece[0] for piece in pieces], axis=1)
-    scaled = pd.concat([piece[1] for piece in pieces], axis=1)
+        fills[name] = 0.0 if np.isnan(median) else median
+        filled = values.fillna(fills[name])
+        numeric_parts[name] = np.log1p(filled.clip(lower=0)) if column.transform == "log" else filled
+    scaler = make_scaler(scaling).fit(pd.DataFrame(numeric_parts).to_numpy()) if numeric_parts else None
+    encoded_names = {name: categories.get(name, [name]) for name in features}
     # keep the order of `features`, each feature's encoded columns together
-    order = [column for name in features for column in scaled.columns if column == name or column.startswith(f"{name}=")]
-    return Encoded(
-        matrix=scaled[order].to_numpy(dtype=np.float64),
-        unscaled=unscaled[order],
-        columns=order,
-        n_imputed=n_imputed,
+    columns = [encoded for name in features for encoded in encoded_names[name]]
+    return Encoder(
+        features=list(features), scaling=scaling, fills=fills, categories=categories, shares=shares,
+        numeric=list(numeric_parts), scaler=scaler, columns=columns,
     )
 
 
-def _weighted(indicators: pd.DataFrame, scaling: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Centre 0/1 columns and divide by sqrt(sum p(1 - p)): the feature's total variance is 1."""
+def encode(frame: pd.DataFrame, dataset: Dataset, features: list[str], scaling: str) -> Encoded:
+    """Build the feature matrix of `features` (declared names) from a customers frame."""
+    return fit_encoder(frame, dataset, features, scaling).transform(frame, dataset)
+
+
+def _weighted(indicators: pd.DataFrame, scaling: str, shares: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Centre 0/1 columns by their fitted `shares` and divide by sqrt(sum p(1 - p)): the feature's total variance is 1."""
     if scaling == "none":
         return indicators, indicators
-    shares = indicators.mean()
     total_variance = float((shares * (1 - shares)).sum())
     divisor = np.sqrt(total_variance) if total_variance > 0 else 1.0
     return indicators, (indicators - shares) / divisor

@@ -4,8 +4,10 @@ Transactions (this module owns them all):
 1. the run lock, on its own connection, for the whole run (migrations run under it);
 2. a committed `running` run row;
 3. import: a committed `running` batch row, then one transaction for the file's data;
-4. reading customers, then computing with no transaction open;
-5. one transaction that writes every result row and marks the run published (or held);
+4. reading a seeded sample of the customers, then choosing k and fitting with no transaction open;
+5. one transaction that assigns every customer in streamed chunks (read by COPY on a second
+   connection, written by COPY into the run's new partition), writes the profiles and marks
+   the run published (or held): the views switch to it only when it commits;
 6. after the lock: pruning old per-customer partitions and writing the report.
 A failure anywhere leaves the previous published run current and records why.
 """
@@ -21,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sqlalchemy.engine import Engine
 
 from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish, rfm
 from segmentation.ingest.orders import OrderImportResult, import_orders
+from segmentation.segment_statistics import SegmentStatistics, medians
 from segmentation.errors import (
     Cancelled,
     ConfigurationError,
@@ -38,10 +42,37 @@ from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: customers assigned at once: bounds the memory of the assignment whatever the customer count
+CHUNK_ROWS = 100_000
+CHUNK_BYTES = 4 << 20  # of COPY's CSV: about 150,000 mall customers
+
+
+@dataclasses.dataclass
+class Fitted:
+    """Choosing k and fitting, on a seeded sample: everything needed to assign every customer.
+
+    `ids_by_label[label]`: the published segment id of K-Means cluster `label` (matched to the
+    previous run's centroids). `fences[label]`: its outlier fence, from the sample's distances.
+    `sample` and `sample_segment_ids`: the fitting sample and its segments (for medians).
+    """
+
+    k: int
+    k_selection: str
+    rationale: str
+    silhouette: float | None
+    evaluations: pd.DataFrame
+    encoder: features.Encoder
+    model: KMeans
+    ids_by_label: np.ndarray
+    fences: np.ndarray
+    sample: pd.DataFrame
+    sample_segment_ids: np.ndarray
+    n_customers: int
+
 
 @dataclasses.dataclass
 class Segmentation:
-    """The pure middle's result for one run (nothing written yet)."""
+    """A run's results once every customer is assigned (the per-customer rows are already written)."""
 
     k: int
     k_selection: str
@@ -51,13 +82,10 @@ class Segmentation:
     evaluations: pd.DataFrame
     profiles: pd.DataFrame
     feature_rows: pd.DataFrame
-    assignments: pd.DataFrame
+    n_customers: int
+    n_outliers: int
     size_psi: float | None
     max_centroid_shift: float | None
-
-    @property
-    def n_outliers(self) -> int:
-        return int(self.assignments["is_outlier"].sum())
 
 
 @dataclasses.dataclass
@@ -81,7 +109,7 @@ class RunOutcome:
 
     @property
     def n_customers(self) -> int:
-        return len(self.result.assignments)
+        return self.result.n_customers
 
     @property
     def rationale(self) -> str:
@@ -93,35 +121,35 @@ class RunOutcome:
 
 
 def segment(
-    customers: pd.DataFrame, settings: Settings, previous: publish.PreviousRun | None, next_free_id: int
-) -> Segmentation:
-    """Pure middle of the run: choose k, fit, assign, profile, compare with `previous`. No I/O.
+    sample: pd.DataFrame, n_customers: int, settings: Settings, previous: publish.PreviousRun | None,
+    next_free_id: int,
+) -> Fitted:
+    """Pure middle of the run, on a seeded sample of the `n_customers` active customers: encode,
+    choose k, fit, give the clusters their published ids. No I/O.
 
-    `customers` has customer_id and each declared column as validated text (see
-    `features.read_active_customers`).
+    `sample` has customer_id and each declared column as validated text (see
+    `features.read_active_customers`); it is every customer when there are at most
+    `fit_sample_size`, so small data sets are fitted exactly as before sampling existed.
     """
     dataset = settings.declaration
-    n_rows = len(customers)
-    if n_rows < max(settings.k_min, 2) + 1:
+    if n_customers < max(settings.k_min, 2) + 1:
         raise NothingToSegment(
-            f"only {n_rows} active customers; at least {max(settings.k_min, 2) + 1} are needed to fit segments"
+            f"only {n_customers} active customers; at least {max(settings.k_min, 2) + 1} are needed to fit segments"
         )
-    if settings.k is not None and settings.k >= n_rows:
-        raise NothingToSegment(f"k = {settings.k} segments asked for, but there are only {n_rows} customers")
-    encoded = features.encode(customers, dataset, settings.features, settings.scaling)
-    for name, count in encoded.n_imputed.items():
-        if count:
-            log.info("imputed %d missing %s values", count, name)
+    if settings.k is not None and settings.k >= n_customers:
+        raise NothingToSegment(f"k = {settings.k} segments asked for, but there are only {n_customers} customers")
+    encoder = features.fit_encoder(sample, dataset, settings.features, settings.scaling)
+    encoded = encoder.transform(sample, dataset)
     scaled = encoded.matrix
 
-    sample = model_selection.seeded_sample(scaled, settings.selection_sample_size, settings.random_state)
-    k_max = min(settings.k_max, len(sample) - 1)
+    selection = model_selection.seeded_sample(scaled, settings.selection_sample_size, settings.random_state)
+    k_max = min(settings.k_max, len(selection) - 1)
     k_values = range(settings.k_min, k_max + 1) if settings.k is None else range(settings.k, settings.k + 1)
     started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        evaluations = model_selection.evaluate_candidates(
-            sample,
+        evaluations, models = model_selection.evaluate_candidates(
+            selection,
             k_values,
             random_state=settings.random_state,
             n_init=settings.n_init,
@@ -129,13 +157,14 @@ def segment(
             stability_resamples=settings.stability_resamples,
             silhouette_rows=settings.silhouette_rows,
             n_jobs=settings.workers,
+            return_models=True,
         )
         if any(issubclass(item.category, ConvergenceWarning) for item in caught):
             log.warning(
                 "K-Means found fewer distinct groups than asked for some k: the features have few distinct"
                 " values (%s); such k cannot be chosen", ", ".join(settings.features)
             )
-    log.info("evaluated k in %s on %d rows in %.1f s", list(k_values), len(sample), time.monotonic() - started)
+    log.info("evaluated k in %s on %d rows in %.1f s", list(k_values), len(selection), time.monotonic() - started)
     if settings.k is None:
         k, rationale = model_selection.choose_k(evaluations, settings.min_stability, settings.min_segment_share)
         k_selection = "automatic"
@@ -144,34 +173,91 @@ def segment(
         rationale = f"k = {k}: fixed by the k setting."
         k_selection = "fixed"
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = clustering.fit_kmeans(scaled, k, random_state=settings.random_state, n_init=settings.n_init)
+    if len(selection) == len(scaled):  # the candidate was fitted on these very rows
+        model = models[k]
+    else:  # one run on the larger sample, from the candidate's centres
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = clustering.fit_kmeans(
+                scaled, k, random_state=settings.random_state, n_init=1, init=models[k].cluster_centers_
+            )
     labels = model.labels_
     sizes = np.bincount(labels, minlength=k)
     centroids = encoded.unscaled.groupby(labels).mean().reindex(range(k)).to_numpy()
     spread = encoded.unscaled.std(ddof=0).to_numpy()
-    previous_centroids = (
-        {segment_id: np.array([centre.get(name, 0.0) for name in encoded.columns]) for segment_id, centre in previous.centroids.items()}
-        if previous
-        else None
-    )
-    ids_by_label = clustering.stable_segment_ids(centroids, sizes, spread, previous_centroids, next_free_id)
-    assignment = clustering.assign(model, scaled, ids_by_label)
+    ids_by_label = clustering.stable_segment_ids(centroids, sizes, spread, _previous_centroids(previous, encoder.columns), next_free_id)
+    on_sample = clustering.assign(model, scaled, ids_by_label)  # the fences' distances, as every customer's will be
     silhouette = evaluations.set_index("k").loc[k, "silhouette"]
-    silhouette = None if pd.isna(silhouette) else float(silhouette)
+    return Fitted(
+        k=k,
+        k_selection=k_selection,
+        rationale=rationale,
+        silhouette=None if pd.isna(silhouette) else float(silhouette),
+        evaluations=evaluations,
+        encoder=encoder,
+        model=model,
+        ids_by_label=ids_by_label,
+        fences=clustering.outlier_fences(on_sample.labels, on_sample.distances, k),
+        sample=sample,
+        sample_segment_ids=on_sample.segment_ids,
+        n_customers=n_customers,
+    )
 
-    profiles, feature_rows = profiling.profile_segments(
-        customers, dataset, settings.features, encoded.unscaled, assignment.segment_ids, settings.rules
+
+def _previous_centroids(previous: publish.PreviousRun | None, columns: list[str]) -> dict[int, np.ndarray] | None:
+    if previous is None:
+        return None
+    return {segment_id: np.array([centre.get(name, 0.0) for name in columns]) for segment_id, centre in previous.centroids.items()}
+
+
+def assign_customers(fitted: Fitted, chunks, dataset, write) -> SegmentStatistics:
+    """Assign every customer, chunk by chunk: encode, nearest centroid, `write(rows)`, add up statistics.
+
+    `chunks` yields customers frames (as `features.read_active_customers` returns them);
+    `write` receives one frame of publish.ASSIGNMENT_COLUMNS per chunk.
+    """
+    statistics = SegmentStatistics(dataset)
+    for chunk in chunks:
+        encoded = fitted.encoder.transform(chunk, dataset)
+        assignment = clustering.assign(fitted.model, encoded.matrix, fitted.ids_by_label, fitted.fences)
+        write(
+            pd.DataFrame(
+                {
+                    "customer_id": chunk["customer_id"].to_numpy(),
+                    "segment_id": assignment.segment_ids,
+                    "distance_to_centroid": assignment.distances,
+                    "second_segment_id": assignment.second_ids,
+                    "margin_to_second": assignment.margins,
+                    "is_outlier": assignment.is_outlier,
+                    "attributes": (
+                        chunk[features.ATTRIBUTES_TEXT] if features.ATTRIBUTES_TEXT in chunk
+                        else publish.array_literals(chunk[dataset.names])
+                    ).to_numpy(),
+                }
+            )
+        )
+        statistics.add(chunk, encoded.unscaled, assignment.segment_ids, assignment.is_outlier, encoded.n_imputed)
+    if statistics.total != fitted.n_customers:  # customers changed under the run lock: never publish half
+        raise RuntimeError(f"assigned {statistics.total} customers, but {fitted.n_customers} were counted before the fit")
+    return statistics
+
+
+def summarise(fitted: Fitted, statistics: SegmentStatistics, settings: Settings, previous: publish.PreviousRun | None) -> Segmentation:
+    """Profiles, names and drift of a run from the statistics of every customer. No I/O."""
+    dataset = settings.declaration
+    columns = fitted.encoder.columns
+    profiles, feature_rows = profiling.profiles_from_statistics(
+        statistics, medians(fitted.sample, fitted.sample_segment_ids, dataset), dataset, settings.features,
+        settings.rules,
     )
     size_psi = max_shift = None
     if previous is not None:
+        previous_centroids = _previous_centroids(previous, columns)
         profiles = profiling.keep_previous_names(profiles, previous.names)
         current_centroids = {
-            int(row.segment_id): np.array([row.centroid[name] for name in encoded.columns])
-            for row in profiles.itertuples()
+            int(row.segment_id): np.array([row.centroid[name] for name in columns]) for row in profiles.itertuples()
         }
-        shifts = drift.centroid_shifts(current_centroids, previous_centroids, spread)
+        shifts = drift.centroid_shifts(current_centroids, previous_centroids, statistics.spread())
         profiles["centroid_shift"] = [shifts[int(segment_id)] for segment_id in profiles["segment_id"]]
         profiles["previous_customer_count"] = [previous.sizes.get(int(segment_id)) for segment_id in profiles["segment_id"]]
         size_psi = drift.population_stability_index(
@@ -182,27 +268,17 @@ def segment(
     else:
         profiles["centroid_shift"] = None
         profiles["previous_customer_count"] = None
-    assignments = pd.DataFrame(
-        {
-            "customer_id": customers["customer_id"].to_numpy(),
-            "segment_id": assignment.segment_ids,
-            "distance_to_centroid": assignment.distances,
-            "second_segment_id": assignment.second_ids,
-            "margin_to_second": assignment.margins,
-            "is_outlier": assignment.is_outlier,
-            "attributes": customers[dataset.names].to_numpy(dtype=object).tolist(),
-        }
-    )
     return Segmentation(
-        k=k,
-        k_selection=k_selection,
-        rationale=rationale,
-        silhouette=silhouette,
-        n_imputed=encoded.n_imputed,
-        evaluations=evaluations,
+        k=fitted.k,
+        k_selection=fitted.k_selection,
+        rationale=fitted.rationale,
+        silhouette=fitted.silhouette,
+        n_imputed={name: statistics.n_imputed.get(name, 0) for name in settings.features},
+        evaluations=fitted.evaluations,
         profiles=profiles,
         feature_rows=feature_rows,
-        assignments=assignments,
+        n_customers=statistics.total,
+        n_outliers=int(statistics.outliers.sum()),
         size_psi=size_psi,
         max_centroid_shift=max_shift,
     )
@@ -297,6 +373,7 @@ def run_once(
                 hold_for_rejects(engine, settings, run_id, orders_result)
             started = time.monotonic()
             with engine.begin() as connection:
+                customers = None  # in memory: a source table or RFM; else streamed from `customers`
                 if settings.order_spec is not None:
                     imported = dataset.imported()
                     dataset_id = ingest.ensure_dataset(connection, imported) if imported.columns else None
@@ -311,29 +388,50 @@ def run_once(
                     customers = features.read_source(connection, settings.source, dataset)
                 else:
                     dataset_id = ingest.ensure_dataset(connection, dataset)
-                    customers = features.read_active_customers(connection, dataset, dataset_id)
+                    n_customers = features.count_active_customers(connection, dataset_id)
+                    sample = features.read_sample(
+                        connection, dataset, dataset_id, settings.fit_sample_size, n_customers, settings.random_state
+                    )
                     other = publish.customers_of_other_declarations(connection, dataset_id)
                     if other:
                         log.warning(
                             "run %d: %d active customer(s) were imported under another data-set declaration and are"
                             " left out; import a file under this declaration to replace them", run_id, other,
                         )
+                if customers is not None:
+                    n_customers = len(customers)
+                    sample = customers.iloc[
+                        model_selection.seeded_sample(np.arange(n_customers), settings.fit_sample_size, settings.random_state)
+                    ].reset_index(drop=True)
                 previous, next_free_id = publish.previous_run(connection, settings.features, dataset.fingerprint())
-            log.info("run %d: read %d active customers (%.1f s)", run_id, len(customers), time.monotonic() - started)
+            log.info("run %d: read %d active customers, a sample of %d to fit on (%.1f s)",
+                     run_id, n_customers, len(sample), time.monotonic() - started)
             started = time.monotonic()
-            result = segment(customers, settings, previous, next_free_id)
-            log.info("run %d: fit (%.1f s): %s", run_id, time.monotonic() - started, result.rationale)
-            problems = drift.health_problems(
-                result.silhouette,
-                result.size_psi,
-                min_silhouette=settings.min_silhouette,
-                max_size_psi=settings.max_size_psi,
-            )
-            if problems and settings.force_publish:
-                log.warning("run %d: publishing despite %s (force_publish)", run_id, "; ".join(problems))
-            status = "held" if problems and not settings.force_publish else "published"
+            fitted = segment(sample, n_customers, settings, previous, next_free_id)
+            log.info("run %d: fit (%.1f s): %s", run_id, time.monotonic() - started, fitted.rationale)
             started = time.monotonic()
             with engine.begin() as connection:
+                lock.check(connection)
+                publish.create_partition(connection, run_id)
+                with publish.assignment_writer(connection, run_id) as write:
+                    if customers is not None:
+                        chunks = (customers.iloc[start : start + CHUNK_ROWS] for start in range(0, n_customers, CHUNK_ROWS))
+                        statistics = assign_customers(fitted, chunks, dataset, write)
+                    else:  # a second connection reads while this transaction writes: one COPY out, one COPY in
+                        with engine.connect() as reader:
+                            chunks = features.stream_active_customers(reader, dataset, dataset_id, CHUNK_BYTES)
+                            statistics = assign_customers(fitted, chunks, dataset, write)
+                log.info("run %d: assigned %d customers (%.1f s)", run_id, statistics.total, time.monotonic() - started)
+                result = summarise(fitted, statistics, settings, previous)
+                problems = drift.health_problems(
+                    result.silhouette,
+                    result.size_psi,
+                    min_silhouette=settings.min_silhouette,
+                    max_size_psi=settings.max_size_psi,
+                )
+                if problems and settings.force_publish:
+                    log.warning("run %d: publishing despite %s (force_publish)", run_id, "; ".join(problems))
+                status = "held" if problems and not settings.force_publish else "published"
                 lock.check(connection)
                 publish.store_results(
                     connection,
@@ -357,10 +455,10 @@ def run_once(
                     evaluations=result.evaluations,
                     profiles=result.profiles,
                     feature_rows=result.feature_rows,
-                    assignments=result.assignments,
+                    n_customers=result.n_customers,
                     dataset=dataset,
                 )
-            log.info("run %d: %s %d customers (%.1f s)", run_id, status, len(result.assignments), time.monotonic() - started)
+            log.info("run %d: %s %d customers (%.1f s)", run_id, status, result.n_customers, time.monotonic() - started)
         except BaseException as error:
             status = "cancelled" if isinstance(error, (KeyboardInterrupt, Cancelled)) else "failed"
             if isinstance(error, RunLockLost):

@@ -21,7 +21,8 @@ import pandas as pd
 
 from segmentation import rfm_names
 from segmentation.dataset import Column, Dataset, Rule
-from segmentation.features import MISSING_CATEGORY, typed_values
+from segmentation.features import MISSING_CATEGORY
+from segmentation.segment_statistics import SegmentStatistics, medians
 
 LOW, AVERAGE, HIGH = "low", "average", "high"
 LEVEL_THRESHOLD = 0.5
@@ -42,57 +43,58 @@ def level(z_score: float) -> str:
     return AVERAGE
 
 
-def _statistics(values: pd.Series, segment_ids: np.ndarray, column: Column) -> list[dict]:
+def _row(segment_id, category, mean, median, overall_mean, z_score) -> dict:
+    return {
+        "segment_id": int(segment_id), "category": category, "mean": _float(mean), "median": _float(median),
+        "index_value": None if pd.isna(mean) or not overall_mean or pd.isna(overall_mean) else float(100 * mean / overall_mean),
+        "z_score": _float(z_score), "level": None if pd.isna(z_score) else level(z_score),
+        "overall_mean": _float(overall_mean),
+    }
+
+
+def _statistics(statistics: SegmentStatistics, medians: dict[str, pd.Series], column: Column) -> list[dict]:
     """Long rows for one declared column: per segment and (for categories) per category."""
     rows = []
-    frame = pd.DataFrame({"value": values.to_numpy(), "segment_id": segment_ids})
     if column.is_numeric:
-        scale_values = np.log1p(frame["value"].clip(lower=0)) if column.transform == "log" else frame["value"]
-        overall_mean, overall_scaled = frame["value"].mean(), scale_values.mean()
-        overall_sd = scale_values.std(ddof=0)
-        grouped = frame.assign(scaled=scale_values).groupby("segment_id")
-        for segment_id, members in grouped:
-            mean = members["value"].mean()
-            z_score = 0.0 if not overall_sd or pd.isna(overall_sd) else (members["scaled"].mean() - overall_scaled) / overall_sd
-            rows.append({
-                "segment_id": int(segment_id), "category": None, "mean": _float(mean),
-                "median": _float(members["value"].median()),
-                "index_value": None if pd.isna(mean) or not overall_mean else float(100 * mean / overall_mean),
-                "z_score": _float(z_score), "level": None if pd.isna(z_score) else level(z_score),
-                "overall_mean": _float(overall_mean),
-            })
+        sums = statistics.numeric[column.name].sort_index()
+        known = sums["known"].sum()
+        overall_mean = sums["total"].sum() / known if known else np.nan
+        overall_scaled = sums["total_transformed"].sum() / known if known else np.nan
+        overall_sd = np.sqrt(max(statistics.squares[column.name] / known - overall_scaled**2, 0.0)) if known else np.nan
+        segment_medians = medians.get(column.name, pd.Series(dtype=float))
+        for segment_id, row in sums.iterrows():
+            mean = row["total"] / row["known"] if row["known"] else np.nan
+            scaled_mean = row["total_transformed"] / row["known"] if row["known"] else np.nan
+            z_score = 0.0 if not overall_sd or pd.isna(overall_sd) else (scaled_mean - overall_scaled) / overall_sd
+            rows.append(_row(segment_id, None, mean, segment_medians.get(segment_id), overall_mean, z_score))
         return rows
+    counts = statistics.category_counts[column.name].sort_index()
     if column.type == "boolean":
         categories = ["true"]
-        indicator = {"true": frame["value"] == 1.0}
-        known = frame["value"].notna()
+        hits, known = {"true": counts["true"]}, counts["known"]
     else:
-        filled = frame["value"].fillna(MISSING_CATEGORY)
-        categories = list(column.values or ()) + sorted(set(filled) - set(column.values or ()))
-        indicator = {category: filled == category for category in categories}
-        known = pd.Series(True, index=frame.index)
+        seen = {str(value) for value in counts.columns}
+        categories = list(column.values or ()) + sorted(seen - set(column.values or ()))
+        hits = {category: counts[category] if category in counts else pd.Series(0, index=counts.index) for category in categories}
+        known = counts.sum(axis=1)
     for category in categories:
-        hit = indicator[category].astype(float).where(known)
-        overall = hit.mean()
+        overall = hits[category].sum() / known.sum() if known.sum() else np.nan
         spread = np.sqrt(overall * (1 - overall)) if not pd.isna(overall) else np.nan
-        for segment_id, members in hit.groupby(frame["segment_id"]):
-            share = members.mean()
+        for segment_id in counts.index:
+            share = hits[category][segment_id] / known[segment_id] if known[segment_id] else np.nan
             z_score = 0.0 if not spread or pd.isna(spread) else (share - overall) / spread
-            rows.append({
-                "segment_id": int(segment_id), "category": category, "mean": _float(share), "median": None,
-                "index_value": None if pd.isna(share) or not overall else float(100 * share / overall),
-                "z_score": _float(z_score), "level": None if pd.isna(z_score) else level(z_score),
-                "overall_mean": _float(overall),
-            })
+            rows.append(_row(segment_id, category, share, None, overall, z_score))
     return rows
 
 
-def feature_statistics(customers: pd.DataFrame, dataset: Dataset, features: list[str], segment_ids: np.ndarray) -> pd.DataFrame:
+def feature_statistics(
+    statistics: SegmentStatistics, medians: dict[str, pd.Series], dataset: Dataset, features: list[str]
+) -> pd.DataFrame:
     """The long table: segment_id, position, feature, category, label, unit, is_clustering_feature,
     mean, median, index_value, z_score, level, overall_mean (one row per segment x column x category)."""
     rows = []
     for column in dataset.columns:
-        for row in _statistics(typed_values(customers, column), segment_ids, column):
+        for row in _statistics(statistics, medians, column):
             row.update(feature=column.name, label=column.label, unit=column.unit,
                        is_clustering_feature=column.name in features)
             rows.append(row)
@@ -236,11 +238,24 @@ def profile_segments(
     segment_ids: np.ndarray,
     rules: tuple[Rule, ...] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(profiles, features) for one run; see the module docstring for both grains."""
-    long = feature_statistics(customers, dataset, features, segment_ids)
-    centroids = encoded_unscaled.assign(segment_id=segment_ids).groupby("segment_id").mean()
-    counts = pd.Series(segment_ids).value_counts()
-    total = len(segment_ids)
+    """(profiles, features) of customers held in memory at once; see `profiles_from_statistics`."""
+    statistics = SegmentStatistics(dataset)
+    statistics.add(customers, encoded_unscaled, segment_ids, np.zeros(len(customers), dtype=bool), {})
+    return profiles_from_statistics(statistics, medians(customers, segment_ids, dataset), dataset, features, rules)
+
+
+def profiles_from_statistics(
+    statistics: SegmentStatistics,
+    segment_medians: dict[str, pd.Series],
+    dataset: Dataset,
+    features: list[str],
+    rules: tuple[Rule, ...] = (),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(profiles, features) for one run from its summed statistics; see the module docstring for both grains."""
+    long = feature_statistics(statistics, segment_medians, dataset, features)
+    centroids = statistics.centroids()
+    counts = statistics.counts
+    total = statistics.total
     rows, parts_by_segment, kinds = [], {}, []
     for segment_id in sorted(counts.index):
         segment_rows = long[long["segment_id"] == segment_id]

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     selection_sample_size: int = Field(
         default=20_000, ge=100, description="rows (seeded sample) used to evaluate each candidate k"
     )
+    fit_sample_size: int = Field(
+        default=200_000, ge=100,
+        description="rows (seeded sample) the chosen K-Means is fitted on; every customer is then assigned",
+    )
     workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1,
         description="candidate k scored at once (threads, one core each); default: every core",

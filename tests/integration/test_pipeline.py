@@ -77,7 +77,7 @@ def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engin
     def broken_copy(*args, **kwargs):
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(publish, "_copy_assignments", broken_copy)
+    monkeypatch.setattr(publish, "_copy_block", broken_copy)
     with pytest.raises(RuntimeError, match="disk full"):
         run_once(engine, settings(), None)
     assert query(engine, "select distinct run_id from segmentation.current_segment_profiles") == [(good.run_id,)]
@@ -130,3 +130,29 @@ def test_customers_marked_inactive_are_left_out_of_the_next_fit(engine, tmp_path
     partial.write_text("\n".join(customers_csv.read_text().splitlines()[:181]) + "\n")
     outcome = run_once(engine, settings(export_mode="full"), partial)
     assert outcome.n_customers == 180
+
+
+def test_per_customer_rows_keep_tabs_quotes_backslashes_and_missing_values(engine):
+    import numpy as np
+    import pandas as pd
+
+    db.upgrade(engine)
+    awkward = ['tab\there', 'quote " and \\ backslash', 'comma, {brace}', None]
+    rows = pd.DataFrame({
+        "customer_id": ["a\tb", "c\\d"], "segment_id": [1, 2], "distance_to_centroid": [0.25, 1e-7],
+        "second_segment_id": [2, None], "margin_to_second": [0.5, np.nan], "is_outlier": [False, True],
+        "attributes": publish.array_literals(pd.DataFrame([awkward[:2], awkward[2:]])),
+    })
+    with engine.begin() as connection:
+        run_id = connection.execute(sa.text("insert into segmentation_internal.runs default values returning run_id")).scalar()
+        publish.create_partition(connection, run_id)
+        publish.copy_assignments(connection, run_id, rows)
+        stored = connection.execute(sa.text(
+            f"select customer_id, segment_id, distance_to_centroid, second_segment_id, margin_to_second, is_outlier,"
+            f" attributes from segmentation_internal.{publish.partition_name(run_id)} order by segment_id"
+        )).all()
+        connection.rollback()
+    assert [tuple(row) for row in stored] == [
+        ("a\tb", 1, 0.25, 2, 0.5, False, awkward[:2]),
+        ("c\\d", 2, 1e-7, None, None, True, awkward[2:]),
+    ]

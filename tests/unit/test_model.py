@@ -186,3 +186,41 @@ def test_scoring_the_candidates_in_parallel_gives_the_same_table_as_one_at_a_tim
     assert len(scaled) >= model_selection.PARALLEL_FROM_ROWS
     pd.testing.assert_frame_equal(one, both)
     assert one.loc[one["votes"].idxmax(), "k"] == 3
+
+
+def test_silhouettes_of_many_labelings_at_once_equal_scikit_learns():
+    from sklearn.metrics import silhouette_score
+
+    points, truth = make_blobs(n_samples=2_500, centers=4, cluster_std=2.0, random_state=5)
+    labelings = [truth, np.arange(len(points)) % 3, np.where(np.arange(len(points)) == 7, 9, truth), np.zeros(len(points))]
+    ours = model_selection.silhouette_scores(points, labelings)
+    for labels, value in zip(labelings[:3], ours):  # the third has a one-member cluster
+        assert value == pytest.approx(silhouette_score(points, labels), abs=1e-6)
+    assert ours[3] is None  # one group: no silhouette
+
+
+def test_a_fit_on_a_seeded_sample_assigns_customers_as_a_fit_on_all_of_them():
+    from segmentation import pipeline
+    from segmentation.settings import load_settings
+
+    # five planted groups of 40,000 customers (income, spending), overlapping like the mall's
+    rng = np.random.default_rng(11)
+    centres = np.array([[55, 50], [87, 82], [88, 17], [26, 21], [26, 79]])
+    group = rng.choice(5, size=40_000, p=[0.4, 0.2, 0.18, 0.11, 0.11])
+    values = np.round(centres[group] + rng.normal(0, 9, (len(group), 2)))
+    customers = customers_frame(
+        [(number, "Female", 30, income, spending) for number, (income, spending) in enumerate(values.tolist())]
+    )
+    settings = load_settings(k=5, fit_sample_size=4_000, selection_sample_size=2_000, gap_references=0,
+                             stability_resamples=0, write_report=False)
+    sample = customers.iloc[model_selection.seeded_sample(np.arange(len(customers)), 4_000, 42)]
+    fitted = pipeline.segment(sample.reset_index(drop=True), len(customers), settings, None, 1)
+    everyone = fitted.encoder.transform(customers, MALL)
+    sampled = clustering.assign(fitted.model, everyone.matrix, fitted.ids_by_label, fitted.fences)
+    full = clustering.fit_kmeans(everyone.matrix, 5, random_state=42, n_init=10)
+
+    assert len(fitted.sample) == 4_000
+    assert adjusted_rand_score(full.labels_, sampled.labels) > 0.99
+    # each sampled centre lies within 0.05 standard deviations of the full fit's nearest centre
+    gaps = np.sqrt(((fitted.model.cluster_centers_[:, None, :] - full.cluster_centers_[None]) ** 2).sum(axis=2))
+    assert gaps.min(axis=1).max() < 0.05
