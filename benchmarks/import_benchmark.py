@@ -190,7 +190,7 @@ def our_import(url: str, path: Path, dataset: dict | None) -> tuple[float, float
     with engine.connect() as connection:
         seconds = connection.execute(
             sa.text(
-                "select extract(epoch from finished_at - started_at) from segmentation.import_batches"
+                "select extract(epoch from finished_at - started_at) from segmentation_internal.import_batches"
                 " order by batch_id"
             )
         ).scalars().all()

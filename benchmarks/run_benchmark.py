@@ -74,7 +74,7 @@ url = sys.argv[1]
 engine = sa.create_engine(url)
 started = time.monotonic()
 frame = pd.read_sql("select customer_id, attributes[3]::numeric as income, attributes[4]::numeric as spending"
-                    " from segmentation.customers where is_active", engine)
+                    " from segmentation_internal.customers where is_active", engine)
 scaled = StandardScaler().fit_transform(frame[["income", "spending"]])
 frame["segment_id"] = KMeans(n_clusters=5, n_init=10, random_state=0).fit_predict(scaled) + 1
 frame[["customer_id", "segment_id"]].to_sql("naive_segments", engine, index=False, chunksize=10000)

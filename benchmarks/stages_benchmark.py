@@ -40,7 +40,7 @@ from segmentation.settings import load_settings  # noqa: E402
 
 READ_QUERY = (
     "select customer_id, attributes[1], attributes[2], attributes[3], attributes[4]"
-    " from segmentation.customers where is_active order by customer_id"
+    " from segmentation_internal.customers where is_active order by customer_id"
 )
 
 
@@ -113,7 +113,7 @@ def main() -> None:
                   " attributes text[])")
         limit = psql(url, f"\\copy plain_assignments from '{csv_path}' with (format csv)")
         with engine.begin() as connection:
-            run_id = connection.execute(sa.text("insert into segmentation.runs default values returning run_id")).scalar()
+            run_id = connection.execute(sa.text("insert into segmentation_internal.runs default values returning run_id")).scalar()
         with engine.begin() as connection:
             ours, _ = timed(publish._copy_assignments, connection, run_id, assignments)
         naive_rows = min(n, arguments.naive_rows)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from segmentation import db
+from segmentation.display import percent
 from segmentation.errors import Cancelled, SegmentationError
 from segmentation.settings import load_settings
 
@@ -30,6 +31,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Schema migrations and database access (read-only role for BI, psql on the embedded server).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+bi_app = typer.Typer(help="Dashboards as code for BI tools.", no_args_is_help=True)
+app.add_typer(bi_app, name="bi")
 # Pipes and log files get a wide, stable layout; terminals use their own width.
 console = Console() if sys.stdout.isatty() else Console(width=160)
 log = logging.getLogger("segment")
@@ -184,7 +187,7 @@ def _print_outcome(outcome) -> None:
             str(row.segment_id),
             row.segment_name,
             str(row.customer_count),
-            f"{row.customer_share:.1%}",
+            f"{percent(row.customer_share)}%",  # as the views' customer_share_pct
             *("-" if value is None or value != value else f"{value:,.1f}" for value in numeric.loc[row.segment_id]),
             row.distinguishing_features,
         )
@@ -202,7 +205,7 @@ def import_(
     path: Annotated[Path, typer.Argument(help="customer CSV (UTF-8, header on line 1)", dir_okay=False)],
     export_mode: ExportModeOption = None,
 ) -> None:
-    """Import a customer CSV into segmentation.customers (no fit)."""
+    """Import a customer CSV into segmentation_internal.customers (no fit)."""
     from segmentation.ingest import import_file
 
     settings = load_settings(export_mode=export_mode)
@@ -222,7 +225,7 @@ def _import_under_lock(settings, load) -> None:
     console.print(result.summary())
     if result.rows_rejected:
         console.print(
-            f"{result.rows_rejected} line(s) rejected: select * from segmentation.import_rejects"
+            f"{result.rows_rejected} line(s) rejected: select * from segmentation_internal.import_rejects"
             f" where batch_id = {result.batch_id} order by line_number"
         )
 
@@ -232,7 +235,7 @@ def _import_under_lock(settings, load) -> None:
 def import_orders(
     path: Annotated[Path, typer.Argument(help="order CSV (UTF-8, header on line 1)", dir_okay=False)],
 ) -> None:
-    """Import an order CSV into segmentation.orders (no fit); `segment run` then segments on RFM."""
+    """Import an order CSV into segmentation_internal.orders (no fit); `segment run` then segments on RFM."""
     from segmentation.ingest.orders import import_orders as import_order_file
 
     settings = load_settings()
@@ -262,7 +265,7 @@ def schedule(
             import sqlalchemy as sa
 
             with engine.connect() as connection:
-                return connection.execute(sa.text("select max(started_at) from segmentation.runs")).scalar()
+                return connection.execute(sa.text("select max(started_at) from segmentation_internal.runs")).scalar()
 
         run_schedule(settings, job, last_run_started)
 
@@ -379,6 +382,28 @@ def db_grant_reader(
         db.upgrade(engine)
         db.grant_reader(engine, role)
     console.print(f"{role} may now read the segmentation views (member of {db.READER_ROLE})")
+
+
+@bi_app.command("superset")
+@command
+def bi_superset(
+    out: Annotated[Path, typer.Option("--out", help="zip file to write", dir_okay=False)],
+    user: Annotated[str, typer.Option("--user", help="the login role Superset connects as (see `segment db grant-reader`)")] = "superset",
+) -> None:
+    """Write a Superset import bundle: the database entry, a dataset per view, charts and a dashboard.
+
+    Import it with `superset import-dashboards -p FILE -u ADMIN` or the UI (Dashboards > Import), then set the password of the database "Customer segments (DATABASE)" in Superset (the bundle carries a placeholder).
+    """
+    from segmentation.superset import database_name, write_bundle
+
+    settings = load_settings()
+    with db.database(settings) as engine:
+        db.upgrade(engine)
+        with engine.connect() as connection:
+            charts = write_bundle(connection, engine.url, settings.declaration, out, user)
+    console.print(f"wrote {out}: {charts} charts on the segmentation views of {engine.url.database}; "
+                  f"import it with `superset import-dashboards -p {out} -u ADMIN`, then set the password of "
+                  f"the database \"{database_name(engine.url)}\" (user {user}) in Superset")
 
 
 def connection_string(url) -> str:

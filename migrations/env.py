@@ -1,4 +1,8 @@
-"""Alembic environment: the schema lives in `segmentation`, and so does its version table.
+"""Alembic environment: views in `segmentation`, tables and the version table in `segmentation_internal`.
+
+The version table lives in `segmentation_internal` at every revision, so the schema BI
+tools browse never lists it. Databases migrated by earlier versions of the job have it in
+`segmentation`: it is moved, in the migration's transaction, before Alembic reads it.
 
 The job passes its own connection (`config.attributes["connection"]`); plain `alembic`
 on the command line reads the same settings as the job instead.
@@ -11,14 +15,17 @@ import contextlib
 import sqlalchemy as sa
 from alembic import context
 
-from segmentation.db import SCHEMA
+from segmentation.db import INTERNAL_SCHEMA, SCHEMA, version_table_schema
 
 
 def _run(connection: sa.Connection) -> None:
     connection.execute(sa.text(f"create schema if not exists {SCHEMA}"))
+    connection.execute(sa.text(f"create schema if not exists {INTERNAL_SCHEMA}"))
+    if version_table_schema(connection) == SCHEMA:
+        connection.execute(sa.text(f"alter table {SCHEMA}.alembic_version set schema {INTERNAL_SCHEMA}"))
     context.configure(
         connection=connection,
-        version_table_schema=SCHEMA,
+        version_table_schema=INTERNAL_SCHEMA,
         transactional_ddl=True,
     )
     with context.begin_transaction():

@@ -25,7 +25,10 @@ from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The schema BI tools browse: the views the reader role may select, and nothing else.
 SCHEMA = "segmentation"
+#: The job's tables (migration 0007) and, at every revision, Alembic's version table.
+INTERNAL_SCHEMA = "segmentation_internal"
 #: Key of the PostgreSQL advisory lock that serialises runs (any host, same database).
 RUN_LOCK_KEY = 0x5E6_0001
 
@@ -192,30 +195,43 @@ def downgrade(engine: Engine, revision: str, lock: RunLock | None = None) -> Non
         command.downgrade(alembic_config(connection), revision)
 
 
+def version_table_schema(connection: Connection) -> str | None:
+    """The schema that holds Alembic's version table, or None before any migration.
+
+    It lives in `segmentation_internal`; databases migrated by earlier versions of the job
+    have it in `segmentation` until the next migration moves it (migrations/env.py).
+    """
+    for schema in (INTERNAL_SCHEMA, SCHEMA):
+        found = connection.execute(
+            sa.text("select to_regclass(:name) is not null"), {"name": f"{schema}.alembic_version"}
+        ).scalar_one()
+        if found:
+            return schema
+    return None
+
+
 def current_revision(connection: Connection) -> str | None:
-    exists = connection.execute(
-        sa.text("select to_regclass(:name) is not null"), {"name": f"{SCHEMA}.alembic_version"}
-    ).scalar_one()
-    if not exists:
+    schema = version_table_schema(connection)
+    if schema is None:
         return None
-    return connection.execute(sa.text(f"select version_num from {SCHEMA}.alembic_version")).scalar()
+    return connection.execute(sa.text(f"select version_num from {schema}.alembic_version")).scalar()
 
 
 # --- one run at a time ------------------------------------------------------------------
 
 
-LOCK_TABLE = "segmentation.run_lock"
+LOCK_TABLE = "segmentation_internal.run_lock"
 
 
 class RunLock:
     """The run lock, held by one connection for the whole run.
 
-    It is an EXCLUSIVE lock on the table `segmentation.run_lock`, taken in a transaction
+    It is an EXCLUSIVE lock on the table `segmentation_internal.run_lock`, taken in a transaction
     that stays open while the run works. Only a role that may write the job's tables can
     lock that table, so a read-only BI role can neither block nor fake it (any role can take
-    any advisory lock). Before the schema exists (a first run, or an upgrade from before
-    migration 0005) a session advisory lock guards the migrations; `after_upgrade` then takes
-    the table lock as well.
+    any advisory lock). Before the lock table exists (a first run, or an upgrade from before
+    migration 0007, which moved it out of `segmentation`) a session advisory lock guards the
+    migrations; `after_upgrade` then takes the table lock as well.
 
     The lock lives as long as its server session: when that session ends (terminated, idle
     timeout, server restart) the lock is gone and another run may start. `check` proves,
@@ -363,14 +379,14 @@ def mark_abandoned(connection: Connection) -> tuple[int, int]:
     """
     runs = connection.execute(
         sa.text(
-            "update segmentation.runs set status = 'abandoned', finished_at = clock_timestamp(),"
+            "update segmentation_internal.runs set status = 'abandoned', finished_at = clock_timestamp(),"
             " error = coalesce(error, 'the process ended before the run finished')"
             " where status = 'running'"
         )
     ).rowcount
     batches = connection.execute(
         sa.text(
-            "update segmentation.import_batches set status = 'abandoned', finished_at = clock_timestamp(),"
+            "update segmentation_internal.import_batches set status = 'abandoned', finished_at = clock_timestamp(),"
             " error = coalesce(error, 'the process ended before the import finished; nothing was loaded')"
             " where status = 'running'"
         )

@@ -61,7 +61,7 @@ def read_active_customers(connection: Connection, dataset: Dataset, dataset_id: 
         sql.SQL("attributes[{}]").format(sql.Literal(position)) for position in range(1, len(dataset.columns) + 1)
     ]
     statement = sql.SQL(
-        "copy (select customer_id, {} from segmentation.customers where is_active and dataset_id = {}"
+        "copy (select customer_id, {} from segmentation_internal.customers where is_active and dataset_id = {}"
         " order by customer_id) to stdout with (format csv)"
     ).format(sql.SQL(", ").join(attributes), sql.Literal(dataset_id))
     return _frame_from_csv(_copy_out(connection, statement), dataset)

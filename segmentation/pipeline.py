@@ -290,7 +290,7 @@ def run_once(
                 orders_result = import_orders(engine, orders_path, settings.order_spec, dataset.id_type)
                 with engine.begin() as connection:
                     connection.execute(
-                        sa.text("update segmentation.runs set orders_batch_id = :batch_id where run_id = :run_id"),
+                        sa.text("update segmentation_internal.runs set orders_batch_id = :batch_id where run_id = :run_id"),
                         {"batch_id": orders_result.batch_id, "run_id": run_id},
                     )
                 log.info("run %d: import %s: %s", run_id, orders_path, orders_result.summary())
@@ -303,7 +303,7 @@ def run_once(
                     read = rfm.read_customers(connection, dataset, dataset_id, settings.as_of)
                     customers = read.frame
                     connection.execute(
-                        sa.text("update segmentation.runs set as_of = :as_of where run_id = :run_id"),
+                        sa.text("update segmentation_internal.runs set as_of = :as_of where run_id = :run_id"),
                         {"as_of": read.as_of, "run_id": run_id},
                     )
                     log.info("run %d: recency, frequency and monetary value as of %s", run_id, read.as_of)
@@ -401,8 +401,8 @@ def settings_for_orders(connection: sa.Connection, settings: Settings) -> Settin
         return settings
     only_orders = connection.execute(
         sa.text(
-            "select exists (select 1 from segmentation.orders)"
-            " and not exists (select 1 from segmentation.customers where is_active)"
+            "select exists (select 1 from segmentation_internal.orders)"
+            " and not exists (select 1 from segmentation_internal.customers where is_active)"
         )
     ).scalar_one()
     return settings.with_orders() if only_orders else settings
@@ -424,7 +424,7 @@ def hold_for_rejects(engine: Engine, settings: Settings, run_id: int, result: in
         f"run {run_id} held, not published: the import rejected {result.rows_rejected} of {result.rows_read} lines"
         f" ({share:.1%}, above max_reject_share {settings.max_reject_share:.1%})"
         + (f"; most common: {common}" if common else "")
-        + f". See segmentation.import_rejects where batch_id = {result.batch_id}; the previous run stays current"
+        + f". See segmentation_internal.import_rejects where batch_id = {result.batch_id}; the previous run stays current"
     )
     with engine.begin() as connection:
         publish.end_run(connection, run_id, "held", message)

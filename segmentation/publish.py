@@ -33,7 +33,7 @@ PRUNE_LOCK_TIMEOUT = "2s"
 
 def link_batch(connection: Connection, run_id: int, batch_id: int) -> None:
     connection.execute(
-        sa.text("update segmentation.runs set batch_id = :batch_id where run_id = :run_id"),
+        sa.text("update segmentation_internal.runs set batch_id = :batch_id where run_id = :run_id"),
         {"run_id": run_id, "batch_id": batch_id},
     )
 
@@ -45,7 +45,7 @@ def start_run(
     return connection.execute(
         sa.text(
             """
-            insert into segmentation.runs (batch_id, features, scaling, random_state, n_init, settings,
+            insert into segmentation_internal.runs (batch_id, features, scaling, random_state, n_init, settings,
                                            hostname, pid, dataset, dataset_fingerprint, source_name)
             values (:batch_id, :features, :scaling, :random_state, :n_init, cast(:settings as jsonb),
                     :hostname, :pid, cast(:dataset as jsonb), :fingerprint, :source)
@@ -72,7 +72,7 @@ def end_run(connection: Connection, run_id: int, status: str, error: str | None)
     """Record a run that did not publish (failed, held or cancelled) with its reason."""
     connection.execute(
         sa.text(
-            "update segmentation.runs set status = :status, error = :error, finished_at = clock_timestamp()"
+            "update segmentation_internal.runs set status = :status, error = :error, finished_at = clock_timestamp()"
             " where run_id = :run_id and status = 'running'"
         ),
         {"run_id": run_id, "status": status, "error": error},
@@ -96,11 +96,11 @@ def previous_run(connection: Connection, features: list[str], fingerprint: str) 
     start from fresh ids.
     """
     next_free = connection.execute(
-        sa.text("select coalesce(max(segment_id), 0) + 1 from segmentation.segment_profiles")
+        sa.text("select coalesce(max(segment_id), 0) + 1 from segmentation_internal.segment_profiles")
     ).scalar_one()
     latest = connection.execute(
         sa.text(
-            "select run_id from segmentation.runs where status = 'published' and features = :features"
+            "select run_id from segmentation_internal.runs where status = 'published' and features = :features"
             " and coalesce(dataset_fingerprint, :mall) = :fingerprint"
             " order by published_at desc, run_id desc limit 1"
         ),
@@ -110,7 +110,7 @@ def previous_run(connection: Connection, features: list[str], fingerprint: str) 
         return None, next_free
     rows = connection.execute(
         sa.text(
-            "select segment_id, segment_name, customer_count, centroid from segmentation.segment_profiles"
+            "select segment_id, segment_name, customer_count, centroid from segmentation_internal.segment_profiles"
             " where run_id = :run_id"
         ),
         {"run_id": latest},
@@ -166,7 +166,7 @@ def store_results(
     chosen = evaluations.assign(run_id=run_id, is_chosen=evaluations["k"] == run_fields["k"])
     connection.execute(
         sa.text(
-            f"insert into segmentation.k_evaluations (run_id, {', '.join(EVALUATION_COLUMNS)})"
+            f"insert into segmentation_internal.k_evaluations (run_id, {', '.join(EVALUATION_COLUMNS)})"
             f" values (:run_id, {', '.join(':' + column for column in EVALUATION_COLUMNS)})"
         ),
         _records(chosen[["run_id", *EVALUATION_COLUMNS]]),
@@ -178,7 +178,7 @@ def store_results(
     connection.execute(
         sa.text(
             f"""
-            insert into segmentation.segment_profiles (run_id, {", ".join(PROFILE_COLUMNS)}, centroid)
+            insert into segmentation_internal.segment_profiles (run_id, {", ".join(PROFILE_COLUMNS)}, centroid)
             values (:run_id, {", ".join(":" + column for column in PROFILE_COLUMNS)}, cast(:centroid as jsonb))
             """
         ),
@@ -187,7 +187,7 @@ def store_results(
     if not feature_rows.empty:
         connection.execute(
             sa.text(
-                f"insert into segmentation.segment_features (run_id, {', '.join(FEATURE_COLUMNS)})"
+                f"insert into segmentation_internal.segment_features (run_id, {', '.join(FEATURE_COLUMNS)})"
                 f" values (:run_id, {', '.join(':' + column for column in FEATURE_COLUMNS)})"
             ),
             [{**row, "run_id": run_id} for row in _records(feature_rows[FEATURE_COLUMNS])],
@@ -201,7 +201,7 @@ def store_results(
     updated = connection.execute(
         sa.text(
             f"""
-            update segmentation.runs set
+            update segmentation_internal.runs set
                 status = :status, k = :k, k_selection = :k_selection, rationale = :rationale,
                 silhouette = :silhouette, n_customers = :n_customers, n_imputed = cast(:n_imputed as jsonb),
                 size_psi = :size_psi, max_centroid_shift = :max_centroid_shift, n_outliers = :n_outliers,
@@ -223,7 +223,7 @@ def store_results(
 
 def record_report(connection: Connection, run_id: int, path: str) -> None:
     connection.execute(
-        sa.text("update segmentation.runs set report_path = :path where run_id = :run_id"),
+        sa.text("update segmentation_internal.runs set report_path = :path where run_id = :run_id"),
         {"run_id": run_id, "path": path},
     )
 
@@ -263,9 +263,9 @@ def _copy_assignments(connection: Connection, run_id: int, assignments: pd.DataF
     Attaching takes only a SHARE UPDATE EXCLUSIVE lock on `customer_segments`, so dashboards
     reading the views are never blocked; the table is visible only when the caller commits.
     """
-    table = f"segmentation.{partition_name(run_id)}"
+    table = f"segmentation_internal.{partition_name(run_id)}"
     connection.exec_driver_sql(
-        f"create table {table} (like segmentation.customer_segments including defaults,"
+        f"create table {table} (like segmentation_internal.customer_segments including defaults,"
         f" check (run_id = {int(run_id)}))"
     )
     columns = [_python_values(assignments[column], integer=column in INTEGER_COLUMNS) for column in ASSIGNMENT_COLUMNS]
@@ -277,7 +277,7 @@ def _copy_assignments(connection: Connection, run_id: int, assignments: pd.DataF
                 copy.write_row(row)
     connection.exec_driver_sql(f"alter table {table} add primary key (run_id, customer_id)")
     connection.exec_driver_sql(
-        f"alter table segmentation.customer_segments attach partition {table} for values in ({int(run_id)})"
+        f"alter table segmentation_internal.customer_segments attach partition {table} for values in ({int(run_id)})"
     )
 
 
@@ -297,10 +297,10 @@ def prune_customer_rows(connection: Connection, keep_runs: int) -> list[int]:
                 join pg_class as child on child.oid = pg_inherits.inhrelid
                 join pg_class as parent on parent.oid = pg_inherits.inhparent
                 join pg_namespace on pg_namespace.oid = parent.relnamespace
-                where pg_namespace.nspname = 'segmentation' and parent.relname = 'customer_segments'
+                where pg_namespace.nspname = 'segmentation_internal' and parent.relname = 'customer_segments'
             ),
             protected as (
-                select run_id from segmentation.runs where status = 'published'
+                select run_id from segmentation_internal.runs where status = 'published'
                 order by published_at desc, run_id desc limit 2
             )
             select ranked.run_id
@@ -313,14 +313,14 @@ def prune_customer_rows(connection: Connection, keep_runs: int) -> list[int]:
         {"keep": keep_runs},
     ).scalars().all()
     for run_id in rows:
-        connection.exec_driver_sql(f"drop table segmentation.{partition_name(run_id)}")
+        connection.exec_driver_sql(f"drop table segmentation_internal.{partition_name(run_id)}")
     return list(rows)
 
 
 def customers_of_other_declarations(connection: Connection, dataset_id: int) -> int:
     """Active customers imported under another declaration than `dataset_id` (left out of the fit)."""
     return connection.execute(
-        sa.text("select count(*) from segmentation.customers where is_active and dataset_id <> :id"), {"id": dataset_id}
+        sa.text("select count(*) from segmentation_internal.customers where is_active and dataset_id <> :id"), {"id": dataset_id}
     ).scalar_one()
 
 
@@ -331,7 +331,7 @@ def recent_runs(connection: Connection, limit: int = 20) -> list[sa.Row]:
             "select history.run_id, history.status, history.started_at, history.finished_at, history.published_at,"
             " history.k, history.silhouette, history.n_customers, history.error, runs.features,"
             " runs.dataset_fingerprint, runs.source_name"
-            " from segmentation.run_history as history join segmentation.runs as runs using (run_id)"
+            " from segmentation.run_history as history join segmentation_internal.runs as runs using (run_id)"
             " order by history.run_id desc limit :limit"
         ),
         {"limit": limit},

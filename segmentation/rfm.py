@@ -57,7 +57,7 @@ def reference_date(connection: Connection, as_of: datetime.date | None) -> datet
         connection.exec_driver_sql("select set_config('segmentation.as_of', %s, true)", (as_of.isoformat(),))
     return connection.exec_driver_sql(
         "select coalesce(cast(nullif(current_setting('segmentation.as_of', true), '') as date),"
-        " (select cast(max(ordered_at) as date) + 1 from segmentation.orders))"
+        " (select cast(max(ordered_at) as date) + 1 from segmentation_internal.orders))"
     ).scalar()
 
 
@@ -82,7 +82,7 @@ def read_customers(
         statement = sql.SQL(
             "copy (select coalesce(customer.customer_id, rfm.customer_id), {columns},"
             " customer.customer_id is null, rfm.customer_id is null"
-            " from (select customer_id, attributes from segmentation.customers"
+            " from (select customer_id, attributes from segmentation_internal.customers"
             "       where is_active and dataset_id = {dataset_id}) as customer"
             " full join segmentation.customer_rfm as rfm on rfm.customer_id = customer.customer_id"
             " order by 1) to stdout with (format csv)"

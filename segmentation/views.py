@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import NamedTuple
 
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from segmentation import display
 from segmentation.dataset import Column, Dataset
 
 SCHEMA = "segmentation"
@@ -29,7 +31,7 @@ _SQL_TYPES = {"number": "numeric", "whole": "bigint", "category": "text", "boole
 _LATEST_RUN = """
 with latest_run as (
     select run_id, published_at
-    from segmentation.runs
+    from segmentation_internal.runs
     where status = 'published'
     order by published_at desc, run_id desc
     limit 1
@@ -66,6 +68,27 @@ def _describe(column: Column) -> str:
     return f"{text} ({column.unit})" if column.unit else text
 
 
+def _segment_columns(indent: str) -> sql.Composable:
+    """Presentation columns of a segment (label, order, colour) for a profile row `profile`."""
+    return sql.SQL(
+        "{label} as segment_label,\n" + indent
+        + "cast(dense_rank() over (partition by profile.run_id order by profile.segment_id) as integer) as segment_order,\n"
+        + indent + "{color} as segment_color"
+    ).format(
+        label=sql.SQL(display.sql_label("profile.segment_id", "profile.segment_name")),
+        color=sql.SQL(display.sql_color("profile.segment_id")),
+    )
+
+
+_SEGMENT_COMMENTS = {
+    "segment_label": "Short label for chart axes, unique within the run: S<segment_id> and the name up to its first comma,"
+    f" at most {display.LABEL_LENGTH} characters.",
+    "segment_order": "Position of the segment in its run by segment_id (1..k): sort bars and legends by it.",
+    "segment_color": "Hex colour of the segment, the same in the report; follows segment_id, so it is kept from run to run.",
+}
+_PUBLISHED_DATE = "Date of published_at in the session's time zone (for a daily grain)."
+
+
 def customer_segments_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str]]:
     """`current_customer_segments` and its column comments."""
     id_expression = (
@@ -77,23 +100,30 @@ def customer_segments_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str
         )
         for position, column in enumerate(dataset.columns, start=1)
     ]
+    # the segments' columns are computed once per segment (materialized), not per customer row
     statement = sql.SQL(
         "create view segmentation.current_customer_segments with (security_barrier = true) as\n"
-        "-- grain: one row per customer of the latest published run" + _LATEST_RUN + "\nselect\n    "
-        "{id} as customer_id,\n    assigned.segment_id,\n    profile.segment_name,\n    {attributes},\n"
+        "-- grain: one row per customer of the latest published run" + _LATEST_RUN + ",\n"
+        "segments as materialized (\n    select\n        profile.run_id,\n        profile.segment_id,\n        profile.segment_name,\n"
+        "        {segment_columns}\n    from segmentation_internal.segment_profiles as profile\n"
+        "    where profile.run_id = (select run_id from latest_run)\n)\n"
+        "select\n    {id} as customer_id,\n    assigned.segment_id,\n    segments.segment_name,\n"
+        "    segments.segment_label,\n    segments.segment_order,\n    segments.segment_color,\n    {attributes},\n"
         "    assigned.distance_to_centroid,\n    assigned.run_id,\n    latest_run.published_at,\n"
+        "    cast(latest_run.published_at as date) as published_date,\n"
         "    assigned.second_segment_id,\n    assigned.margin_to_second,\n    assigned.is_outlier\n"
-        "from latest_run\njoin segmentation.customer_segments as assigned\n    on assigned.run_id = latest_run.run_id\n"
-        "join segmentation.segment_profiles as profile\n    on profile.run_id = assigned.run_id\n"
-        "    and profile.segment_id = assigned.segment_id"
-    ).format(id=id_expression, attributes=sql.SQL(",\n    ").join(attributes))
+        "from latest_run\njoin segmentation_internal.customer_segments as assigned\n    on assigned.run_id = latest_run.run_id\n"
+        "join segments\n    on segments.segment_id = assigned.segment_id"
+    ).format(id=id_expression, attributes=sql.SQL(",\n    ").join(attributes), segment_columns=_segment_columns(" " * 8))
     comments = {
         "customer_id": "The customer's id as in the export (" + ("a whole number" if dataset.id_type == "whole" else "text") + ").",
         "segment_id": "Segment number; stable from run to run for matching segments.",
         "segment_name": "Readable segment name, e.g. High income, high spending.",
+        **_SEGMENT_COMMENTS,
         "distance_to_centroid": "Distance to the segment centre in scaled units (standard deviations by default).",
         "run_id": "The run that assigned the segment (see run_history).",
         "published_at": "When that run was published.",
+        "published_date": _PUBLISHED_DATE,
         "second_segment_id": "The next-nearest segment.",
         "margin_to_second": "Distance to the second segment minus distance to the own one; small means borderline.",
         "is_outlier": "True beyond Q3 + 3 x IQR of the distances in the segment (far from every centre).",
@@ -103,118 +133,175 @@ def customer_segments_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str
     return statement, comments
 
 
-def _profile_columns(dataset: Dataset) -> tuple[list[_Pivot], list[_Pivot], list[_Pivot], dict[str, str]]:
-    """Pivoted feature columns: (averages and shares, medians, indexes, comments)."""
-    averages, medians, indexes, comments = [], [], [], {}
+_ROUNDED = " Rounded to three significant digits of the run's largest segment value, at least one decimal."
+
+# a measure of a features row, as the profile views show it
+_MEAN = sql.SQL(display.sql_round("feature.mean", "feature.decimals"))
+_MEDIAN = sql.SQL(display.sql_round("feature.median", "feature.decimals"))
+_INDEX = sql.SQL(display.sql_round("feature.index_value", "0"))
+_SHARE = sql.SQL("feature.mean")
+_SHARE_PCT = sql.SQL(display.sql_percent("feature.mean"))
+
+
+class _Profile(NamedTuple):
+    """The pivoted feature columns of the profile views, by kind, with their comments."""
+
+    averages: list[_Pivot]
+    shares: list[_Pivot]
+    share_pcts: list[_Pivot]
+    medians: list[_Pivot]
+    indexes: list[_Pivot]
+    comments: dict[str, str]
+
+
+def _profile_columns(dataset: Dataset) -> _Profile:
+    """Pivoted feature columns: averages, shares (0..1 and 0-100), medians, indexes and comments."""
+    profile = _Profile([], [], [], [], [], {})
+    comments = profile.comments
     numeric = [column for column in dataset.columns if column.is_numeric]
     for column in numeric:
-        averages.append(_pivot(column.name, None, "mean", f"avg_{column.name}"))
-        comments[f"avg_{column.name}"] = f"Mean {column.label}" + (f" ({column.unit})." if column.unit else ".")
-    shares = _share_columns(dataset)
-    for name, column, value in shares:
-        averages.append(_pivot(column.name, value, "mean", name))
+        unit = f" ({column.unit})." if column.unit else "."
+        profile.averages.append(_pivot(column.name, None, _MEAN, f"avg_{column.name}"))
+        comments[f"avg_{column.name}"] = f"Mean {column.label}{unit}{_ROUNDED}"
+        profile.medians.append(_pivot(column.name, None, _MEDIAN, f"median_{column.name}"))
+        comments[f"median_{column.name}"] = f"Median {column.label}{unit}{_ROUNDED}"
+        profile.indexes.append(_pivot(column.name, None, _INDEX, index_name(column)))
+        comments[index_name(column)] = f"Segment mean of {column.label} / overall mean x 100 (100 = average), whole number."
+    for name, column, value in _share_columns(dataset):
+        profile.shares.append(_pivot(column.name, value, _SHARE, name))
         comments[name] = f"Share of customers with {column.label} = {value} (0..1)."
-    for column in numeric:
-        medians.append(_pivot(column.name, None, "median", f"median_{column.name}"))
-        comments[f"median_{column.name}"] = f"Median {column.label}" + (f" ({column.unit})." if column.unit else ".")
-    for column in numeric:
-        indexes.append(_pivot(column.name, None, "index_value", index_name(column)))
-        comments[index_name(column)] = f"Segment mean of {column.label} / overall mean x 100 (100 = average)."
-    for name, column, value in shares:
-        indexes.append(_pivot(column.name, value, "index_value", f"{name}_index"))
-        comments[f"{name}_index"] = f"Segment share of {column.label} = {value} / overall share x 100."
-    return averages, medians, indexes, comments
+        profile.share_pcts.append(_pivot(column.name, value, _SHARE_PCT, f"{name}_pct"))
+        comments[f"{name}_pct"] = f"Percentage of customers with {column.label} = {value} (0-100, one decimal)."
+        profile.indexes.append(_pivot(column.name, value, _INDEX, f"{name}_index"))
+        comments[f"{name}_index"] = f"Segment share of {column.label} = {value} / overall share x 100, whole number."
+    return profile
 
 
-class _Pivot(tuple):
-    """(the aggregate expression, the column name it gives)."""
+class _Pivot(NamedTuple):
+    """The aggregate expression and the column name it gives."""
 
-    def __new__(cls, expression: sql.Composable, alias: str):
-        return super().__new__(cls, (expression, alias))
+    expression: sql.Composable
+    alias: str
 
 
-def _pivot(feature: str, category: str | None, measure: str, alias: str) -> _Pivot:
+def _pivot(feature: str, category: str | None, measure: sql.Composable, alias: str) -> _Pivot:
     category_test = sql.SQL("feature.category is null") if category is None else sql.SQL("feature.category = {}").format(sql.Literal(category))
-    expression = sql.SQL("max(feature.{measure}) filter (where feature.feature = {feature} and {category}) as {alias}").format(
-        measure=sql.Identifier(measure), feature=sql.Literal(feature), category=category_test, alias=sql.Identifier(alias)
+    expression = sql.SQL("max({measure}) filter (where feature.feature = {feature} and {category}) as {alias}").format(
+        measure=measure, feature=sql.Literal(feature), category=category_test, alias=sql.Identifier(alias)
     )
     return _Pivot(expression, alias)
 
 
+def _features(where: str) -> sql.Composable:
+    """The CTE `features`: segment_features rows (`where`) with the decimals their averages are shown with."""
+    return sql.SQL(
+        "features as (\n    select\n        feature.*,\n        {decimals} as decimals\n"
+        "    from segmentation_internal.segment_features as feature\n    {where}\n)"
+    ).format(
+        decimals=sql.SQL(display.sql_decimals("feature.mean", "feature.run_id, feature.feature, feature.category")),
+        where=sql.SQL(where),
+    )
+
+
+def _pivoted(pivots: list[_Pivot]) -> sql.Composable:
+    """The CTE `pivoted`: one row per run and segment with the `pivots` as columns."""
+    return sql.SQL(
+        "pivoted as (\n    select\n        feature.run_id,\n        feature.segment_id{comma}\n        {pivots}\n"
+        "    from features as feature\n    group by feature.run_id, feature.segment_id\n)"
+    ).format(comma=_comma(pivots), pivots=sql.SQL(",\n        ").join(pivot.expression for pivot in pivots))
+
+
 def segment_profiles_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str]]:
     """`current_segment_profiles`: fixed columns plus averages, shares, medians and indexes."""
-    averages, medians, indexes, feature_comments = _profile_columns(dataset)
-    pivots = averages + medians + indexes
+    profile = _profile_columns(dataset)
+    shown = profile.averages + profile.shares + profile.share_pcts
     statement = sql.SQL(
         "create view segmentation.current_segment_profiles with (security_barrier = true) as\n"
         "-- grain: one row per segment of the latest published run" + _LATEST_RUN + ",\n"
-        "pivoted as (\n    select\n        feature.run_id,\n        feature.segment_id{comma}\n        {pivots}\n"
-        "    from segmentation.segment_features as feature\n    where feature.run_id = (select run_id from latest_run)\n"
-        "    group by feature.run_id, feature.segment_id\n)\n"
-        "select\n    profile.segment_id,\n    profile.segment_name,\n    profile.customer_count,\n    profile.customer_share,\n"
-        "    {averages}{comma_a}\n    profile.recommendation,\n    profile.run_id,\n    latest_run.published_at,\n"
+        "{features},\n{pivoted}\n"
+        "select\n    profile.segment_id,\n    profile.segment_name,\n    {segment_columns},\n"
+        "    profile.customer_count,\n    profile.customer_share,\n    {share_pct} as customer_share_pct,\n"
+        "    {shown}{comma_s}\n    profile.recommendation,\n    profile.run_id,\n    latest_run.published_at,\n"
+        "    cast(latest_run.published_at as date) as published_date,\n"
         "    {medians}{comma_m}\n    {indexes}{comma_i}\n    profile.distinguishing_features,\n    profile.centroid_shift,\n"
         "    profile.previous_customer_count\n"
-        "from latest_run\njoin segmentation.segment_profiles as profile\n    on profile.run_id = latest_run.run_id\n"
+        "from latest_run\njoin segmentation_internal.segment_profiles as profile\n    on profile.run_id = latest_run.run_id\n"
         "left join pivoted\n    on pivoted.run_id = profile.run_id\n    and pivoted.segment_id = profile.segment_id"
     ).format(
-        comma=sql.SQL(",") if pivots else sql.SQL(""),
-        pivots=sql.SQL(",\n        ").join(pivot[0] for pivot in pivots),
-        averages=_select(averages), comma_a=_comma(averages),
-        medians=_select(medians), comma_m=_comma(medians),
-        indexes=_select(indexes), comma_i=_comma(indexes),
+        features=_features("where feature.run_id = (select run_id from latest_run)"),
+        pivoted=_pivoted(shown + profile.medians + profile.indexes),
+        segment_columns=_segment_columns(" " * 4),
+        share_pct=sql.SQL(display.sql_percent("profile.customer_share")),
+        shown=_select(shown), comma_s=_comma(shown),
+        medians=_select(profile.medians), comma_m=_comma(profile.medians),
+        indexes=_select(profile.indexes), comma_i=_comma(profile.indexes),
     )
     comments = {
         "segment_id": "Segment number; stable from run to run for matching segments.",
         "segment_name": "Readable segment name from its distinguishing features.",
+        **_SEGMENT_COMMENTS,
         "customer_count": "Customers in the segment.",
         "customer_share": "Share of all customers of the run (0..1).",
+        "customer_share_pct": "Percentage of all customers of the run (0-100, one decimal, as segment run prints it).",
         "recommendation": "Suggested marketing action for the segment.",
         "run_id": "The run (see run_history).",
         "published_at": "When the run was published.",
+        "published_date": _PUBLISHED_DATE,
         "distinguishing_features": "In words, what sets the segment apart from the average customer.",
         "centroid_shift": "How far the segment centre moved since the previous published run (scaled units).",
         "previous_customer_count": "Customers in the segment in the previous published run.",
-        **feature_comments,
+        **profile.comments,
     }
     return statement, comments
 
 
 def profile_history_sql(dataset: Dataset) -> tuple[sql.Composed, dict[str, str]]:
     """`segment_profile_history`: every published run's segments with averages and shares."""
-    averages, _, _, feature_comments = _profile_columns(dataset)
+    profile = _profile_columns(dataset)
+    shown = profile.averages + profile.shares + profile.share_pcts
     statement = sql.SQL(
         "create view segmentation.segment_profile_history with (security_barrier = true) as\n"
         "-- grain: one row per segment of every published run, oldest first\n"
-        "with pivoted as (\n    select\n        feature.run_id,\n        feature.segment_id{comma}\n        {pivots}\n"
-        "    from segmentation.segment_features as feature\n    group by feature.run_id, feature.segment_id\n)\n"
-        "select\n    runs.run_id,\n    runs.published_at,\n    profile.segment_id,\n    profile.segment_name,\n"
-        "    profile.customer_count,\n    profile.customer_share,\n    {averages}{comma_a}\n    profile.centroid_shift\n"
-        "from segmentation.runs as runs\njoin segmentation.segment_profiles as profile\n    on profile.run_id = runs.run_id\n"
+        "with published as (\n    select\n        runs.run_id,\n        runs.published_at,\n"
+        "        cast(runs.published_at as date) as published_date,\n"
+        "        row_number() over (partition by cast(runs.published_at as date)"
+        " order by runs.published_at desc, runs.run_id desc) = 1 as is_latest_of_day\n"
+        "    from segmentation_internal.runs as runs\n    where runs.status = 'published'\n),\n"
+        "{features},\n{pivoted}\n"
+        "select\n    published.run_id,\n    published.published_at,\n    published.published_date,\n"
+        "    published.is_latest_of_day,\n    profile.segment_id,\n    profile.segment_name,\n    {segment_columns},\n"
+        "    profile.customer_count,\n    profile.customer_share,\n    {share_pct} as customer_share_pct,\n"
+        "    {shown}{comma_s}\n    profile.centroid_shift\n"
+        "from published\njoin segmentation_internal.segment_profiles as profile\n    on profile.run_id = published.run_id\n"
         "left join pivoted\n    on pivoted.run_id = profile.run_id\n    and pivoted.segment_id = profile.segment_id\n"
-        "where runs.status = 'published'\norder by runs.published_at, runs.run_id, profile.segment_id"
+        "order by published.published_at, published.run_id, profile.segment_id"
     ).format(
-        comma=sql.SQL(",") if averages else sql.SQL(""),
-        pivots=sql.SQL(",\n        ").join(pivot[0] for pivot in averages),
-        averages=_select(averages), comma_a=_comma(averages),
+        features=_features("where feature.run_id in (select run_id from published)"),
+        pivoted=_pivoted(shown),
+        segment_columns=_segment_columns(" " * 4),
+        share_pct=sql.SQL(display.sql_percent("profile.customer_share")),
+        shown=_select(shown), comma_s=_comma(shown),
     )
     comments = {
         "run_id": "Published run (see run_history).",
         "published_at": "When the run was published.",
+        "published_date": _PUBLISHED_DATE,
+        "is_latest_of_day": "True for the last run published on its published_date: filter on it for one run per day.",
         "segment_id": "Segment number; stable from run to run for matching segments.",
         "segment_name": "Readable segment name.",
+        **_SEGMENT_COMMENTS,
         "customer_count": "Customers in the segment in that run.",
         "customer_share": "Share of that run's customers (0..1).",
+        "customer_share_pct": "Percentage of that run's customers (0-100, one decimal).",
         "centroid_shift": "How far the segment centre moved since the previous published run (scaled units).",
-        **{name: text for name, text in feature_comments.items() if not name.startswith(("median_",)) and not name.endswith("_index")},
+        **{name: profile.comments[name] for name in (pivot.alias for pivot in shown)},
     }
     return statement, comments
 
 
 def _select(pivots: list[_Pivot]) -> sql.Composable:
     """The outer select of pivoted columns: `pivoted.<alias>` for each."""
-    aliases = [pivot[1] for pivot in pivots]
-    return sql.SQL(",\n    ").join(sql.SQL("pivoted.{}").format(sql.Identifier(alias)) for alias in aliases)
+    return sql.SQL(",\n    ").join(sql.SQL("pivoted.{}").format(sql.Identifier(pivot.alias)) for pivot in pivots)
 
 
 def _comma(pivots: list[_Pivot]) -> sql.Composable:
@@ -250,7 +337,7 @@ def ensure_views(connection: Connection, dataset: Dataset) -> list[str]:
         text = statement.as_string(raw)
         signature = hashlib.sha256(text.encode()).hexdigest()
         stored = raw.execute(
-            "select signature from segmentation.view_versions where view_name = %s", (name,)
+            "select signature from segmentation_internal.view_versions where view_name = %s", (name,)
         ).fetchone()
         if stored is not None and stored[0] == signature:
             continue
@@ -264,7 +351,7 @@ def ensure_views(connection: Connection, dataset: Dataset) -> list[str]:
             )
         raw.execute(sql.SQL("grant select on {} to {}").format(view, sql.Identifier(READER_ROLE)))
         raw.execute(
-            "insert into segmentation.view_versions (view_name, signature) values (%s, %s)"
+            "insert into segmentation_internal.view_versions (view_name, signature) values (%s, %s)"
             " on conflict (view_name) do update set signature = excluded.signature, updated_at = now()",
             (name, signature),
         )

@@ -1,4 +1,4 @@
-"""Import a customer CSV described by the data-set declaration into `segmentation.customers`.
+"""Import a customer CSV described by the data-set declaration into `segmentation_internal.customers`.
 
 Grain: one input record, a line or several when a quoted field holds line breaks. Every
 record ends up inserted, updated, unchanged or in `import_rejects` (line number, raw text,

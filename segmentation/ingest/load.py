@@ -1,4 +1,4 @@
-"""Loading one file into `segmentation.customers`: the batch row, the first load, the result.
+"""Loading one file into `segmentation_internal.customers`: the batch row, the first load, the result.
 
 `import_file` records the batch (running, then succeeded or failed) around `load_file`,
 which runs inside the caller's transaction: into an empty `customers` table valid records
@@ -50,7 +50,7 @@ class ImportResult:
     seconds: float = 0.0
     #: "first load" (COPY straight into an empty customers table) or "merge" (staging table)
     method: str = "merge"
-    #: segmentation.datasets row of the declaration the file was read under
+    #: segmentation_internal.datasets row of the declaration the file was read under
     dataset_id: int | None = None
     #: rows_rejected / rows_read
     reject_share: float = 0.0
@@ -76,23 +76,23 @@ class ImportResult:
 
 
 def ensure_dataset(connection: Connection, dataset: Dataset) -> int:
-    """The `segmentation.datasets` id of `dataset` (by its fingerprint), inserting it when new."""
+    """The `segmentation_internal.datasets` id of `dataset` (by its fingerprint), inserting it when new."""
     fingerprint = dataset.fingerprint()
     found = connection.execute(
-        sa.text("select dataset_id from segmentation.datasets where fingerprint = :fingerprint"),
+        sa.text("select dataset_id from segmentation_internal.datasets where fingerprint = :fingerprint"),
         {"fingerprint": fingerprint},
     ).scalar()
     if found is not None:
         return found
     connection.execute(
         sa.text(
-            "insert into segmentation.datasets (fingerprint, declaration) values (:fingerprint, cast(:declaration as jsonb))"
+            "insert into segmentation_internal.datasets (fingerprint, declaration) values (:fingerprint, cast(:declaration as jsonb))"
             " on conflict (fingerprint) do nothing"
         ),
         {"fingerprint": fingerprint, "declaration": json.dumps(dataset.describe())},
     )
     return connection.execute(
-        sa.text("select dataset_id from segmentation.datasets where fingerprint = :fingerprint"),
+        sa.text("select dataset_id from segmentation_internal.datasets where fingerprint = :fingerprint"),
         {"fingerprint": fingerprint},
     ).scalar_one()
 
@@ -101,7 +101,7 @@ def begin_batch(connection: Connection, source_name: str, export_mode: str) -> i
     """Insert a `running` batch row and return its id (commit it before the data transaction)."""
     return connection.execute(
         sa.text(
-            "insert into segmentation.import_batches (source_name, export_mode)"
+            "insert into segmentation_internal.import_batches (source_name, export_mode)"
             " values (:source_name, :export_mode) returning batch_id"
         ),
         {"source_name": source_name, "export_mode": export_mode},
@@ -115,7 +115,7 @@ def fail_batch(connection: Connection, batch_id: int, message: str) -> None:
     message = storable(message)
     connection.execute(
         sa.text(
-            "update segmentation.import_batches set status = 'failed', finished_at = clock_timestamp(),"
+            "update segmentation_internal.import_batches set status = 'failed', finished_at = clock_timestamp(),"
             " error = :error where batch_id = :batch_id"
         ),
         {"batch_id": batch_id, "error": message},
@@ -177,7 +177,7 @@ def load_file(
     column_map = column_map or {}
     dataset_id = ensure_dataset(connection, dataset)
     counts = None
-    empty = connection.execute(sa.text("select not exists (select 1 from segmentation.customers)")).scalar_one()
+    empty = connection.execute(sa.text("select not exists (select 1 from segmentation_internal.customers)")).scalar_one()
     if empty:
         try:
             with connection.begin_nested():
@@ -215,7 +215,7 @@ def load_file(
     connection.execute(
         sa.text(
             """
-            update segmentation.import_batches set
+            update segmentation_internal.import_batches set
                 status = 'succeeded', finished_at = clock_timestamp(), source_sha256 = :sha256,
                 rows_read = :rows_read, rows_inserted = :rows_inserted, rows_updated = :rows_updated,
                 rows_unchanged = :rows_unchanged, rows_rejected = :rows_rejected,
@@ -249,17 +249,17 @@ def _first_load(
 
         writer = _Writer(source.layout, dataset, f",{batch_id},{batch_id},{dataset_id}", reject)
         statement = _copy_statement(
-            "segmentation.customers", ("customer_id", "attributes", "first_batch_id", "last_batch_id", "dataset_id")
+            "segmentation_internal.customers", ("customer_id", "attributes", "first_batch_id", "last_batch_id", "dataset_id")
         )
         # Keeping the primary key up to date row by row doubled the time of a 10M-row load; one
         # sorted build afterwards is cheaper, and the table is empty (the constraint comes back
         # with the caller's savepoint if anything fails).
-        connection.exec_driver_sql(f"alter table segmentation.customers drop constraint {PRIMARY_KEY}")
+        connection.exec_driver_sql(f"alter table segmentation_internal.customers drop constraint {PRIMARY_KEY}")
         _stream(connection, source, statement, writer, expect="valid")
         connection.exec_driver_sql(f"set local maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
         try:
             connection.exec_driver_sql(
-                f"alter table segmentation.customers add constraint {PRIMARY_KEY} primary key (customer_id)"
+                f"alter table segmentation_internal.customers add constraint {PRIMARY_KEY} primary key (customer_id)"
             )
         except sa.exc.IntegrityError:
             raise _DuplicateInFile from None
@@ -267,7 +267,7 @@ def _first_load(
             spool.seek(0)
             raw_connection = connection.connection.driver_connection
             with raw_connection.cursor() as cursor, cursor.copy(
-                "copy segmentation.import_rejects (batch_id, line_number, raw_line, reason) from stdin"
+                "copy segmentation_internal.import_rejects (batch_id, line_number, raw_line, reason) from stdin"
                 " with (format csv)"
             ) as copy:
                 while block := spool.read(BLOCK_BYTES):

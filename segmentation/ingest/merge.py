@@ -200,8 +200,8 @@ def _both_in_id_order(connection: Connection) -> bool:
     order break it every other row. pg_stats' correlation could not tell these apart (0.82 at
     1M such ids, -0.12 at 3M).
     """
-    connection.exec_driver_sql("analyze segmentation.customers")
-    for table in ("import_stage", "segmentation.customers"):
+    connection.exec_driver_sql("analyze segmentation_internal.customers")
+    for table in ("import_stage", "segmentation_internal.customers"):
         rows = connection.execute(
             sa.text("select reltuples from pg_class where oid = cast(:table as regclass)"), {"table": table}
         ).scalar_one()
@@ -239,7 +239,7 @@ def _merge(
         with _step("rejects"):
             connection.execute(
                 sa.text(
-                    "insert into segmentation.import_rejects (batch_id, line_number, raw_line, reason)"
+                    "insert into segmentation_internal.import_rejects (batch_id, line_number, raw_line, reason)"
                     " select :batch_id, line_number, raw_line, reason from import_stage where reason is not null"
                 ),
                 {"batch_id": batch_id},
@@ -272,7 +272,7 @@ def _merge(
             select coalesce(stage.customer_id, current.customer_id) as customer_id, stage.attributes,
                    current.customer_id is null as is_new, stage.customer_id is null as is_gone
             from (select customer_id, attributes from import_stage where reason is null) as stage
-            {join} segmentation.customers as current on current.customer_id = stage.customer_id
+            {join} segmentation_internal.customers as current on current.customer_id = stage.customer_id
             where (stage.customer_id is not null
                    and (current.customer_id is null
                         or (current.attributes, current.dataset_id, current.is_active)
@@ -289,7 +289,7 @@ def _merge(
         updated = connection.execute(
             sa.text(
                 """
-                update segmentation.customers as current
+                update segmentation_internal.customers as current
                 set attributes = changed.attributes,
                     dataset_id = :dataset_id,
                     is_active = true,
@@ -304,7 +304,7 @@ def _merge(
         inserted = connection.execute(
             sa.text(
                 """
-                insert into segmentation.customers (customer_id, attributes, dataset_id, first_batch_id, last_batch_id)
+                insert into segmentation_internal.customers (customer_id, attributes, dataset_id, first_batch_id, last_batch_id)
                 select customer_id, attributes, :dataset_id, :batch_id, :batch_id
                 from import_changes
                 where is_new
@@ -317,7 +317,7 @@ def _merge(
             deactivated = connection.execute(
                 sa.text(
                     """
-                    update segmentation.customers as current
+                    update segmentation_internal.customers as current
                     set is_active = false, last_batch_id = :batch_id, updated_at = now()
                     from import_changes as changed
                     where changed.is_gone and changed.customer_id = current.customer_id

@@ -1,4 +1,4 @@
-"""The staged order lines against `segmentation.orders`: which lines are new, which stored ones
+"""The staged order lines against `segmentation_internal.orders`: which lines are new, which stored ones
 a file that restates its orders no longer has. Set-based SQL on the temporary `order_stage`
 (its valid lines have `reason` null) that `segmentation.ingest.orders` filled.
 
@@ -67,14 +67,14 @@ def _pair_lines(connection: Connection, file_lines: int) -> bool:
                         '{{}}') as unpaired_stored,
                count(*) filter (where stage.record_number is null) as stored_unpaired
         from (select * from order_stage where reason is null) as stage
-        full join segmentation.orders as stored on {SAME_CONTENT}
+        full join segmentation_internal.orders as stored on {SAME_CONTENT}
         """
     )
     connection.exec_driver_sql("set local work_mem = '256MB'")
     pairs, new_lines, stored_unpaired = connection.exec_driver_sql(
         "select pairs, cardinality(unpaired_records), stored_unpaired from order_pairing"
     ).one()
-    stored = connection.exec_driver_sql("select count(*) from segmentation.orders").scalar_one()
+    stored = connection.exec_driver_sql("select count(*) from segmentation_internal.orders").scalar_one()
     # sum over paired contents of (file count x stored count) equals the paired lines of each side
     # exactly when every paired content has one line on each side
     return pairs == file_lines - new_lines == stored - stored_unpaired
@@ -85,7 +85,7 @@ def _insert_unpaired(connection: Connection, batch_id: int) -> int:
     return connection.execute(
         sa.text(
             """
-            insert into segmentation.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
+            insert into segmentation_internal.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
             select stage.customer_id, stage.order_id, stage.ordered_at, stage.amount, stage.quantity, stage.unit_price,
                    :batch_id
             from order_stage as stage
@@ -103,7 +103,7 @@ def _remove_unpaired(connection: Connection) -> int:
         return 0
     return connection.exec_driver_sql(
         """
-        delete from segmentation.orders as stored
+        delete from segmentation_internal.orders as stored
         where stored.ctid in (select unnest(unpaired_stored) from order_pairing)
         and stored.order_id in (select stage.order_id from order_stage as stage where stage.reason is null)
         """
@@ -123,7 +123,7 @@ def _count_contents(connection: Connection) -> None:
         ),
         in_table (customer_id, order_key, ordered_at, amount, stored_count) as (
             select {KEY.format(table="stored")}, count(*)
-            from segmentation.orders as stored
+            from segmentation_internal.orders as stored
             where stored.customer_id in (select stage.customer_id from order_stage as stage where stage.reason is null)
             group by 1, 2, 3, 4
         )
@@ -146,7 +146,7 @@ def _insert_new(connection: Connection, batch_id: int) -> int:
     return connection.execute(
         sa.text(
             f"""
-            insert into segmentation.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
+            insert into segmentation_internal.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
             select numbered.customer_id, numbered.order_id, numbered.ordered_at, numbered.amount, numbered.quantity,
                    numbered.unit_price, :batch_id
             from (
@@ -170,13 +170,13 @@ def _remove_restated(connection: Connection) -> int:
     per content of such an order, the stored copies beyond the file's count."""
     return connection.exec_driver_sql(
         f"""
-        delete from segmentation.orders as stored
+        delete from segmentation_internal.orders as stored
         where stored.ctid in (
             select numbered.row_address
             from (
                 select surplus.ctid as row_address, counts.file_count,
                        row_number() over (partition by {KEY.format(table="surplus")} order by surplus.ctid) as occurrence
-                from segmentation.orders as surplus
+                from segmentation_internal.orders as surplus
                 join order_counts as counts on {MATCH.format(table="surplus")}
                 where counts.stored_count > counts.file_count and counts.order_key <> ''
                 and counts.order_key in (select stage.order_id from order_stage as stage where stage.reason is null)

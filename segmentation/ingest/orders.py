@@ -1,4 +1,4 @@
-"""Import an order export into `segmentation.orders`, with the customer import's guarantees.
+"""Import an order export into `segmentation_internal.orders`, with the customer import's guarantees.
 
 Grain: one order line. Every line ends up inserted, unchanged or in `import_rejects` (line
 number, raw text, reason); the counts add up; a refused file leaves the table as it was; the
@@ -200,7 +200,7 @@ def import_orders(engine: Engine, path: Path, spec: OrdersSpec, id_type: str) ->
     """Import one order CSV: all its lines or none, the batch row (kind 'orders') recording the outcome."""
     with engine.begin() as connection:
         batch_id = begin_batch(connection, path.name, "incremental")
-        connection.execute(sa.text("update segmentation.import_batches set kind = 'orders' where batch_id = :id"),
+        connection.execute(sa.text("update segmentation_internal.import_batches set kind = 'orders' where batch_id = :id"),
                            {"id": batch_id})
     with _failure_recorded(engine, batch_id), engine.begin() as connection:
         return load_orders(connection, path, batch_id, spec, id_type)
@@ -222,7 +222,7 @@ def _failure_recorded(engine: Engine, batch_id: int):
 
 
 def load_orders(connection: Connection, path: Path, batch_id: int, spec: OrdersSpec, id_type: str = "whole") -> OrderImportResult:
-    """Stream the order file `path` into `segmentation.orders` inside the caller's transaction.
+    """Stream the order file `path` into `segmentation_internal.orders` inside the caller's transaction.
 
     Raises ImportRefused (nothing loaded once the caller rolls back) for a missing, empty or
     binary file, a header without the needed columns, or invalid UTF-8.
@@ -235,7 +235,7 @@ def load_orders(connection: Connection, path: Path, batch_id: int, spec: OrdersS
     dataset = _order_file_dataset(layout, id_type)
     source = _open(path, dataset, {})
     connection.exec_driver_sql("set local work_mem = '256MB'")
-    empty = connection.execute(sa.text("select not exists (select 1 from segmentation.orders)")).scalar_one()
+    empty = connection.execute(sa.text("select not exists (select 1 from segmentation_internal.orders)")).scalar_one()
     if empty and layout.has_amount:
         counts, writer = _first_load(connection, source, dataset, spec, batch_id)
     else:
@@ -253,7 +253,7 @@ def load_orders(connection: Connection, path: Path, batch_id: int, spec: OrdersS
         raise RuntimeError(f"{path}: lines read and lines accounted for differ: {counted}")  # a bug, never bad input
     assignments = ", ".join(f"{name} = :{name}" for name in BATCH_COUNTS)  # constant names, no data
     connection.execute(
-        sa.text(f"update segmentation.import_batches set status = 'succeeded', finished_at = clock_timestamp(),"
+        sa.text(f"update segmentation_internal.import_batches set status = 'succeeded', finished_at = clock_timestamp(),"
                 f" source_sha256 = :sha256, {assignments} where batch_id = :batch_id"),
         {"sha256": source.digest.hexdigest(), "batch_id": batch_id, **counted},
     )
@@ -267,14 +267,14 @@ def _first_load(connection: Connection, source, dataset: Dataset, spec: OrdersSp
             spool.write(f"{batch_id},{number},{_csv_quoted(line)},{_csv_quoted(reason)}\n")
 
         writer = _OrderWriter(source.layout, dataset, spec, f",{batch_id}", reject)
-        statement = _copy_statement("segmentation.orders", (*RECORD_COLUMNS, "batch_id"))
+        statement = _copy_statement("segmentation_internal.orders", (*RECORD_COLUMNS, "batch_id"))
         _stream(connection, source, statement, writer, expect="valid")
         rejected = writer.rows_read - writer.rows_valid
         if rejected:
             spool.seek(0)
             raw = connection.connection.driver_connection
             with raw.cursor() as cursor, cursor.copy(
-                "copy segmentation.import_rejects (batch_id, line_number, raw_line, reason) from stdin with (format csv)"
+                "copy segmentation_internal.import_rejects (batch_id, line_number, raw_line, reason) from stdin with (format csv)"
             ) as copy:
                 while block := spool.read(BLOCK_BYTES):
                     copy.write(block)
@@ -369,7 +369,7 @@ def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersS
     if rejected:
         connection.execute(
             sa.text(
-                "insert into segmentation.import_rejects (batch_id, line_number, raw_line, reason)"
+                "insert into segmentation_internal.import_rejects (batch_id, line_number, raw_line, reason)"
                 " select :batch_id, line_number, raw_line, reason from order_stage where reason is not null"
             ),
             {"batch_id": batch_id},

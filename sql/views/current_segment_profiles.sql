@@ -1,49 +1,64 @@
--- Reference copy (migration 0004, the mall's declaration). A run recreates this view from the
--- data set's declaration (segmentation/views.py): avg_/median_/_index per number, _share per
--- declared category value and boolean, as a security_barrier view (migration 0005).
-create view segmentation.current_segment_profiles as
+-- Reference copy (migration 0008, the mall's declaration). A run recreates this view from the
+-- data set's declaration (segmentation/views.py): avg_/median_/_index per number, _share and _share_pct per
+-- declared category value and boolean.
+create view segmentation.current_segment_profiles with (security_barrier = true) as
 -- grain: one row per segment of the latest published run
 with latest_run as (
     select run_id, published_at
-    from segmentation.runs
+    from segmentation_internal.runs
     where status = 'published'
     order by published_at desc, run_id desc
     limit 1
+),
+features as (
+    select
+        feature.*,
+        coalesce(greatest(1, 2 - cast(floor(log(nullif(max(abs(feature.mean)) over (partition by feature.run_id, feature.feature, feature.category), 0))) as integer)), 1) as decimals
+    from segmentation_internal.segment_features as feature
+    where feature.run_id = (select run_id from latest_run)
 ),
 pivoted as (
     select
         feature.run_id,
         feature.segment_id,
-        max(feature."mean") filter (where feature.feature = 'age' and feature.category is null) as "avg_age",
-        max(feature."mean") filter (where feature.feature = 'annual_income_k' and feature.category is null) as "avg_annual_income_k",
-        max(feature."mean") filter (where feature.feature = 'spending_score' and feature.category is null) as "avg_spending_score",
-        max(feature."mean") filter (where feature.feature = 'gender' and feature.category = 'Female') as "female_share",
-        max(feature."mean") filter (where feature.feature = 'gender' and feature.category = 'Male') as "male_share",
-        max(feature."median") filter (where feature.feature = 'age' and feature.category is null) as "median_age",
-        max(feature."median") filter (where feature.feature = 'annual_income_k' and feature.category is null) as "median_annual_income_k",
-        max(feature."median") filter (where feature.feature = 'spending_score' and feature.category is null) as "median_spending_score",
-        max(feature."index_value") filter (where feature.feature = 'age' and feature.category is null) as "age_index",
-        max(feature."index_value") filter (where feature.feature = 'annual_income_k' and feature.category is null) as "annual_income_index",
-        max(feature."index_value") filter (where feature.feature = 'spending_score' and feature.category is null) as "spending_score_index",
-        max(feature."index_value") filter (where feature.feature = 'gender' and feature.category = 'Female') as "female_share_index",
-        max(feature."index_value") filter (where feature.feature = 'gender' and feature.category = 'Male') as "male_share_index"
-    from segmentation.segment_features as feature
-    where feature.run_id = (select run_id from latest_run)
+        max(cast(round(cast(feature.mean as numeric), feature.decimals) as double precision)) filter (where feature.feature = 'age' and feature.category is null) as "avg_age",
+        max(cast(round(cast(feature.mean as numeric), feature.decimals) as double precision)) filter (where feature.feature = 'annual_income_k' and feature.category is null) as "avg_annual_income_k",
+        max(cast(round(cast(feature.mean as numeric), feature.decimals) as double precision)) filter (where feature.feature = 'spending_score' and feature.category is null) as "avg_spending_score",
+        max(feature.mean) filter (where feature.feature = 'gender' and feature.category = 'Female') as "female_share",
+        max(feature.mean) filter (where feature.feature = 'gender' and feature.category = 'Male') as "male_share",
+        max(round(cast(feature.mean * 100 as numeric), 1)) filter (where feature.feature = 'gender' and feature.category = 'Female') as "female_share_pct",
+        max(round(cast(feature.mean * 100 as numeric), 1)) filter (where feature.feature = 'gender' and feature.category = 'Male') as "male_share_pct",
+        max(cast(round(cast(feature.median as numeric), feature.decimals) as double precision)) filter (where feature.feature = 'age' and feature.category is null) as "median_age",
+        max(cast(round(cast(feature.median as numeric), feature.decimals) as double precision)) filter (where feature.feature = 'annual_income_k' and feature.category is null) as "median_annual_income_k",
+        max(cast(round(cast(feature.median as numeric), feature.decimals) as double precision)) filter (where feature.feature = 'spending_score' and feature.category is null) as "median_spending_score",
+        max(cast(round(cast(feature.index_value as numeric), 0) as double precision)) filter (where feature.feature = 'age' and feature.category is null) as "age_index",
+        max(cast(round(cast(feature.index_value as numeric), 0) as double precision)) filter (where feature.feature = 'annual_income_k' and feature.category is null) as "annual_income_index",
+        max(cast(round(cast(feature.index_value as numeric), 0) as double precision)) filter (where feature.feature = 'spending_score' and feature.category is null) as "spending_score_index",
+        max(cast(round(cast(feature.index_value as numeric), 0) as double precision)) filter (where feature.feature = 'gender' and feature.category = 'Female') as "female_share_index",
+        max(cast(round(cast(feature.index_value as numeric), 0) as double precision)) filter (where feature.feature = 'gender' and feature.category = 'Male') as "male_share_index"
+    from features as feature
     group by feature.run_id, feature.segment_id
 )
 select
     profile.segment_id,
     profile.segment_name,
+    regexp_replace('S' || profile.segment_id || ' ' || split_part(profile.segment_name, ',', 1), '^(.{19}).{2,}$', '\1…') as segment_label,
+    cast(dense_rank() over (partition by profile.run_id order by profile.segment_id) as integer) as segment_order,
+    (array['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#aec7e8', '#ffbb78', '#98df8a', '#ff9896', '#c5b0d5', '#c49c94', '#f7b6d2', '#c7c7c7', '#dbdb8d', '#9edae5'])[((profile.segment_id - 1) % 20 + 20) % 20 + 1] as segment_color,
     profile.customer_count,
     profile.customer_share,
+    round(cast(profile.customer_share * 100 as numeric), 1) as customer_share_pct,
     pivoted."avg_age",
     pivoted."avg_annual_income_k",
     pivoted."avg_spending_score",
     pivoted."female_share",
     pivoted."male_share",
+    pivoted."female_share_pct",
+    pivoted."male_share_pct",
     profile.recommendation,
     profile.run_id,
     latest_run.published_at,
+    cast(latest_run.published_at as date) as published_date,
     pivoted."median_age",
     pivoted."median_annual_income_k",
     pivoted."median_spending_score",
@@ -56,7 +71,7 @@ select
     profile.centroid_shift,
     profile.previous_customer_count
 from latest_run
-join segmentation.segment_profiles as profile
+join segmentation_internal.segment_profiles as profile
     on profile.run_id = latest_run.run_id
 left join pivoted
     on pivoted.run_id = profile.run_id

@@ -1,11 +1,12 @@
 -- Reference copy of segmentation.customer_rfm (latest definition: migration 0006).
 -- Editing this file changes nothing in the database: views change only by migration.
+-- The tables it reads are in schema segmentation_internal since migration 0007.
 create view segmentation.customer_rfm with (security_barrier = true) as
 -- grain: one row per customer with at least one purchase (a line with amount >= 0) before as_of
 with reference as (
     select coalesce(
         cast(nullif(current_setting('segmentation.as_of', true), '') as date),
-        (select cast(max(orders.ordered_at) as date) + 1 from segmentation.orders as orders)
+        (select cast(max(orders.ordered_at) as date) + 1 from segmentation_internal.orders as orders)
     ) as as_of
 ),
 per_customer as (
@@ -16,7 +17,7 @@ per_customer as (
         count(distinct orders.order_id) filter (where orders.amount >= 0)
             + count(*) filter (where orders.order_id is null and orders.amount >= 0) as frequency,
         sum(orders.amount) as monetary
-    from segmentation.orders as orders
+    from segmentation_internal.orders as orders
     cross join reference
     where orders.ordered_at < reference.as_of
     group by orders.customer_id

@@ -51,7 +51,7 @@ def test_console_script_is_installed():
 
 
 def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(database_url, mall_csv):
-    env = environment(DATABASE_URL=database_url)
+    env = environment(DATABASE_URL=database_url, COLUMNS="250")  # wide enough that no name is folded
     first = segment("run", "--csv", str(mall_csv), env=env)
     assert first.returncode == 0, first.stderr
     assert "High income, high spending" in first.stdout and "5 segments" in first.stdout
@@ -60,6 +60,10 @@ def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(databa
 
     profiles = query(database_url, "select * from segmentation.current_segment_profiles order by customer_count desc")
     assert [row.customer_count for row in profiles] == [81, 39, 35, 23, 22]
+    shown = re.findall(r"│ +(\d+) +│ ([^│]+?) +│ +(\d+) +│ +([\d.]+)% +│", second.stdout)
+    assert {(int(id_), name, int(count), pct) for id_, name, count, pct in shown} == {
+        (row.segment_id, row.segment_name, row.customer_count, str(row.customer_share_pct)) for row in profiles
+    }  # the command line prints the view's percentages
     premium = [row for row in profiles if row.customer_count == 39][0]
     assert premium.segment_name == "High income, high spending" and "Premium" in premium.recommendation
     budget = [row for row in profiles if row.segment_name == "Low income, low spending"][0]
@@ -68,8 +72,8 @@ def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(databa
     assert [(row.status, row.k, row.n_customers) for row in runs] == [("published", 5, 200)] * 2
     assert all(row.silhouette >= 0.55 for row in runs)
     moved = query(database_url, """
-        select count(*) from segmentation.customer_segments as old
-        join segmentation.customer_segments as new using (customer_id)
+        select count(*) from segmentation_internal.customer_segments as old
+        join segmentation_internal.customer_segments as new using (customer_id)
         where old.run_id = :first and new.run_id = :second and old.segment_id <> new.segment_id""",
         first=runs[1].run_id, second=runs[0].run_id)
     assert moved == [(0,)]
@@ -84,7 +88,7 @@ def test_a_file_missing_a_column_fails_with_one_line_naming_file_and_column(data
     assert result.returncode == 3
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and str(path) in last and "spending_score" in last
-    assert query(database_url, "select count(*) from segmentation.customers") == [(0,)]
+    assert query(database_url, "select count(*) from segmentation_internal.customers") == [(0,)]
 
 
 def test_import_reports_rejected_lines_and_where_to_find_them(database_url):
@@ -105,7 +109,7 @@ def test_invalid_settings_fail_before_any_work(database_url):
     result = segment("run", "--features", "shoe_size", env=environment(DATABASE_URL=database_url))
     assert result.returncode == 2
     assert "'shoe_size' is not a declared column" in result.stderr
-    assert query(database_url, "select count(*) from segmentation.runs") == [(0,)]
+    assert query(database_url, "select count(*) from segmentation_internal.runs") == [(0,)]
 
 
 def test_db_downgrade_to_base_and_upgrade_again(database_url):
@@ -165,3 +169,27 @@ def test_without_database_url_an_embedded_server_keeps_data_between_runs_and_sto
     assert listed.returncode == 0, listed.stderr
     assert len(re.findall(r"│ published +│", listed.stdout)) == 2
     assert (tmp_path / "data" / "pgdata" / "PG_VERSION").is_file()
+
+
+def test_bi_superset_writes_an_import_bundle_of_the_views(database_url, customers_csv, tmp_path):
+    import zipfile
+
+    env = environment(DATABASE_URL=database_url)
+    assert segment("run", "--csv", str(customers_csv), env=env).returncode == 0
+    out = tmp_path / "bundle.zip"
+    result = segment("bi", "superset", "--out", str(out), "--user", "bi_reader", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "6 charts" in result.stdout and "superset import-dashboards" in result.stdout
+    with zipfile.ZipFile(out) as bundle:
+        names = [name.split("/", 1)[1] for name in bundle.namelist()]
+    assert "metadata.yaml" in names and "dashboards/Customer_segments.yaml" in names
+    assert sum(name.startswith("charts/") for name in names) == 6
+    assert any(name.startswith("datasets/") and name.endswith("/current_segment_profiles.yaml") for name in names)
+
+
+def test_bi_superset_into_a_missing_folder_is_one_error_line(database_url, tmp_path):
+    result = segment("bi", "superset", "--out", str(tmp_path / "missing" / "bundle.zip"),
+                     env=environment(DATABASE_URL=database_url))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write the bundle to {tmp_path / 'missing' / 'bundle.zip'}: No such file or directory")

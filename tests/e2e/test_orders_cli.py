@@ -53,7 +53,7 @@ def test_a_generated_order_log_gives_champions_and_lost_customers_as_separate_se
     assert any("Reward" in row.recommendation for row in profiles if row.segment_name == top_champion)
     features = query(database_url, "select distinct feature, unit from segmentation.current_segment_features")
     assert ("recency_days", "days") in {(row.feature, row.unit) for row in features}
-    assert query(database_url, "select count(*) from segmentation.runs where as_of is not null")[0][0] == 1
+    assert query(database_url, "select count(*) from segmentation_internal.runs where as_of is not null")[0][0] == 1
 
 
 def test_orders_imported_alone_are_segmented_by_a_plain_run(database_url, tmp_path):

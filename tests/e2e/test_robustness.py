@@ -89,19 +89,19 @@ def test_two_runs_started_together_publish_exactly_once(database_url, customers_
     assert codes == [0, 4], [job.output() for job in jobs]
     refused = [job for job in jobs if job.process.returncode == 4][0]
     assert "another segmentation run is in progress" in refused.lines[-1]
-    assert query(database_url, "select count(*) from segmentation.runs where status = 'published'") == [(1,)]
+    assert query(database_url, "select count(*) from segmentation_internal.runs where status = 'published'") == [(1,)]
 
 
 def test_a_second_run_can_wait_for_the_first_instead(database_url, customers_csv):
     env = environment(DATABASE_URL=database_url, SEGMENT_LOCK_WAIT_SECONDS="120")
     jobs = [Job("run", "--csv", str(customers_csv), env=env) for _ in range(2)]
     assert [job.finish() for job in jobs] == [0, 0]
-    assert query(database_url, "select count(*) from segmentation.runs where status = 'published'") == [(2,)]
+    assert query(database_url, "select count(*) from segmentation_internal.runs where status = 'published'") == [(2,)]
 
 
 @pytest.mark.parametrize(
     ("stage", "locked_table"),
-    [("import", "segmentation.customers"), ("publish", "segmentation.k_evaluations")],
+    [("import", "segmentation_internal.customers"), ("publish", "segmentation_internal.k_evaluations")],
 )
 def test_a_run_killed_while_writing_leaves_the_views_as_they_were(database_url, customers_csv, published, stage, locked_table):
     before = current_state(database_url)
@@ -118,10 +118,10 @@ def test_a_run_killed_while_writing_leaves_the_views_as_they_were(database_url, 
     assert current_state(database_url) == before
     again = segment("run", env=published)
     assert again.returncode == 0, again.stderr
-    statuses = query(database_url, "select status from segmentation.runs order by run_id")
+    statuses = query(database_url, "select status from segmentation_internal.runs order by run_id")
     assert [row[0] for row in statuses] == ["published", "abandoned", "published"]
     if stage == "import":
-        batches = query(database_url, "select status from segmentation.import_batches order by batch_id")
+        batches = query(database_url, "select status from segmentation_internal.import_batches order by batch_id")
         assert [row[0] for row in batches] == ["succeeded", "abandoned"]
 
 
@@ -133,7 +133,7 @@ def test_a_run_killed_while_fitting_leaves_the_views_as_they_were(database_url, 
     job.finish()
     assert current_state(database_url) == before
     assert segment("run", env=published).returncode == 0
-    statuses = [row[0] for row in query(database_url, "select status from segmentation.runs order by run_id")]
+    statuses = [row[0] for row in query(database_url, "select status from segmentation_internal.runs order by run_id")]
     assert statuses == ["published", "abandoned", "published"]
 
 
@@ -145,7 +145,7 @@ def test_sigterm_stops_a_run_cleanly_and_marks_it_cancelled(database_url, publis
     assert job.finish() == 143
     assert "stopped by SIGTERM" in job.lines[-1]
     assert current_state(database_url) == before
-    statuses = [row[0] for row in query(database_url, "select status from segmentation.runs order by run_id")]
+    statuses = [row[0] for row in query(database_url, "select status from segmentation_internal.runs order by run_id")]
     assert statuses == ["published", "cancelled"]
 
 
@@ -154,7 +154,7 @@ def run_and_cut_its_connections(database_url, customers_csv, env):
     blocker = sa.create_engine(database_url)
     with blocker.connect() as connection:
         connection.execute(sa.text("begin"))
-        connection.execute(sa.text("lock table segmentation.customers in access exclusive mode"))
+        connection.execute(sa.text("lock table segmentation_internal.customers in access exclusive mode"))
         job = Job("run", "--csv", str(customers_csv), env=env)
         wait_until_blocked(database_url)
         connection.execute(sa.text(
@@ -169,7 +169,7 @@ def test_a_run_whose_connection_is_cut_retries_and_succeeds(database_url, custom
     job = run_and_cut_its_connections(database_url, customers_csv, published)
     assert job.finish() == 0, job.output()
     assert any("lost the database connection" in line and "retry 1 of 3" in line for line in job.lines), job.output()
-    statuses = [row[0] for row in query(database_url, "select status from segmentation.runs order by run_id")]
+    statuses = [row[0] for row in query(database_url, "select status from segmentation_internal.runs order by run_id")]
     assert statuses[0] == "published" and statuses[-1] == "published"
     assert statuses[1] in ("failed", "abandoned") and len(statuses) == 3
 
@@ -197,4 +197,4 @@ def test_two_first_runs_on_an_empty_database_do_not_race_on_the_migrations(empty
     env = environment(DATABASE_URL=empty_database_url, SEGMENT_LOCK_WAIT_SECONDS="120", SEGMENT_WRITE_REPORT="false")
     jobs = [Job("run", "--csv", str(customers_csv), env=env) for _ in range(2)]
     assert [job.finish() for job in jobs] == [0, 0], [job.output() for job in jobs]
-    assert query(empty_database_url, "select count(*) from segmentation.runs where status = 'published'") == [(2,)]
+    assert query(empty_database_url, "select count(*) from segmentation_internal.runs where status = 'published'") == [(2,)]

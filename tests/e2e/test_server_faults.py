@@ -41,7 +41,7 @@ def small_disk(request):
 
 
 def customers(url):
-    return query(url, "select customer_id, attributes, is_active, last_batch_id from segmentation.customers order by 1")
+    return query(url, "select customer_id, attributes, is_active, last_batch_id from segmentation_internal.customers order by 1")
 
 
 def test_a_full_disk_fails_the_run_once_with_the_servers_message_and_changes_nothing(small_disk, customers_csv, tmp_path):
@@ -59,9 +59,9 @@ def test_a_full_disk_fails_the_run_once_with_the_servers_message_and_changes_not
     assert re.fullmatch(rf"error: database error: could not extend file .*{message}.* \(SQLSTATE {sqlstate}\)", last), last
     assert "lost the database connection" not in second.stderr  # not retried
     assert (current_state(url), customers(url)) == before
-    runs = query(url, "select status, error from segmentation.runs order by run_id")
+    runs = query(url, "select status, error from segmentation_internal.runs order by run_id")
     assert [row.status for row in runs] == ["published", "failed"] and message in runs[1].error
-    batches = query(url, "select status, error from segmentation.import_batches order by batch_id")
+    batches = query(url, "select status, error from segmentation_internal.import_batches order by batch_id")
     assert [row.status for row in batches] == ["succeeded", "failed"] and message in batches[1].error
 
 
@@ -70,9 +70,9 @@ def test_a_full_disk_fails_the_run_once_with_the_servers_message_and_changes_not
     [
         # the import's COPY of the file's rejected line into import_rejects waits (after the
         # customers were copied into their empty table): the restart cuts a COPY
-        ("lock table segmentation.import_rejects in share mode", "copy segmentation.import_rejects"),
+        ("lock table segmentation_internal.import_rejects in share mode", "copy segmentation_internal.import_rejects"),
         # the publish transaction waits on its first write
-        ("lock table segmentation.k_evaluations in access exclusive mode", "insert into segmentation.k_evaluations"),
+        ("lock table segmentation_internal.k_evaluations in access exclusive mode", "insert into segmentation_internal.k_evaluations"),
     ],
     ids=["import", "publish"],
 )
@@ -95,7 +95,7 @@ def test_a_server_restart_mid_run_is_retried_and_publishes_once(
 
     assert job.finish() == 0, job.output()
     assert any("lost the database connection" in line and "retry 1 of 3" in line for line in job.lines), job.output()
-    runs = query(url, "select run_id, status from segmentation.runs order by run_id")
+    runs = query(url, "select run_id, status from segmentation_internal.runs order by run_id")
     assert [row.status for row in runs][1:] == ["published"] and runs[0].status in ("failed", "abandoned"), runs
     shown = query(url, "select run_id, count(*) from segmentation.current_customer_segments group by run_id")
     assert shown == [(runs[1].run_id, 300)]
@@ -113,5 +113,5 @@ def test_a_restart_while_fitting_ends_the_runs_lock_and_it_publishes_nothing(pri
 
     assert job.finish() == 8, job.output()
     assert job.lines[-1].startswith("error: lost the run lock"), job.output()
-    assert query(url, "select status from segmentation.runs") == [("failed",)]
+    assert query(url, "select status from segmentation_internal.runs") == [("failed",)]
     assert query(url, "select count(*) from segmentation.current_customer_segments") == [(0,)]

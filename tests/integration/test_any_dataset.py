@@ -58,9 +58,9 @@ def test_a_declared_export_is_segmented_on_its_own_columns(engine, tmp_path):
     # region is declared but random: profiled and shown, not clustered on
     outcome = run_once(engine, settings(dataset=BANK, features="income,balance,student", max_reject_share=0.05), path)
     # every line accounted for, rejects name their column
-    batch = query(engine, "select rows_read, rows_inserted, rows_rejected from segmentation.import_batches")[0]
+    batch = query(engine, "select rows_read, rows_inserted, rows_rejected from segmentation_internal.import_batches")[0]
     assert batch == (len(rows) + 4, len(rows), 4)
-    reasons = [row[0] for row in query(engine, "select reason from segmentation.import_rejects order by line_number")]
+    reasons = [row[0] for row in query(engine, "select reason from segmentation_internal.import_rejects order by line_number")]
     assert any("income" in reason for reason in reasons) and any("balance" in reason for reason in reasons)
     assert any("student" in reason for reason in reasons) and any("region" in reason for reason in reasons)
     # the planted groups come out as segments
@@ -101,7 +101,7 @@ def test_a_declared_export_is_segmented_on_its_own_columns(engine, tmp_path):
     for row in profiles:
         assert "spending" not in row.recommendation.lower() and "premium" not in row.recommendation.lower()
     # the run records its declaration
-    recorded = query(engine, "select dataset ->> 'id_type', features from segmentation.runs where run_id = :r",
+    recorded = query(engine, "select dataset ->> 'id_type', features from segmentation_internal.runs where run_id = :r",
                      r=outcome.run_id)[0]
     assert recorded == ("text", ["income", "balance", "student"])
 
@@ -121,9 +121,9 @@ def test_a_source_table_is_read_directly_and_imports_nothing(engine):
         )
     outcome = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
     assert outcome.n_customers == 300 and outcome.import_result is None
-    assert query(engine, "select count(*) from segmentation.import_batches") == [(0,)]
+    assert query(engine, "select count(*) from segmentation_internal.import_batches") == [(0,)]
     assert query(engine, "select count(*) from segmentation.current_customer_segments") == [(300,)]
-    assert query(engine, "select source_name from segmentation.runs") == [("crm.customer_features",)]
+    assert query(engine, "select source_name from segmentation_internal.runs") == [("crm.customer_features",)]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ def test_a_bad_source_is_one_clear_error_before_any_fit(engine, statement, messa
         connection.exec_driver_sql(statement)
     with pytest.raises(SegmentationError, match=message):
         run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
-    assert query(engine, "select status from segmentation.runs") == [("failed",)]
+    assert query(engine, "select status from segmentation_internal.runs") == [("failed",)]
     assert query(engine, "select count(*) from segmentation.current_segment_profiles") == [(0,)]
 
 
@@ -159,7 +159,7 @@ def test_a_file_with_40_percent_rejected_lines_is_held_not_published(engine, tmp
     path = write_bank_csv(tmp_path / "bank.csv", rows, bad)
     with pytest.raises(RunHeld, match=r"rejected 40 of 100 lines \(40.0%.*income '…' is not a number \(40\)"):
         run_once(engine, settings(dataset=BANK), path)
-    assert query(engine, "select status from segmentation.runs") == [("held",)]
+    assert query(engine, "select status from segmentation_internal.runs") == [("held",)]
     assert query(engine, "select count(*) from segmentation.current_customer_segments") == [(0,)]
 
 
@@ -181,7 +181,7 @@ def test_a_k_with_a_tiny_segment_is_not_chosen(engine, tmp_path):
     outcome = run_once(engine, settings(k_max=6), path)
     smallest = query(engine, "select min(customer_share) from segmentation.current_segment_profiles")[0][0]
     assert smallest >= 0.01
-    evaluations = query(engine, "select k, smallest_segment_share from segmentation.k_evaluations where run_id = :r",
+    evaluations = query(engine, "select k, smallest_segment_share from segmentation_internal.k_evaluations where run_id = :r",
                         r=outcome.run_id)
     assert any(share < 0.01 for _, share in evaluations)  # such a k existed and was passed over
     assert "min_segment_share" in outcome.rationale
@@ -195,4 +195,4 @@ def test_importing_the_mall_after_the_sample_segments_only_the_new_file(engine, 
     outcome = run_once(engine, settings(), smaller)
     assert outcome.n_customers == 120
     assert outcome.import_result.rows_deactivated == 300 - 120
-    assert query(engine, "select count(*) from segmentation.customers where is_active") == [(120,)]
+    assert query(engine, "select count(*) from segmentation_internal.customers where is_active") == [(120,)]

@@ -13,7 +13,7 @@ from segmentation.settings import load_settings
 
 DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "sql" / "dashboards").glob("*.sql"))
 VIEWS = ["current_customer_segments", "current_segment_profiles", "run_history", "segment_transitions",
-         "segment_profile_history"]
+         "segment_profile_history", "segment_transitions_history", "current_segment_features"]
 
 
 def settings(**overrides):
@@ -57,13 +57,13 @@ def test_the_reader_can_select_every_view(populated, reader_url):
 @pytest.mark.parametrize(
     "statement",
     [
-        "select * from segmentation.import_rejects",
-        "select * from segmentation.customers",
-        "select * from segmentation.customer_segments",
-        "insert into segmentation.customers (customer_id) values (999)",
-        "update segmentation.runs set status = 'failed'",
-        "delete from segmentation.segment_profiles",
-        "truncate segmentation.import_batches",
+        "select * from segmentation_internal.import_rejects",
+        "select * from segmentation_internal.customers",
+        "select * from segmentation_internal.customer_segments",
+        "insert into segmentation_internal.customers (customer_id) values (999)",
+        "update segmentation_internal.runs set status = 'failed'",
+        "delete from segmentation_internal.segment_profiles",
+        "truncate segmentation_internal.import_batches",
         "create table segmentation.sneaky (x int)",
         "drop view segmentation.run_history",
         "create or replace view segmentation.run_history as select 1 as run_id",
@@ -79,9 +79,9 @@ def test_the_reader_is_refused_everything_else(populated, reader_url, statement)
 
 def test_grant_reader_refuses_a_role_that_does_not_exist_without_running_its_name(engine):
     with pytest.raises(SegmentationError, match="there is no role"):
-        db.grant_reader(engine, 'x"; drop table segmentation.customers; --')
+        db.grant_reader(engine, 'x"; drop table segmentation_internal.customers; --')
     with engine.connect() as connection:
-        assert connection.execute(sa.text("select to_regclass('segmentation.customers')")).scalar()
+        assert connection.execute(sa.text("select to_regclass('segmentation_internal.customers')")).scalar()
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=[path.stem for path in DASHBOARDS])
@@ -95,10 +95,10 @@ def test_every_dashboard_query_runs_as_the_reader(populated, reader_url, path):
     assert rows
 
 
-def test_there_are_the_five_dashboard_queries():
+def test_there_are_the_six_dashboard_queries():
     assert {path.stem for path in DASHBOARDS} == {
         "segment_sizes_over_time", "segment_migration_between_runs", "top_customers_per_segment",
-        "current_profiles", "run_quality_over_time",
+        "current_profiles", "run_quality_over_time", "segment_migration_over_time",
     }
 
 
@@ -107,14 +107,14 @@ def partitions(engine):
         return sorted(connection.execute(sa.text(
             "select cast(substring(c.relname from '[0-9]+$') as int) from pg_inherits i"
             " join pg_class c on c.oid = i.inhrelid"
-            " where i.inhparent = cast('segmentation.customer_segments' as regclass)")).scalars())
+            " where i.inhparent = cast('segmentation_internal.customer_segments' as regclass)")).scalars())
 
 
 def test_retention_keeps_the_newest_runs_customer_rows_and_all_history(engine, customers_csv):
     run_ids = [run_once(engine, settings(keep_customer_rows_runs=2), customers_csv).run_id for _ in range(4)]
     assert partitions(engine) == run_ids[-2:]
     with engine.connect() as connection:
-        kept = connection.execute(sa.text("select count(distinct run_id) from segmentation.segment_profiles")).scalar()
+        kept = connection.execute(sa.text("select count(distinct run_id) from segmentation_internal.segment_profiles")).scalar()
         views = connection.execute(sa.text("select count(*) from segmentation.current_customer_segments")).scalar()
     assert kept == 4 and views == 300  # the newest run still shows all 300 sample customers
 
@@ -125,7 +125,7 @@ def test_pruning_waits_briefly_for_dashboards_then_leaves_it_for_the_next_run(en
     dashboard = db.make_engine(database_url)
     with dashboard.connect() as reader:
         reader.execute(sa.text("begin"))
-        reader.execute(sa.text(f"select count(*) from segmentation.customer_segments_r{first}")).scalar()
+        reader.execute(sa.text(f"select count(*) from segmentation_internal.customer_segments_r{first}")).scalar()
         outcome = run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)  # cannot drop r{first} now
         assert outcome.status == "published"
         assert first in partitions(engine)

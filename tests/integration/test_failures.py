@@ -33,5 +33,5 @@ def test_a_server_error_that_is_not_a_lost_connection_fails_the_run_once(engine,
         run_with_retries(engine, settings, customers_csv)
     assert "No space left on device" in db.server_message(raised.value)
     with engine.connect() as connection:
-        runs = connection.execute(sa.text("select status, error from segmentation.runs")).all()
+        runs = connection.execute(sa.text("select status, error from segmentation_internal.runs")).all()
     assert len(runs) == 1 and runs[0].status == "failed" and "No space left" in runs[0].error

@@ -56,13 +56,13 @@ def query(engine, statement, **params):
 
 def rejects(engine, batch_id):
     return {row.line_number: row for row in query(
-        engine, "select line_number, raw_line, reason from segmentation.import_rejects where batch_id = :id",
+        engine, "select line_number, raw_line, reason from segmentation_internal.import_rejects where batch_id = :id",
         id=batch_id)}
 
 
 def customers(engine):
     return {row.customer_id: row for row in query(
-        engine, "select customer_id, attributes, is_active from segmentation.customers")}
+        engine, "select customer_id, attributes, is_active from segmentation_internal.customers")}
 
 
 def seed(engine, path, header, lines, **overrides):
@@ -133,7 +133,7 @@ def test_whatever_a_field_holds_the_line_loads_or_is_rejected_with_a_reason_nami
              + count(*) filter (where cast(attributes[3] as bigint) is null and attributes[3] is not null)
              + count(*) filter (where cast(attributes[4] as bigint) is null and attributes[4] is not null)
              + count(*) filter (where cast(attributes[7] as boolean) is null and attributes[7] is not null)
-        from segmentation.customers
+        from segmentation_internal.customers
     """)[0]
     assert failures == 0
 
@@ -220,7 +220,7 @@ def test_a_csv_saved_by_excel_for_mac_with_cr_line_ends_loads(engine, tmp_path, 
 
 
 def failed_batch(engine):
-    return query(engine, "select status, error from segmentation.import_batches order by batch_id desc limit 1")[0]
+    return query(engine, "select status, error from segmentation_internal.import_batches order by batch_id desc limit 1")[0]
 
 
 def test_a_header_field_over_128_kib_refuses_the_file_with_a_short_message(engine, tmp_path):
@@ -308,12 +308,12 @@ def test_a_file_that_is_not_csv_is_refused_saying_what_it_is_and_nothing_is_writ
     engine, tmp_path, name, content, message
 ):
     seed(engine, tmp_path / "seed.csv", MALL_HEADER, ["1,Male,1,1,1"])
-    before = query(engine, "select * from segmentation.customers order by customer_id")
+    before = query(engine, "select * from segmentation_internal.customers order by customer_id")
     path = write(tmp_path / name, content)
     with pytest.raises(ImportRefused) as refused:
         import_file(engine, path, settings(export_mode="full"))
     assert str(refused.value).startswith(f"{tmp_path}/{message}")
     assert refused.value.exit_code == 3
-    assert query(engine, "select * from segmentation.customers order by customer_id") == before
+    assert query(engine, "select * from segmentation_internal.customers order by customer_id") == before
     assert failed_batch(engine) == ("failed", str(refused.value))
-    assert query(engine, "select count(*) from segmentation.import_rejects")[0][0] == 0
+    assert query(engine, "select count(*) from segmentation_internal.import_rejects")[0][0] == 0

@@ -24,7 +24,7 @@ def settings(**overrides):
 def batch(engine, batch_id):
     with engine.connect() as connection:
         return connection.execute(
-            sa.text("select * from segmentation.import_batches where batch_id = :id"), {"id": batch_id}
+            sa.text("select * from segmentation_internal.import_batches where batch_id = :id"), {"id": batch_id}
         ).one()
 
 
@@ -33,14 +33,14 @@ def rejects(engine, batch_id):
         return {
             row.line_number: row
             for row in connection.execute(
-                sa.text("select * from segmentation.import_rejects where batch_id = :id"), {"id": batch_id}
+                sa.text("select * from segmentation_internal.import_rejects where batch_id = :id"), {"id": batch_id}
             )
         }
 
 
 def customer_count(engine):
     with engine.connect() as connection:
-        return connection.execute(sa.text("select count(*) from segmentation.customers")).scalar_one()
+        return connection.execute(sa.text("select count(*) from segmentation_internal.customers")).scalar_one()
 
 
 def test_the_defect_corpus_has_at_least_twenty_kinds():
@@ -55,7 +55,7 @@ def seed_one_customer(engine):
     """Make `customers` non-empty so that an import takes the staging-table merge."""
     with engine.begin() as connection:
         connection.execute(
-            sa.text("insert into segmentation.customers (customer_id, dataset_id, attributes)"
+            sa.text("insert into segmentation_internal.customers (customer_id, dataset_id, attributes)"
                     " values (:id, :dataset_id, '{Male,30,50,50}')"),
             {"id": SEEDED_ID, "dataset_id": ensure_dataset(connection, MALL)},
         )
@@ -65,7 +65,7 @@ def attributes(engine, customer_id):
     """The stored attributes (text, declaration order) of one customer."""
     with engine.connect() as connection:
         return connection.execute(
-            sa.text("select attributes from segmentation.customers where customer_id = :id"), {"id": customer_id}
+            sa.text("select attributes from segmentation_internal.customers where customer_id = :id"), {"id": customer_id}
         ).scalar_one()
 
 
@@ -83,7 +83,7 @@ def test_each_defective_file_is_accounted_for_as_expected(engine, name, method):
         assert str(path) in str(caught.value)  # the message names the file
         assert customer_count(engine) == before
         with engine.connect() as connection:
-            failed = connection.execute(sa.text("select status, error from segmentation.import_batches")).one()
+            failed = connection.execute(sa.text("select status, error from segmentation_internal.import_batches")).one()
         assert failed.status == "failed" and expected["refused"] in failed.error
         return
     result = import_file(engine, path, settings())
@@ -111,10 +111,10 @@ def test_each_defective_file_is_accounted_for_as_expected(engine, name, method):
 def test_importing_the_same_file_again_changes_nothing(engine, customers_csv):
     first = import_file(engine, customers_csv, settings())
     with engine.connect() as connection:
-        before = connection.execute(sa.text("select * from segmentation.customers order by customer_id")).all()
+        before = connection.execute(sa.text("select * from segmentation_internal.customers order by customer_id")).all()
     second = import_file(engine, customers_csv, settings())
     with engine.connect() as connection:
-        after = connection.execute(sa.text("select * from segmentation.customers order by customer_id")).all()
+        after = connection.execute(sa.text("select * from segmentation_internal.customers order by customer_id")).all()
     assert (first.rows_inserted, second.rows_inserted, second.rows_updated, second.rows_unchanged) == (300, 0, 0, 300)
     assert before == after  # not even updated_at moved
 
@@ -140,7 +140,7 @@ def test_full_export_marks_missing_customers_inactive_and_keeps_them(engine, tmp
     assert result.rows_deactivated == 150
     with engine.connect() as connection:
         counts = connection.execute(
-            sa.text("select count(*) filter (where is_active), count(*) from segmentation.customers")
+            sa.text("select count(*) filter (where is_active), count(*) from segmentation_internal.customers")
         ).one()
     assert tuple(counts) == (150, 300)
 
@@ -151,24 +151,24 @@ def test_incremental_export_leaves_missing_customers_active(engine, tmp_path, cu
     partial.write_text("\n".join(customers_csv.read_text().splitlines()[:11]) + "\n")
     assert import_file(engine, partial, settings(export_mode="incremental")).rows_deactivated == 0
     with engine.connect() as connection:
-        assert connection.execute(sa.text("select count(*) from segmentation.customers where is_active")).scalar() == 300
+        assert connection.execute(sa.text("select count(*) from segmentation_internal.customers where is_active")).scalar() == 300
 
 
 def test_a_refused_file_leaves_customers_exactly_as_they_were(engine, customers_csv):
     import_file(engine, customers_csv, settings())
     with engine.connect() as connection:
-        before = connection.execute(sa.text("select * from segmentation.customers order by customer_id")).all()
+        before = connection.execute(sa.text("select * from segmentation_internal.customers order by customer_id")).all()
     with pytest.raises(ImportRefused):
         import_file(engine, DEFECTS / "not_utf8.csv", settings(export_mode="full"))
     with engine.connect() as connection:
-        after = connection.execute(sa.text("select * from segmentation.customers order by customer_id")).all()
+        after = connection.execute(sa.text("select * from segmentation_internal.customers order by customer_id")).all()
     assert before == after
 
 
 def test_the_injection_attempt_is_just_a_rejected_line(engine):
     import_file(engine, DEFECTS / "sql_injection.csv", settings())
     with engine.connect() as connection:
-        assert connection.execute(sa.text("select count(*) from segmentation.customers")).scalar() == 1
+        assert connection.execute(sa.text("select count(*) from segmentation_internal.customers")).scalar() == 1
 
 
 GOOD = st.builds(
@@ -223,18 +223,18 @@ def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_p
         with engine.connect() as connection:
             customers = connection.execute(sa.text(
                 "select customer_id, attributes, dataset_id, is_active"
-                " from segmentation.customers where customer_id <> :seeded order by customer_id"
+                " from segmentation_internal.customers where customer_id <> :seeded order by customer_id"
             ), {"seeded": SEEDED_ID}).all()
             stored = connection.execute(sa.text(
-                "select line_number, raw_line, reason from segmentation.import_rejects"
-                " where batch_id = (select max(batch_id) from segmentation.import_batches) order by line_number"
+                "select line_number, raw_line, reason from segmentation_internal.import_rejects"
+                " where batch_id = (select max(batch_id) from segmentation_internal.import_batches) order by line_number"
             )).all()
         return customers, stored
 
     first = import_file(engine, mixed, settings())
     loaded = snapshot()
     with engine.begin() as connection:
-        connection.execute(sa.text("delete from segmentation.customers"))
+        connection.execute(sa.text("delete from segmentation_internal.customers"))
     seed_one_customer(engine)
     merged = import_file(engine, mixed, settings())
     assert (first.method, merged.method) == ("first load", "merge")
@@ -288,7 +288,7 @@ def test_a_line_lost_between_reader_and_copy_fails_the_import_instead(engine, cu
         import_file(engine, customers_csv, settings())
     assert customer_count(engine) == before
     with engine.connect() as connection:
-        status = connection.execute(sa.text("select status from segmentation.import_batches")).scalar_one()
+        status = connection.execute(sa.text("select status from segmentation_internal.import_batches")).scalar_one()
     assert status == "failed"
 
 
@@ -317,13 +317,13 @@ def test_the_plain_block_path_stores_exactly_what_the_line_by_line_path_stores(e
 
     def load():
         with engine.begin() as connection:
-            connection.execute(sa.text("delete from segmentation.customers"))
+            connection.execute(sa.text("delete from segmentation_internal.customers"))
         result = import_file(engine, path, settings())
         with engine.connect() as connection:
             customers = connection.execute(sa.text(
-                "select customer_id, attributes from segmentation.customers order by customer_id")).all()
+                "select customer_id, attributes from segmentation_internal.customers order by customer_id")).all()
             stored = connection.execute(sa.text(
-                "select line_number, raw_line, reason from segmentation.import_rejects where batch_id = :id"
+                "select line_number, raw_line, reason from segmentation_internal.import_rejects where batch_id = :id"
                 " order by line_number"), {"id": result.batch_id}).all()
         return (result.rows_inserted, result.rows_rejected), customers, stored
 
@@ -363,7 +363,7 @@ def stored_customers(engine):
         return {
             row.customer_id: row
             for row in connection.execute(sa.text(
-                "select customer_id, attributes, is_active, dataset_id from segmentation.customers"))
+                "select customer_id, attributes, is_active, dataset_id from segmentation_internal.customers"))
         }
 
 
@@ -396,7 +396,7 @@ def test_a_declared_export_stores_every_type_and_accounts_for_every_line(engine,
     assert customers["007"].attributes == ["1e2", "99999.99", "20", "true", "South"]
     with engine.connect() as connection:
         declaration = connection.execute(
-            sa.text("select declaration from segmentation.datasets where dataset_id = :id"), {"id": result.dataset_id}
+            sa.text("select declaration from segmentation_internal.datasets where dataset_id = :id"), {"id": result.dataset_id}
         ).scalar_one()
     assert {row.dataset_id for row in customers.values()} == {result.dataset_id}
     assert [column["name"] for column in declaration["columns"]] == ["income", "balance", "cards", "student", "region"]
@@ -426,7 +426,7 @@ def test_text_ids_keep_leading_zeros_and_whole_ids_drop_them(engine, tmp_path):
     assert (result.rows_inserted, result.rows_rejected) == (3, 0)
     assert sorted(stored_customers(engine)) == ["0007", "007", "7"]
     with engine.begin() as connection:
-        connection.execute(sa.text("delete from segmentation.customers"))
+        connection.execute(sa.text("delete from segmentation_internal.customers"))
     whole_ids = write_lines(tmp_path / "whole.csv", "CustomerID,Gender,Age,Annual Income (k$),Spending Score (1-100)",
                             ["007,Male,1,1,1", "7,Female,2,2,2"])
     result = import_file(engine, whole_ids, settings())
@@ -478,7 +478,7 @@ def test_datasets_are_recorded_once_per_declaration(engine, tmp_path):
         mall = ensure_dataset(connection, MALL)
         bank = ensure_dataset(connection, parse_dataset(BANK))
         assert ensure_dataset(connection, parse_dataset(BANK)) == bank != mall
-        fingerprints = connection.execute(sa.text("select fingerprint from segmentation.datasets")).scalars().all()
+        fingerprints = connection.execute(sa.text("select fingerprint from segmentation_internal.datasets")).scalars().all()
     assert sorted(fingerprints) == sorted([MALL.fingerprint(), parse_dataset(BANK).fingerprint()])
     # a customer read under another declaration is a changed customer
     import_file(engine, write_lines(tmp_path / "a.csv", BANK_HEADER, ["C-1,1,1,1,no,East,B"]), bank_settings())
@@ -543,7 +543,7 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
 
     def load():
         with engine.begin() as connection:
-            connection.execute(sa.text("delete from segmentation.customers"))
+            connection.execute(sa.text("delete from segmentation_internal.customers"))
         result = import_file(engine, path, settings(dataset=EVERY_TYPE))
         if any(line.count('"') % 2 for line in lines):  # a quoted field may span lines: fewer records
             assert result.rows_read <= len(lines)
@@ -552,9 +552,9 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
         assert result.rows_read == result.rows_inserted + result.rows_rejected
         with engine.connect() as connection:
             customers = connection.execute(sa.text(
-                "select customer_id, attributes from segmentation.customers order by customer_id")).all()
+                "select customer_id, attributes from segmentation_internal.customers order by customer_id")).all()
             stored = connection.execute(sa.text(
-                "select line_number, raw_line, reason from segmentation.import_rejects where batch_id = :id"
+                "select line_number, raw_line, reason from segmentation_internal.import_rejects where batch_id = :id"
                 " order by line_number"), {"id": result.batch_id}).all()
         assert len(stored) == result.rows_rejected
         return (result.rows_inserted, result.rows_rejected), customers, stored

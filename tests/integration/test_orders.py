@@ -87,11 +87,11 @@ def test_every_line_is_accounted_for_and_rejects_keep_their_line_and_reason(engi
     text = LOG + "6,2024-02-30,5\n7,2024-01-01,abc\n,2024-01-01,5\n8,2024-01-01,\n"
     result = import_orders(engine, write(tmp_path, text), OrdersSpec(), "whole")
     assert (result.rows_read, result.rows_inserted, result.rows_rejected) == (12, 8, 4)
-    rejects = query(engine, "select line_number, reason from segmentation.import_rejects order by line_number")
+    rejects = query(engine, "select line_number, reason from segmentation_internal.import_rejects order by line_number")
     assert [line for line, _ in rejects] == [10, 11, 12, 13]
     assert "is not a date" in rejects[0][1] and "is not a number" in rejects[1][1]
     assert rejects[2][1] == "customer id is empty" and rejects[3][1] == "amount is empty"
-    batch = query(engine, "select kind, rows_read, rows_inserted + rows_unchanged + rows_rejected from segmentation.import_batches")
+    batch = query(engine, "select kind, rows_read, rows_inserted + rows_unchanged + rows_rejected from segmentation_internal.import_batches")
     assert batch == [("orders", 12, 12)]
 
 
@@ -105,10 +105,10 @@ def test_quoted_and_spaced_lines_store_what_plain_lines_store(engine, tmp_path):
 def test_importing_the_same_file_again_changes_nothing_and_new_lines_are_added(engine, tmp_path):
     path = write(tmp_path, LOG)
     import_orders(engine, path, OrdersSpec(), "whole")
-    before = query(engine, "select customer_id, ordered_at, amount from segmentation.orders order by 1, 2, 3")
+    before = query(engine, "select customer_id, ordered_at, amount from segmentation_internal.orders order by 1, 2, 3")
     again = import_orders(engine, path, OrdersSpec(), "whole")
     assert (again.rows_inserted, again.rows_unchanged, again.rows_removed) == (0, 8, 0)
-    assert query(engine, "select customer_id, ordered_at, amount from segmentation.orders order by 1, 2, 3") == before
+    assert query(engine, "select customer_id, ordered_at, amount from segmentation_internal.orders order by 1, 2, 3") == before
     # a third identical line of customer 1 on 2024-03-01 is a new order: position 3 among identical lines
     grown = import_orders(engine, write(tmp_path, LOG + "1,2024-03-01,50\n", "grown.csv"), OrdersSpec(), "whole")
     assert (grown.rows_inserted, grown.rows_unchanged) == (1, 8)
@@ -119,7 +119,7 @@ def test_lines_appended_or_inserted_anywhere_are_added_once_and_the_stored_ones_
     header = "InvoiceNo,CustomerID,InvoiceDate,Revenue\n"
     lines = [f"{100 + n},{1 + n % 7},2024-01-{1 + n % 28:02d},{n}.50\n" for n in range(40)]
     import_orders(engine, write(tmp_path, header + "".join(lines)), OrdersSpec(), "whole")
-    before = query(engine, "select order_id, customer_id, ordered_at, amount, batch_id from segmentation.orders")
+    before = query(engine, "select order_id, customer_id, ordered_at, amount, batch_id from segmentation_internal.orders")
     # yesterday's lines in another order and spelling (quotes, leading and trailing zeros), one
     # new order in the middle, two at the end and a bad line: only those three are new
     grown = [lines[0].replace("100,", '"100",'), *reversed(lines[1:20]), "500,3,2024-02-01,5\n", *lines[20:],
@@ -129,9 +129,9 @@ def test_lines_appended_or_inserted_anywhere_are_added_once_and_the_stored_ones_
     result = import_orders(engine, write(tmp_path, header + "".join(grown), "grown.csv"), OrdersSpec(), "whole")
     assert (result.rows_read, result.rows_inserted, result.rows_unchanged, result.rows_rejected) == (44, 3, 40, 1)
     assert result.rows_removed == 0
-    assert query(engine, "select line_number, raw_line from segmentation.import_rejects") == [
+    assert query(engine, "select line_number, raw_line from segmentation_internal.import_rejects") == [
         (44, "503,4,2024-02-30,5")]
-    after = query(engine, "select order_id, customer_id, ordered_at, amount, batch_id from segmentation.orders")
+    after = query(engine, "select order_id, customer_id, ordered_at, amount, batch_id from segmentation_internal.orders")
     assert sorted(after) == sorted(before + [row for row in after if row[4] == result.batch_id])
     assert sorted(row[0] for row in after if row[4] == result.batch_id) == ["500", "501", "502"]
 
@@ -142,7 +142,7 @@ def test_a_file_that_restates_an_order_replaces_its_lines(engine, tmp_path):
     corrected = "order_id,customer_id,date,amount\nA,1,2024-01-01,10\n"  # line of 5 cancelled from order A
     result = import_orders(engine, write(tmp_path, corrected, "corrected.csv"), OrdersSpec(), "whole")
     assert (result.rows_inserted, result.rows_unchanged, result.rows_removed) == (0, 1, 1)
-    assert query(engine, "select order_id, amount from segmentation.orders order by 1, 2") == [("A", 10), ("B", 7)]
+    assert query(engine, "select order_id, amount from segmentation_internal.orders order by 1, 2") == [("A", 10), ("B", 7)]
 
 
 def test_a_refused_file_leaves_the_orders_as_they_were(engine, tmp_path):
@@ -153,8 +153,8 @@ def test_a_refused_file_leaves_the_orders_as_they_were(engine, tmp_path):
     latin.write_bytes(LOG.encode() + b"9,2024-01-01,\xe9\n")
     with pytest.raises(ImportRefused, match="not valid UTF-8"):
         import_orders(engine, latin, OrdersSpec(), "whole")
-    assert query(engine, "select count(*) from segmentation.orders") == [(8,)]
-    assert query(engine, "select status from segmentation.import_batches order by batch_id") == [
+    assert query(engine, "select count(*) from segmentation_internal.orders") == [(8,)]
+    assert query(engine, "select status from segmentation_internal.import_batches order by batch_id") == [
         ("succeeded",), ("failed",), ("failed",)]
 
 
@@ -197,7 +197,7 @@ def test_a_run_on_orders_records_its_reference_date(engine, tmp_path):
                              as_of=datetime.date(2024, 4, 1), k=2)
     outcome = run_once(engine, settings, orders_path=write(tmp_path, "\n".join(rows) + "\n"))
     assert outcome.status == "published"
-    assert query(engine, "select as_of from segmentation.runs") == [(datetime.date(2024, 4, 1),)]
+    assert query(engine, "select as_of from segmentation_internal.runs") == [(datetime.date(2024, 4, 1),)]
     names = set(outcome.profiles["segment_name"])
     assert names == {"Champions", "Lost"}
     columns = {row[0] for row in query(

@@ -21,7 +21,7 @@ def query(engine, sql, **params):
 
 
 def assignments(engine, run_id):
-    return dict(query(engine, "select customer_id, segment_id from segmentation.customer_segments where run_id = :r",
+    return dict(query(engine, "select customer_id, segment_id from segmentation_internal.customer_segments where run_id = :r",
                       r=run_id))
 
 
@@ -34,7 +34,7 @@ def test_mall_file_gives_the_reference_segments(engine, mall_csv):
     shares = query(engine, "select sum(customer_share) from segmentation.current_segment_profiles")[0][0]
     assert shares == pytest.approx(1.0)
     evaluations = query(engine, "select k, is_chosen, silhouette, davies_bouldin, calinski_harabasz"
-                                " from segmentation.k_evaluations where run_id = :r order by k", r=outcome.run_id)
+                                " from segmentation_internal.k_evaluations where run_id = :r order by k", r=outcome.run_id)
     assert [row.k for row in evaluations] == list(range(2, 11))
     assert [row.k for row in evaluations if row.is_chosen] == [5]
     assert all(row.silhouette is not None and row.davies_bouldin is not None for row in evaluations)
@@ -47,9 +47,9 @@ def test_two_runs_keep_both_versions_and_every_customer_keeps_its_segment(engine
     assert assignments(engine, first.run_id) == assignments(engine, second.run_id)
     current = query(engine, "select distinct run_id from segmentation.current_customer_segments")
     assert current == [(second.run_id,)]
-    kept = query(engine, "select run_id, count(*) from segmentation.customer_segments group by 1 order by 1")
+    kept = query(engine, "select run_id, count(*) from segmentation_internal.customer_segments group by 1 order by 1")
     assert kept == [(first.run_id, 300), (second.run_id, 300)]  # the packaged sample's 300 customers
-    names = query(engine, "select run_id, segment_id, segment_name from segmentation.segment_profiles order by 2, 1")
+    names = query(engine, "select run_id, segment_id, segment_name from segmentation_internal.segment_profiles order by 2, 1")
     assert {(s, n) for _, s, n in names if _ == first.run_id} == {(s, n) for _, s, n in names if _ == second.run_id}
 
 
@@ -84,15 +84,15 @@ def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engin
     failed = query(engine, "select run_id, status, error from segmentation.run_history where status <> 'published'")
     assert len(failed) == 1 and failed[0].status == "failed" and "disk full" in failed[0].error
     # nothing of the failed run was kept: its profiles and evaluations rolled back with it
-    leftovers = query(engine, "select count(*) from segmentation.k_evaluations where run_id = :r", r=failed[0].run_id)
+    leftovers = query(engine, "select count(*) from segmentation_internal.k_evaluations where run_id = :r", r=failed[0].run_id)
     assert leftovers == [(0,)]
 
 
 def test_a_run_that_never_finished_is_marked_abandoned_by_the_next(engine, customers_csv):
     with engine.begin() as connection:
-        dead = connection.execute(sa.text("insert into segmentation.runs default values returning run_id")).scalar()
+        dead = connection.execute(sa.text("insert into segmentation_internal.runs default values returning run_id")).scalar()
     run_once(engine, settings(), customers_csv)
-    assert query(engine, "select status from segmentation.runs where run_id = :r", r=dead) == [("abandoned",)]
+    assert query(engine, "select status from segmentation_internal.runs where run_id = :r", r=dead) == [("abandoned",)]
 
 
 def test_a_second_run_is_refused_while_the_lock_is_held(engine, customers_csv):
@@ -109,14 +109,14 @@ def test_missing_values_are_imputed_and_counted_on_the_run(engine, tmp_path, cus
     path = tmp_path / "gaps.csv"
     path.write_text("\n".join(lines) + "\n")
     outcome = run_once(engine, settings(), path)
-    imputed = query(engine, "select n_imputed from segmentation.runs where run_id = :r", r=outcome.run_id)[0][0]
+    imputed = query(engine, "select n_imputed from segmentation_internal.runs where run_id = :r", r=outcome.run_id)[0][0]
     assert imputed == {"annual_income_k": 1, "spending_score": 1}
 
 
 def test_age_and_gender_can_be_switched_on(engine, customers_csv):
     outcome = run_once(engine, settings(features="age,annual_income_k,spending_score,gender", k=4), customers_csv)
     assert outcome.k == 4
-    features = query(engine, "select features from segmentation.runs where run_id = :r", r=outcome.run_id)[0][0]
+    features = query(engine, "select features from segmentation_internal.runs where run_id = :r", r=outcome.run_id)[0][0]
     assert features == ["age", "annual_income_k", "spending_score", "gender"]
     names = [row[0] for row in query(engine, "select segment_name from segmentation.current_segment_profiles")]
     # four features: each name says the (at most three) that set its segment apart

@@ -25,7 +25,7 @@ def lock_holder(engine):
     return query(
         engine,
         "select pid from pg_locks where locktype = 'relation' and granted and mode = 'ExclusiveLock'"
-        " and relation = to_regclass('segmentation.run_lock')"
+        " and relation = to_regclass('segmentation_internal.run_lock')"
         " and database = (select oid from pg_database where datname = current_database())",
     )
 
@@ -61,7 +61,7 @@ def test_a_run_that_lost_its_lock_never_publishes_and_the_next_run_does(engine, 
     thread.join(60)
     assert isinstance(outcome["first"], RunLockLost)
     assert "lost the run lock" in str(outcome["first"]) or "no longer running" in str(outcome["first"])
-    statuses = dict(query(engine, "select run_id, status from segmentation.runs"))
+    statuses = dict(query(engine, "select run_id, status from segmentation_internal.runs"))
     assert statuses[second.run_id] == "published"
     assert sorted(statuses.values()) == ["abandoned", "published"]
     assert query(engine, "select distinct run_id from segmentation.current_customer_segments") == [(second.run_id,)]
@@ -94,7 +94,7 @@ def test_a_read_only_role_can_neither_block_nor_fake_the_run_lock(engine, databa
             connection.execute(sa.text("select pg_advisory_lock(:key)"), {"key": db.RUN_LOCK_KEY})  # the old way to block
             with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                 with connection.begin_nested():
-                    connection.exec_driver_sql("lock table segmentation.run_lock in exclusive mode nowait")
+                    connection.exec_driver_sql("lock table segmentation_internal.run_lock in exclusive mode nowait")
             outcome = run_once(engine, settings(), customers_csv)  # runs while the reader holds what it can
             assert outcome.status == "published"
     finally:

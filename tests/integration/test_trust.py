@@ -23,7 +23,7 @@ def query(engine, sql, **params):
 
 def profiles(engine, run_id):
     return {row.segment_id: row for row in query(
-        engine, "select * from segmentation.segment_profiles where run_id = :r", r=run_id)}
+        engine, "select * from segmentation_internal.segment_profiles where run_id = :r", r=run_id)}
 
 
 def with_new_customers(csv_path, tmp_path, count, seed=11):
@@ -51,8 +51,8 @@ def test_adding_three_percent_new_customers_keeps_every_segment_id_and_name(engi
     assert {i: p.segment_name for i, p in after.items()} == {i: p.segment_name for i, p in before.items()}
     assert all(p.centroid_shift < 0.2 for p in after.values())
     moved = query(engine, """
-        select count(*) from segmentation.customer_segments as old
-        join segmentation.customer_segments as new using (customer_id)
+        select count(*) from segmentation_internal.customer_segments as old
+        join segmentation_internal.customer_segments as new using (customer_id)
         where old.run_id = :a and new.run_id = :b and old.segment_id <> new.segment_id""",
         a=first.run_id, b=second.run_id)[0][0]
     assert moved <= 4  # at most a couple of borderline customers change segment
@@ -104,7 +104,7 @@ def test_a_run_whose_quality_collapses_is_held_and_the_previous_stays_current(en
     assert len(held) == 1 and held[0].published_at is None and "min_silhouette" in held[0].error
     assert query(engine, "select distinct run_id from segmentation.current_segment_profiles") == [(good.run_id,)]
     # the held run's results are kept for inspection
-    assert query(engine, "select count(*) from segmentation.customer_segments where run_id = :r",
+    assert query(engine, "select count(*) from segmentation_internal.customer_segments where run_id = :r",
                  r=held[0].run_id) == [(300,)]
     forced = run_once(engine, settings(min_silhouette=0.9, force_publish=True), customers_csv)
     assert query(engine, "select distinct run_id from segmentation.current_segment_profiles") == [(forced.run_id,)]
@@ -123,14 +123,14 @@ def test_segment_sizes_that_drift_too_far_hold_the_run(engine, tmp_path, custome
     path.write_text("\n".join(shifted) + "\n")
     with pytest.raises(RunHeld, match="segment sizes drifted: PSI"):
         run_once(engine, settings(), path)
-    psi = query(engine, "select size_psi from segmentation.runs where status = 'held'")[0][0]
+    psi = query(engine, "select size_psi from segmentation_internal.runs where status = 'held'")[0][0]
     assert psi > 0.25
 
 
 def test_the_report_has_every_section_and_image(engine, customers_csv, data_dir):
     run_once(engine, settings(), customers_csv)
     second = run_once(engine, settings(), customers_csv)
-    path = query(engine, "select report_path from segmentation.runs where run_id = :r", r=second.run_id)[0][0]
+    path = query(engine, "select report_path from segmentation_internal.runs where run_id = :r", r=second.run_id)[0][0]
     assert path.startswith(str(data_dir))
     html = open(path, encoding="utf-8").read()
     sections = re.findall(r"<h2>(.*?)</h2>", html)

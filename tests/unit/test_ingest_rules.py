@@ -182,8 +182,8 @@ def test_valid_lines_parse_to_stored_text(layout, line, expected):
         ('1,"Male,19,15,39', "unbalanced double quote"),
         ("", "empty line"),
         ("  ", "empty line"),
-        ("1,\"x'); DROP TABLE segmentation.customers; --\",19,15,39",
-         "gender \"x'); DROP TABLE segmentation.customers; \"... (2 more characters) is not one of Female, Male"),
+        ("1,\"x'); DROP TABLE segmentation_internal.customers; --\",19,15,39",
+         "gender \"x'); DROP TABLE segmentation_internal.cu\"... (11 more characters) is not one of Female, Male"),
     ],
 )
 def test_invalid_lines_are_rejected_with_a_readable_reason(layout, line, reason):

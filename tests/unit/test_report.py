@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 import types
@@ -12,6 +13,7 @@ import pytest
 
 from segmentation import report
 from segmentation.dataset import MALL, Column, Dataset
+from segmentation.palette import segment_color
 
 BANK = Dataset(
     id_column="account_no",
@@ -163,7 +165,7 @@ def test_mall_report_names_its_features_and_describes_every_image():
     alts = images(page)
     # histograms, category shares, pairs, k choice, segment scatter, profile indexes
     assert len(alts) == 6 and all(alt.strip() for alt in alts)
-    assert "mean annual income (k$)" in page and "gender: shares" in page
+    assert "Average annual income (k$)" in page and "gender: shares" in page
     assert "Female" in page and "%" in page
     assert "Compared with run 6" in page and "Customers moved between segments" in page
 
@@ -241,6 +243,66 @@ def test_one_colour_mapping_per_report(monkeypatch):
     assert built == [[1, 4, 9]]
     colours = original([9, 1, 4])
     assert list(colours) == [1, 4, 9] and len(set(colours.values())) == 3
+    # the palette of the views' segment_color: a segment keeps its colour whatever the other ids
+    assert colours == {segment_id: segment_color(segment_id) for segment_id in (1, 4, 9)}
+    assert original([4, 9])[9] == colours[9]
+
+
+def test_the_choice_of_k_is_explained_in_words_with_human_column_titles():
+    customers = mall_customers(np.random.default_rng(8), [1, 2, 3])
+    page = render_report(make_data(MALL, ["annual_income_k", "spending_score"], customers))
+    headers = re.findall(r"<th>([^<]*)</th>", page)
+    for raw in ("davies_bouldin", "calinski_harabasz", "is_chosen", "stability_ari", "gap_sd"):
+        assert raw not in headers
+    for title in ("Segments (k)", "Silhouette", "Davies-Bouldin", "Chosen", "Stability (mean ARI)"):
+        assert title in headers
+    assert "False" not in page and "True" not in page and "✓ chosen" in page
+    assert "customers clearly belong to their segment" in page  # the silhouette, for a marketer
+    assert "0.500: customers clearly belong" in page  # the run's own score in words
+    for criterion in ("Silhouette (from -1 to 1, higher is better)", "Davies-Bouldin (lower is better)",
+                      "Stability (from 0 to 1)"):
+        assert html.escape(criterion) in page
+    assert "150 means 50% above average" in page and "segment size stability (PSI) 0.020" in page
+
+
+def test_shares_are_rounded_as_the_command_line_and_the_views_print_them():
+    customers = mall_customers(np.random.default_rng(12), [1, 2])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    data.profiles["customer_share"] = [0.4115, 0.5885]  # 41.15 in float8 is 41.149999...: the views say 41.2
+    cells = re.findall(r"<td>([^<]*)</td>", render_report(data))
+    assert "41.2%" in cells and "58.9%" in cells
+
+
+def test_customer_moves_are_counted_with_the_share_of_their_row():
+    customers = mall_customers(np.random.default_rng(9), [1, 2, 3])
+    page = render_report(make_data(MALL, ["annual_income_k", "spending_score"], customers))
+    assert "Customers moved between segments" in page
+    cells = re.findall(r"<td>([^<]*)</td>", page)
+    assert "50 (100%)" in cells and "2 (100%)" in cells  # was 1 -> now 1; new customers -> now 3
+    assert "new customers" in cells
+
+
+def test_renumbered_segments_are_not_presented_as_moves_and_psi_says_why_it_is_blank():
+    customers = mall_customers(np.random.default_rng(10), [1, 2, 3])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    data.run.size_psi = data.run.max_centroid_shift = None
+    data = dataclasses.replace(data, previous_comparable=False, previous_features=("age", "spending_score"))
+    page = render_report(data)
+    assert "Customers moved between segments" not in page
+    assert "numbered afresh" in page and "Run 6 segmented on age, spending_score" in page
+    assert "How run 6's segments map onto the new ones" in page
+    assert "(PSI) and centre shifts are blank: no earlier published run segmented on the same features" in page
+    compared = dataclasses.replace(data, comparable_run_id=4)
+    compared.run.size_psi = 0.04
+    page = render_report(compared)
+    assert "compared with run 4, the latest published run on the same features: PSI 0.040" in page
+
+
+def test_a_first_run_says_why_psi_is_blank():
+    customers = mall_customers(np.random.default_rng(11), [1, 2])
+    page = render_report(make_data(MALL, ["annual_income_k", "spending_score"], customers, previous_run_id=None))
+    assert "first published run" in page and "stability (PSI) and the centre shifts are blank" in page
+    assert "Customers moved" not in page
 
 
 def test_labels_are_escaped_and_dollars_are_not_math():

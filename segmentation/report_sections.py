@@ -1,0 +1,334 @@
+"""The report's HTML sections: summary, the data, the choice of k, the segments, the profile
+table and what changed since the previous run, each with plain words beside its figures.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from segmentation.display import percent
+from segmentation.report_plots import (
+    _count,
+    _present,
+    plot_category_shares,
+    plot_k_choice,
+    plot_histograms,
+    plot_pairs,
+    plot_profile_indexes,
+    plot_segment_sizes,
+    plot_segments,
+    spread,
+)
+
+if TYPE_CHECKING:
+    from segmentation.report import ReportData, _Feature
+
+MAX_PAIRS = 3
+
+
+def _table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row) + "</tr>"
+        for row in frame.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _cell(value) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return str(value)
+
+
+def _percent(value) -> str:
+    """A share as the command line and the views' `_pct` columns print it (41.2%)."""
+    return "–" if not _present(value) else f"{percent(float(value))}%"
+
+
+
+def profile_table(data: ReportData, declared: list[_Feature]) -> pd.DataFrame:
+    """id, name, customers, share, a mean per numeric feature, the shares of each category feature, ..."""
+    profiles = data.profiles
+    frame = data.segment_features
+    table = pd.DataFrame({
+        "Segment": profiles["segment_id"].astype(int).to_numpy(),
+        "Name": profiles["segment_name"].to_numpy(),
+        "Customers": [_count(value) for value in profiles["customer_count"]],
+        "Share of customers": [_percent(value) for value in profiles["customer_share"]],
+    })
+    for feature in declared:
+        rows = frame[frame["feature"] == feature.name] if len(frame) else frame
+        if not len(rows):
+            continue
+        cells = []
+        for segment_id in table["Segment"]:
+            own = rows[rows["segment_id"].astype(int) == segment_id]
+            if feature.kind == "numeric":
+                mean = pd.to_numeric(own[own["category"].isna()]["mean"], errors="coerce").dropna()
+                cells.append(_cell(float(mean.iloc[0])) if len(mean) else "–")
+            elif feature.kind == "boolean":
+                share = pd.to_numeric(own[own["category"].astype(str).str.lower() == "true"]["mean"], errors="coerce")
+                cells.append(_percent(share.iloc[0]) if len(share.dropna()) else "–")
+            else:
+                own = own.sort_values("position")
+                cells.append(", ".join(f"{row.category} {_percent(row.mean)}" for row in own.itertuples()) or "–")
+        header = {"numeric": f"Average {feature.label}", "boolean": f"{feature.label}: share yes"}.get(
+            feature.kind, f"{feature.label}: shares")
+        table[header] = cells
+    table["What sets it apart"] = profiles["distinguishing_features"].to_numpy() \
+        if "distinguishing_features" in profiles else None
+    table["Recommendation"] = profiles["recommendation"].to_numpy() if "recommendation" in profiles else None
+    return table
+
+
+def summary_html(data: ReportData, clustering: list[_Feature]) -> str:
+    run, dataset = data.run, data.dataset
+    labels = {column.name: column.label for column in dataset.columns}
+    imputed = ", ".join(
+        f"{count} {labels.get(name, name)}" for name, count in (getattr(run, "n_imputed", None) or {}).items() if count
+    ) or "none"
+    error = getattr(run, "error", None)
+    summary = [
+        ("Run", run.run_id),
+        ("Status", f"{run.status}" + (f" ({error})" if error else "")),
+        ("Published at", _when(getattr(run, "published_at", None)) or "not published"),
+    ]
+    if getattr(run, "source_name", None):
+        summary.append(("Source", run.source_name))
+    summary += [
+        ("Customers segmented", _count(getattr(run, "n_customers", None))),
+        ("Customer id column", f"{dataset.id_column} ({dataset.id_type})"),
+        ("Declared columns", ", ".join(f"{column.axis_label} [{column.type}]" for column in dataset.columns)),
+        ("Clustering features", ", ".join(feature.label for feature in clustering) or "–"),
+        ("Scaling", getattr(run, "scaling", None) or "–"),
+        ("Segments (k)", f"{int(run.k)} ({getattr(run, 'k_selection', None) or '–'})"),
+        ("Silhouette", f"{_cell(getattr(run, 'silhouette', None))}: {silhouette_in_words(getattr(run, 'silhouette', None))}"),
+        ("Missing values imputed (median)", imputed),
+    ]
+    if _present(getattr(run, "reject_share", None)):
+        summary.append(("Rows rejected at import", _percent(run.reject_share)))
+    summary += [
+        ("Outliers flagged", _count(getattr(run, "n_outliers", None))),
+        ("Seed (random_state)", getattr(run, "random_state", None) if _present(getattr(run, "random_state", None)) else "–"),
+    ]
+    table = "<table>" + "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(value))}</td></tr>" for label, value in summary
+    ) + "</table>"
+    return f"{table}<p class='rationale'>{html.escape(getattr(run, 'rationale', None) or '')}</p>"
+
+
+def _when(moment) -> str | None:
+    """A timestamp to the minute, with its time zone; text as it is."""
+    if moment is None or isinstance(moment, str):
+        return moment
+    return f"{moment:%Y-%m-%d %H:%M} {moment.tzname() or ''}".strip()
+
+
+def silhouette_in_words(value) -> str:
+    """What a silhouette score means for someone who targets the segments."""
+    if not _present(value):
+        return "not measured"
+    value = float(value)
+    if value >= 0.5:
+        return "customers clearly belong to their segment"
+    if value >= 0.25:
+        return "usable segments that overlap at their edges"
+    return "weak: the segments are hardly real groups"
+
+
+def _explain(text: str) -> str:
+    return f"<p class='explain'>{html.escape(text)}</p>"
+
+
+def data_html(data: ReportData, clustering: list[_Feature]) -> str:
+    customers, dataset = data.customers, data.dataset
+    if not len(customers):
+        return _sample_note(data)
+    numeric = [column for column in dataset.columns if column.is_numeric]
+    categorical = [column for column in dataset.columns if not column.is_numeric]
+    parts = [_explain(
+        "How the customers spread over each column before any segmentation: tall bars are common values. "
+        "The scatters pair the features the segments are built on; clumps of dots there are what the "
+        "segmentation turns into segments.")]
+    if numeric:
+        parts.append(plot_histograms(customers, numeric))
+    if categorical:
+        parts.append(plot_category_shares(customers, categorical))
+    numeric_clustering = [dataset.column(f.name) for f in clustering if f.kind == "numeric" and f.name in dataset.names]
+    pairs = list(itertools.combinations(numeric_clustering[:MAX_PAIRS], 2))[:MAX_PAIRS]
+    if pairs:
+        parts.append(plot_pairs(customers, pairs))
+    else:
+        parts.append("<p class='note'>Pairwise scatters need two numeric clustering features; this run has "
+                     f"{len(numeric_clustering)}.</p>")
+    return "".join(parts) + _sample_note(data)
+
+
+# What each model-selection criterion says, in words a marketer can act on.
+CRITERIA = (
+    ("Silhouette (from -1 to 1, higher is better)",
+     "For each customer: how much closer it is to its own segment than to the next one, averaged over "
+     "customers. Above 0.5 customers clearly belong to their segment, so a campaign aimed at one segment "
+     "reaches people who really share its profile; 0.25 to 0.5 the segments are usable but overlap at their "
+     "edges; below 0.25 (setting min_silhouette) they are hardly real groups, and the run is held, not published."),
+    ("Within-segment spread (inertia) and its elbow",
+     "How far customers lie from their segment's centre, in total. It always falls as segments are added; "
+     "the elbow (circled) is where one more segment stops buying much. Beyond it, new segments split real "
+     "groups rather than find new ones."),
+    ("Davies-Bouldin (lower is better)",
+     "How much segments overlap compared with how tight they are: low means each segment is compact and far "
+     "from the others."),
+    ("Calinski-Harabasz (higher is better)",
+     "The spread between segment centres against the spread inside segments: higher means more distinct segments."),
+    ("Gap statistic",
+     "How much tighter the segments are than those found in structureless random data of the same range; the "
+     "smallest number of segments whose gap is within one standard error of the next one's is preferred."),
+    ("Stability (from 0 to 1)",
+     "The job refits on resampled customers and checks how often two customers land together again (adjusted "
+     "Rand index; 1 = always). Below 0.75 (setting min_stability) a number of segments cannot be chosen: its "
+     "segments would change from night to night by chance."),
+)
+
+EVALUATION_TITLES = {
+    "k": "Segments (k)", "inertia": "Within-segment spread (inertia)", "silhouette": "Silhouette",
+    "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz", "gap": "Gap statistic",
+    "gap_sd": "Gap standard error", "stability_ari": "Stability (mean ARI)",
+    "votes": "Criteria voting for it", "is_chosen": "Chosen",
+}
+
+
+def k_choice_html(evaluations: pd.DataFrame, chosen: int) -> str:
+    """The criteria explained, their plot, and a table of every candidate with human titles."""
+    criteria = "".join(f"<dt>{html.escape(title)}</dt><dd>{html.escape(text)}</dd>" for title, text in CRITERIA)
+    intro = _explain(
+        "K-Means must be told how many segments to make. The job tried every number in its range, scored each "
+        f"with the criteria below (each votes for one number), and chose {chosen}: the dashed red line.")
+    table = evaluations[[column for column in EVALUATION_TITLES if column in evaluations]].copy()
+    if "is_chosen" in table:
+        table["is_chosen"] = table["is_chosen"].map(lambda value: "✓ chosen" if value is True or value == 1 else "")
+    if "k" in table:
+        table["k"] = table["k"].astype(int)
+    return (intro + plot_k_choice(evaluations, chosen) + f"<dl class='explain'>{criteria}</dl>"
+            + _table(table.rename(columns=EVALUATION_TITLES)))
+
+
+def segments_html(data: ReportData, clustering: list[_Feature], colours: dict[int, str],
+                  names: dict[int, str]) -> str:
+    dataset = data.dataset
+    numeric = [dataset.column(f.name) for f in clustering if f.kind == "numeric" and f.name in dataset.names]
+    parts = []
+    if len(numeric) >= 2:
+        # stable sort: ties keep declaration order
+        x, y = sorted(numeric, key=lambda column: -spread(data, column))[:2]
+        parts.append(_explain(
+            "Each dot is a customer, in its segment's colour (the same colour throughout this report and in "
+            "the dashboards' segment_color). A cross marks each segment's centre: its average customer. "
+            "Customers circled in red are outliers, far from their own segment's centre: check them before "
+            "targeting them with that segment."))
+        parts.append(plot_segments(data, x, y, colours, names))
+    else:
+        parts.append(_explain("Customers per segment, each in its segment's colour."))
+        parts.append(plot_segment_sizes(data.profiles, colours))
+    if clustering and len(data.segment_features) and colours:
+        parts.append(_explain(
+            "What sets each segment apart: each bar compares the segment's average with the average of all "
+            "customers (the dashed line at 100). 150 means 50% above average, 50 half the average. The longest "
+            "bars are where the segment's name comes from."))
+        parts.append(plot_profile_indexes(data, clustering, colours, names))
+    else:
+        parts.append("<p class='note'>This run has no per-feature segment statistics to compare.</p>")
+    return "".join(parts)
+
+
+def profiles_html(data: ReportData, declared: list[_Feature]) -> str:
+    return _explain(
+        "One row per segment: its size and share of all customers, its averages in the data's own units, "
+        "what sets it apart and the recommended action.") + _table(profile_table(data, declared))
+
+
+def _sample_note(data: ReportData) -> str:
+    shown, total = len(data.customers), getattr(data.run, "n_customers", None) or 0
+    if shown == 0:
+        text = "This run's per-customer rows were pruned (setting keep_customer_rows_runs): customer plots are empty."
+    elif shown < total:
+        text = f"Plots use {shown:,} of {total:,} customers (a seeded sample)."
+    else:
+        text = f"Plots use all {shown:,} customers."
+    return f"<p class='note'>{html.escape(text)}</p>"
+
+
+PSI_IN_WORDS = ("Segment size stability (PSI) compares each segment's share of customers with that run: below "
+                "0.1 the sizes are stable, 0.1 to 0.25 they changed noticeably, above 0.25 (setting max_size_psi) "
+                "they changed a lot and the run is held unless forced. The centre shift says how far a segment's "
+                "average customer moved, in standard deviations of the features.")
+
+
+def changes_html(data: ReportData, names: dict[int, str]) -> str:
+    """Drift against the previous published run, and where its customers are now.
+
+    When the previous run used other features or another declaration, this run's segments were
+    numbered afresh: the table then shows how two different segmentations overlap, not moves.
+    """
+    run = data.run
+    if data.previous_run_id is None:
+        return ("<p>This is the first published run: there is nothing to compare with yet, so the segment size "
+                "stability (PSI) and the centre shifts are blank.</p>")
+    psi = getattr(run, "size_psi", None)
+    parts = []
+    if data.previous_comparable:
+        parts.append(f"<p>Compared with run {data.previous_run_id}: segment size stability (PSI) {_cell(psi)}; "
+                     f"largest centre shift {_cell(getattr(run, 'max_centroid_shift', None))}.</p>")
+    else:
+        earlier = ", ".join(str(name) for name in data.previous_features) or "other features"
+        now = ", ".join(str(name) for name in (getattr(run, "features", None) or ())) or "other features"
+        parts.append(
+            f"<p><strong>The segments were numbered afresh.</strong> Run {data.previous_run_id} segmented on "
+            f"{html.escape(earlier)}; this run on {html.escape(now)} (or under another data-set declaration). "
+            "Its segments are new segments: a segment id here is not the segment that had that id in run "
+            f"{data.previous_run_id}, and nobody moved between the same segments.</p>")
+        if data.comparable_run_id is not None and _present(psi):
+            parts.append(f"<p>Sizes and centres are compared with run {data.comparable_run_id}, the latest "
+                         f"published run on the same features: PSI {_cell(psi)}; largest centre shift "
+                         f"{_cell(getattr(run, 'max_centroid_shift', None))}.</p>")
+        else:
+            parts.append("<p>Segment size stability (PSI) and centre shifts are blank: no earlier published run "
+                         "segmented on the same features and declaration, so there is nothing comparable.</p>")
+    if data.previous_comparable or (data.comparable_run_id is not None and _present(psi)):
+        drift = data.profiles[["segment_id", "segment_name", "previous_customer_count", "customer_count",
+                               "centroid_shift"]].rename(columns={
+            "segment_id": "Segment", "segment_name": "Name", "previous_customer_count": "Customers before",
+            "customer_count": "Customers now", "centroid_shift": "Centre shift (standard deviations)",
+        })
+        parts.append(_explain(PSI_IN_WORDS) + _table(drift))
+    if data.previous_comparable:
+        parts.append("<h3>Customers moved between segments</h3>" + _explain(
+            f"Rows: the segment a customer was in at run {data.previous_run_id}; columns: where it is now. "
+            "Each cell gives the customers and their share of the row."))
+    else:
+        parts.append(f"<h3>How run {data.previous_run_id}'s segments map onto the new ones</h3>" + _explain(
+            "Rows: the old segmentation's segments; columns: this run's. The ids are not the same segments, "
+            "so read this as how the two segmentations overlap, not as customers moving."))
+    parts.append(_table(_transition_table(data.transitions, names)))
+    return "".join(parts)
+
+
+def _transition_table(transitions: pd.DataFrame, names: dict[int, str]) -> pd.DataFrame:
+    """Previous segment x current segment: "customers (share of the row)"."""
+    matrix = transitions.copy()
+    matrix["from_segment_id"] = matrix["from_segment_id"].map(
+        lambda v: "new customers" if pd.isna(v) else f"was {int(v)}")
+    matrix["to_segment_id"] = matrix["to_segment_id"].map(
+        lambda v: "left (no longer segmented)" if pd.isna(v) else f"now {int(v)}: {names.get(int(v), '')}")
+    counts = matrix.pivot_table(index="from_segment_id", columns="to_segment_id", values="customer_count",
+                                aggfunc="sum", fill_value=0)
+    shares = counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0)
+    cells = counts.astype(int).astype(str) + " (" + (shares * 100).round(0).fillna(0).astype(int).astype(str) + "%)"
+    return cells.reset_index().rename(columns={"from_segment_id": ""})

@@ -1,0 +1,79 @@
+"""The report of real runs: what it says after the features changed, and that a browser shows every image."""
+
+import re
+
+import pytest
+
+from segmentation import report
+from segmentation.pipeline import run_once
+from segmentation.settings import load_settings
+from tests.browser import chromium, chromium_command
+
+# After the page loads, list every image: loaded or broken, its natural size, its alt text's length.
+IMAGE_CHECK = """
+<script>
+window.addEventListener("load", () => {
+  const lines = Array.from(document.images, (image) =>
+    `${image.complete && image.naturalWidth > 0 ? "loaded" : "broken"} ${image.naturalWidth}x${image.naturalHeight}`
+    + ` alt=${(image.getAttribute("alt") || "").trim().length}`);
+  const out = document.createElement("pre");
+  out.id = "image-check";
+  out.textContent = lines.join("\\n");
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def settings(**overrides):
+    return load_settings(database_url="postgresql://unused@localhost/unused", gap_references=2,
+                         stability_resamples=2, write_report=False, **overrides)
+
+
+def test_a_run_on_other_features_reports_renumbered_segments_not_moves(engine, customers_csv):
+    first = run_once(engine, settings(), customers_csv)
+    second = run_once(engine, settings(features="age,spending_score"), None)
+    third = run_once(engine, settings(), None)
+    with engine.connect() as connection:
+        renumbered = report.load_report_data(connection, second.run_id)
+        back = report.load_report_data(connection, third.run_id)
+    assert renumbered.previous_run_id == first.run_id and not renumbered.previous_comparable
+    assert renumbered.comparable_run_id is None
+    assert renumbered.previous_features == ("annual_income_k", "spending_score")
+    page = report.render_report(renumbered)
+    assert "numbered afresh" in page and "Customers moved between segments" not in page
+    assert "(PSI) and centre shifts are blank" in page
+    # back on the first features: ids carried over from run 1, PSI against it, run 2 in between
+    assert back.previous_run_id == second.run_id and not back.previous_comparable
+    assert back.comparable_run_id == first.run_id
+    assert f"compared with run {first.run_id}, the latest published run on the same features" in \
+        report.render_report(back)
+
+
+@pytest.mark.chromium
+def test_every_image_of_the_report_loads_in_headless_chromium(engine, customers_csv, tmp_path):
+    browser = chromium()
+    run_once(engine, settings(), customers_csv)
+    outcome = run_once(engine, settings(), customers_csv)
+    with engine.connect() as connection:
+        path = report.write_report(connection, outcome.run_id, tmp_path / "report.html")
+    page = path.read_text(encoding="utf-8")
+    expected = page.count("<img")
+    assert expected >= 5
+    checked = tmp_path / "checked.html"
+    checked.write_text(page.replace("</body>", IMAGE_CHECK + "</body>"), encoding="utf-8")
+    dom = chromium_command(browser, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
+                           checked.as_uri()).stdout
+    found = re.search(r'<pre id="image-check">(.*?)</pre>', dom, re.S)
+    assert found, "the check script did not run"
+    lines = found.group(1).strip().splitlines()
+    assert len(lines) == expected
+    for line in lines:
+        state, size, alt = line.split()
+        width, height = (int(value) for value in size.split("x"))
+        assert state == "loaded" and width >= 300 and height >= 150, line
+        assert alt != "alt=0", line
+    shot = tmp_path / "report.png"
+    chromium_command(browser, tmp_path / "profile2", "--window-size=1300,3000", f"--screenshot={shot}",
+                     path.as_uri())
+    assert shot.stat().st_size > 50_000  # text, tables and plots drawn, not a blank page
