@@ -27,6 +27,10 @@ from segmentation.features import _copy_out, _frame_from_csv
 
 log = logging.getLogger(__name__)
 
+#: work_mem while the run reads `customer_rfm`: its grouping sort and its three percent-rank
+#: sorts (one row per customer) stay in memory instead of spilling to disk at the default 4 MB
+RFM_WORK_MEM = "256MB"
+
 #: RFM columns that are 0 for a customer without orders (the others are unknown: imputed)
 ZERO_WITHOUT_ORDERS = ("frequency", "monetary")
 #: the COPY's last two columns, read as text and dropped: which side of the join a customer lacks
@@ -63,6 +67,7 @@ def read_customers(
     """Customers with their declared columns: attributes of active customers imported under
     `dataset_id` (when the declaration has imported columns) and RFM from `customer_rfm`."""
     in_force = reference_date(connection, as_of)
+    connection.exec_driver_sql(f"set local work_mem = '{RFM_WORK_MEM}'")  # a constant, no data
     imported = dataset.imported()
     rfm_value = {
         name: sql.SQL("coalesce(rfm.{}, 0)" if name in ZERO_WITHOUT_ORDERS else "rfm.{}").format(sql.Identifier(name))

@@ -20,7 +20,8 @@ this module adds what orders need:
   has are removed (counted as `rows_removed`).
 
 Into an empty `orders` table a file with amounts is copied straight in; otherwise lines go
-through a staging table and set-based statements.
+through a staging table (plain lines as the file has them, read by PostgreSQL) and the
+set-based statements of `segmentation.ingest.order_merge`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
 from segmentation import db
@@ -43,6 +45,7 @@ from segmentation.errors import ImportRefused, SegmentationError
 from segmentation.ingest.dates import PLAIN_DATE, parse_order_date
 from segmentation.ingest.load import ImportResult, begin_batch, fail_batch
 from segmentation.ingest.merge import _step
+from segmentation.ingest.order_merge import merge_stage
 from segmentation.ingest.plain import _id_plain, _text_classes
 from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer
 from segmentation.ingest.rules import ParsedLine, RowRejected, parse_value
@@ -59,11 +62,6 @@ _PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?"
 MAX_ORDER_ID_CHARACTERS = 200
 #: the import_batches counts an order import fills
 BATCH_COUNTS = ("rows_read", "rows_inserted", "rows_unchanged", "rows_rejected", "rows_removed")
-
-#: an order line's content, what identifies it with its position among identical lines
-KEY = "{table}.customer_id, coalesce({table}.order_id, ''), {table}.ordered_at, {table}.amount"
-MATCH = ("counts.customer_id = {table}.customer_id and counts.order_key = coalesce({table}.order_id, '')"
-         " and counts.ordered_at = {table}.ordered_at and counts.amount = {table}.amount")
 
 STAGE_TABLE = """
 create temporary table order_stage (
@@ -284,6 +282,67 @@ def _first_load(connection: Connection, source, dataset: Dataset, spec: OrdersSp
             "removed": 0}, writer
 
 
+#: stage column of each role, for plain lines copied as the file has them
+STAGE_COLUMN = {"customer_id": "customer_id", "order_id": "order_id", "date": "ordered_at", "amount": "amount"}
+
+
+class _StagingWriter(_OrderWriter):
+    """The order writer of a staged load: plain lines are left as the file has them (quotes
+    dropped) in `as_written`, for PostgreSQL to read in the file's column order, which costs
+    Python no work per line; other lines become records (or rejects) as usual."""
+
+    def __init__(self, *arguments) -> None:
+        super().__init__(*arguments)
+        self.as_written: list[str] = []
+        if self.plain_line is not None:
+            self.convert = self._keep_as_written
+
+    def _keep_as_written(self, lines: list[str], tail: str, start: int) -> str:
+        self.as_written.append("\n".join(lines) + "\n")
+        return ""
+
+
+def _as_written_columns(layout) -> tuple[str, ...] | None:
+    """The stage columns of the file's fields in file order, or None when a field is not a role
+    (plain lines then go through the converter, which drops ignored fields)."""
+    by_position = {position: STAGE_COLUMN.get(role) for role, position in layout.positions.items()}
+    columns = tuple(by_position.get(index) for index in range(layout.n_fields))
+    return None if None in columns else columns
+
+
+def _stream_as_written(connection: Connection, source, writer: _StagingWriter, columns: tuple[str, ...],
+                       statement) -> None:
+    """COPY the plain lines into the stage as written, while the other records wait in a spool
+    file; then COPY those. Checks that the server took every line."""
+    as_written = sql.SQL("copy order_stage ({}) from stdin with (format csv, delimiter {})").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Literal(source.layout.delimiter))
+    raw = connection.connection.driver_connection
+    copied = 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
+        try:
+            with raw.cursor() as cursor:
+                with cursor.copy(as_written) as copy:
+                    for piece in source.blocks:
+                        spool.write(writer.feed(piece))
+                        for text in writer.as_written:
+                            copy.write(text)
+                        writer.as_written.clear()
+                    spool.write(writer.finish())
+                copied += cursor.rowcount
+        finally:
+            source.progress.close()
+        spool.seek(0)
+        with raw.cursor() as cursor:
+            with cursor.copy(statement) as copy:
+                while block := spool.read(BLOCK_BYTES):
+                    copy.write(block)
+            copied += cursor.rowcount
+    if writer.rows_read == 0:
+        raise ImportRefused(f"{source.path}: the file has a header but no order lines")
+    if copied != writer.rows_read:  # a bug, never bad input: refuse rather than lose lines
+        raise RuntimeError(f"{source.path}: {writer.rows_read} lines read but COPY took {copied} rows")
+
+
 def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int,
                  layout: OrdersLayout):
     """Every line into a stage, then: rejects stored, lines already stored matched, new ones inserted."""
@@ -293,10 +352,19 @@ def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersS
         known = "" if customer_id is None else _csv_quoted(customer_id)
         return f"{known},,,,,,{number},{_csv_quoted(line)},{_csv_quoted(reason)}\n"
 
-    writer = _OrderWriter(source.layout, dataset, spec, ",,,", reject)
     statement = _copy_statement("order_stage", (*RECORD_COLUMNS, "line_number", "raw_line", "reason"))
-    with _step("copy into the order stage"):
-        _stream(connection, source, statement, writer, expect="read")
+    as_written = _as_written_columns(source.layout) if layout.has_amount else None
+    if as_written is None:
+        writer = _OrderWriter(source.layout, dataset, spec, ",,,", reject)
+        with _step("copy into the order stage"):
+            _stream(connection, source, statement, writer, expect="read")
+    else:
+        writer = _StagingWriter(source.layout, dataset, spec, ",,,", reject)
+        with _step("copy into the order stage, plain lines as written"):
+            _stream_as_written(connection, source, writer, as_written, statement)
+        if dataset.id_type == "whole":  # "0042" is customer 42, as the converter writes it
+            connection.exec_driver_sql(
+                "update order_stage set customer_id = ltrim(customer_id, '0') where customer_id like '0%%'")
     rejected = writer.rows_read - writer.rows_valid
     if rejected:
         connection.execute(
@@ -310,94 +378,6 @@ def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersS
         connection.exec_driver_sql("update order_stage set amount = quantity * unit_price where reason is null")
     with _step("analyze"):
         connection.exec_driver_sql("analyze order_stage")
-    # A line's identity: its content (KEY) and its position among identical lines. Per content,
-    # the file has file_count lines and the table stored_count: the file's lines beyond
-    # stored_count are new. Two hash aggregates and one hash join find the contents whose
-    # counts differ (none in a re-import); only those are numbered line by line.
-    with _step("contents whose counts differ"):
-        _count_contents(connection)
-    with _step("insert new lines"):
-        inserted = _insert_new(connection, batch_id)
-    removed = 0
-    if "order_id" in layout.headers:
-        with _step("remove lines of restated orders"):
-            removed = _remove_restated(connection)
+    inserted, removed = merge_stage(connection, batch_id, writer.rows_valid, restates="order_id" in layout.headers)
     return {"method": "merge", "inserted": inserted, "unchanged": writer.rows_valid - inserted,
             "rejected": rejected, "removed": removed}, writer
-
-
-def _count_contents(connection: Connection) -> None:
-    """order_counts: each content whose number of lines differs between the file and the table."""
-    connection.exec_driver_sql(
-        f"""
-        create temporary table order_counts on commit drop as
-        with in_file (customer_id, order_key, ordered_at, amount, file_count) as (
-            select {KEY.format(table="stage")}, count(*)
-            from order_stage as stage
-            where stage.reason is null
-            group by 1, 2, 3, 4
-        ),
-        in_table (customer_id, order_key, ordered_at, amount, stored_count) as (
-            select {KEY.format(table="stored")}, count(*)
-            from segmentation_internal.orders as stored
-            where stored.customer_id in (select stage.customer_id from order_stage as stage where stage.reason is null)
-            group by 1, 2, 3, 4
-        )
-        select coalesce(in_file.customer_id, in_table.customer_id) as customer_id,
-               coalesce(in_file.order_key, in_table.order_key) as order_key,
-               coalesce(in_file.ordered_at, in_table.ordered_at) as ordered_at,
-               coalesce(in_file.amount, in_table.amount) as amount,
-               coalesce(in_file.file_count, 0) as file_count, coalesce(in_table.stored_count, 0) as stored_count
-        from in_file
-        full join in_table
-            on in_table.customer_id = in_file.customer_id and in_table.order_key = in_file.order_key
-            and in_table.ordered_at = in_file.ordered_at and in_table.amount = in_file.amount
-        where in_file.file_count is distinct from in_table.stored_count
-        """
-    )
-
-
-def _insert_new(connection: Connection, batch_id: int) -> int:
-    """Insert the file's lines beyond the stored count of their content, in file order."""
-    return connection.execute(
-        sa.text(
-            f"""
-            insert into segmentation_internal.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
-            select numbered.customer_id, numbered.order_id, numbered.ordered_at, numbered.amount, numbered.quantity,
-                   numbered.unit_price, :batch_id
-            from (
-                select stage.*, counts.stored_count,
-                       row_number() over (partition by {KEY.format(table="stage")} order by stage.record_number)
-                           as occurrence
-                from order_stage as stage
-                join order_counts as counts on {MATCH.format(table="stage")}
-                where stage.reason is null and counts.file_count > counts.stored_count
-            ) as numbered
-            where numbered.occurrence > numbered.stored_count
-            order by numbered.record_number
-            """
-        ),
-        {"batch_id": batch_id},
-    ).rowcount
-
-
-def _remove_restated(connection: Connection) -> int:
-    """Stored lines of an order the file names but no longer has (an order is identified by its id):
-    per content of such an order, the stored copies beyond the file's count."""
-    return connection.exec_driver_sql(
-        f"""
-        delete from segmentation_internal.orders as stored
-        where stored.ctid in (
-            select numbered.row_address
-            from (
-                select surplus.ctid as row_address, counts.file_count,
-                       row_number() over (partition by {KEY.format(table="surplus")} order by surplus.ctid) as occurrence
-                from segmentation_internal.orders as surplus
-                join order_counts as counts on {MATCH.format(table="surplus")}
-                where counts.stored_count > counts.file_count and counts.order_key <> ''
-                and counts.order_key in (select stage.order_id from order_stage as stage where stage.reason is null)
-            ) as numbered
-            where numbered.occurrence > numbered.file_count
-        )
-        """
-    ).rowcount

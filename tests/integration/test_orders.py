@@ -115,6 +115,27 @@ def test_importing_the_same_file_again_changes_nothing_and_new_lines_are_added(e
     assert rfm_rows(engine)["1"]["frequency"] == 4
 
 
+def test_lines_appended_or_inserted_anywhere_are_added_once_and_the_stored_ones_left_alone(engine, tmp_path):
+    header = "InvoiceNo,CustomerID,InvoiceDate,Revenue\n"
+    lines = [f"{100 + n},{1 + n % 7},2024-01-{1 + n % 28:02d},{n}.50\n" for n in range(40)]
+    import_orders(engine, write(tmp_path, header + "".join(lines)), OrdersSpec(), "whole")
+    before = query(engine, "select order_id, customer_id, ordered_at, amount, batch_id from segmentation_internal.orders")
+    # yesterday's lines in another order and spelling (quotes, leading and trailing zeros), one
+    # new order in the middle, two at the end and a bad line: only those three are new
+    grown = [lines[0].replace("100,", '"100",'), *reversed(lines[1:20]), "500,3,2024-02-01,5\n", *lines[20:],
+             "501,9,2024-02-02,6\n", "503,4,2024-02-30,5\n", "502,3,2024-02-03,-6\n"]
+    grown[5] = grown[5].replace(".50", ".500")
+    grown[7] = grown[7].replace(",", ",00", 1)
+    result = import_orders(engine, write(tmp_path, header + "".join(grown), "grown.csv"), OrdersSpec(), "whole")
+    assert (result.rows_read, result.rows_inserted, result.rows_unchanged, result.rows_rejected) == (44, 3, 40, 1)
+    assert result.rows_removed == 0
+    assert query(engine, "select line_number, raw_line from segmentation_internal.import_rejects") == [
+        (44, "503,4,2024-02-30,5")]
+    after = query(engine, "select order_id, customer_id, ordered_at, amount, batch_id from segmentation_internal.orders")
+    assert sorted(after) == sorted(before + [row for row in after if row[4] == result.batch_id])
+    assert sorted(row[0] for row in after if row[4] == result.batch_id) == ["500", "501", "502"]
+
+
 def test_a_file_that_restates_an_order_replaces_its_lines(engine, tmp_path):
     first = "order_id,customer_id,date,amount\nA,1,2024-01-01,10\nA,1,2024-01-01,5\nB,2,2024-01-02,7\n"
     import_orders(engine, write(tmp_path, first), OrdersSpec(), "whole")
