@@ -53,6 +53,9 @@ def _free_port() -> int:
 
 
 def test_superset_imports_the_bundle_and_renders_every_chart(populated, superset_command, tmp_path):  # noqa: F811
+    if not populated.url.host:
+        pytest.skip("the test server listens on a Unix socket only (the embedded server), and the bundle's database"
+                    " entry names a TCP host: set TEST_DATABASE_URL to a server on a host and port")
     browser = chromium()
     port = _free_port()
     (tmp_path / "superset_config.py").write_text(CONFIG.format(port=port, folder=tmp_path))
