@@ -71,7 +71,8 @@ def test_the_check_in_the_publish_transaction_sees_a_lost_lock(engine):
     with db.run_lock(engine, wait_seconds=0) as lock:
         with engine.begin() as connection:
             lock.check(connection)  # held: no error
-            connection.execute(sa.text("select pg_terminate_backend(:pid)"), {"pid": lock.backend_pid})
+            # with a timeout, pg_terminate_backend waits until the backend is gone (else it only signals it)
+            connection.execute(sa.text("select pg_terminate_backend(:pid, 5000)"), {"pid": lock.backend_pid})
         with engine.begin() as connection, pytest.raises(RunLockLost, match="lost the run lock"):
             lock.check(connection)
 
