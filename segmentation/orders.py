@@ -96,11 +96,14 @@ def locate(header: list[str], spec: OrdersSpec, source: str = "file") -> OrdersL
     and a unit price) and what the header has.
     """
     keys = [normalise_header(name) for name in header]
+    stripped = [name.strip() for name in header]
     positions: dict[str, int | None] = {}
     for role in ROLES:
         configured = getattr(spec, role)
         spellings = (normalise_header(configured),) if configured else DEFAULT_SPELLINGS[role]
         positions[role] = next((keys.index(spelling) for spelling in spellings if spelling in keys), None)
+        if configured and configured.strip() in stripped:  # spelled exactly: "id" beside "_id"
+            positions[role] = stripped.index(configured.strip())
     if spec.amount is None and spec.quantity is not None:
         positions["amount"] = None  # quantity x unit_price named: a column called "total" is not the amount
     if positions["amount"] is not None:

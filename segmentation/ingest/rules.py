@@ -91,6 +91,10 @@ def map_header(
         for spelling in (column.source, *column.aliases):
             known.setdefault(normalise_header(spelling), column.name)
     claimed = set(user_map.values())  # a mapped header replaces the declared one
+    # names spelled exactly as declared or mapped win over others that only normalise alike
+    # ("id" declared, "_id" beside it)
+    exact = {"customer_id": dataset.id_column.strip()} | {column.name: column.source.strip() for column in dataset.columns}
+    exact |= {target: name.strip() for name, target in (column_map or {}).items()}
     found: dict[str, int] = {}
     ignored = []
     for index, name in enumerate(header):
@@ -102,9 +106,16 @@ def map_header(
             ignored.append(name)
             continue
         if target in found:
-            raise ImportRefused(
-                f"{source} line 1: columns {_quote(header[found[target]])} and {_quote(name)} both map to {target}"
-            )
+            first_exact, this_exact = header[found[target]].strip() == exact[target], name.strip() == exact[target]
+            if first_exact == this_exact:
+                raise ImportRefused(
+                    f"{source} line 1: columns {_quote(header[found[target]])} and {_quote(name)} both map to"
+                    f" {target}; name the one to read exactly as the file spells it"
+                )
+            if first_exact:
+                ignored.append(name)
+                continue
+            ignored.append(header[found[target]])
         found[target] = index
     expected = {"customer_id": dataset.id_column, **{column.name: column.source for column in dataset.columns}}
     missing = [target for target in targets if target not in found]

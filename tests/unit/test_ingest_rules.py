@@ -117,8 +117,18 @@ def test_column_map_comes_before_the_declared_names():
 
 
 def test_two_columns_for_one_target_are_refused():
-    with pytest.raises(ImportRefused, match="'CustomerID' and 'Customer ID' both map to customer_id"):
-        map_header(["CustomerID", "Customer ID", *MALL_HEADER[1:]], MALL, {}, "x.csv")
+    with pytest.raises(ImportRefused, match="'Customer ID' and 'customer_id' both map to customer_id"):
+        map_header(["Customer ID", "customer_id", *MALL_HEADER[1:]], MALL, {}, "x.csv")
+
+
+@pytest.mark.parametrize("header", [["_id", "id"], ["id", "_id"]])
+def test_a_header_spelled_exactly_as_declared_wins_over_one_that_only_normalises_alike(header):
+    declared = Dataset("id", "whole", (Column("spent", "spent", "number", "amount spent"),))
+    layout = map_header([*header, "spent"], declared, {}, "x.csv")
+    assert layout.positions["customer_id"] == header.index("id")
+    assert layout.ignored == ("_id",)
+    mapped = map_header([*header, "spent"], declared, {"_id": "customer_id"}, "x.csv")
+    assert mapped.positions["customer_id"] == header.index("_id")
 
 
 def test_column_map_to_an_undeclared_name_is_refused():

@@ -67,6 +67,12 @@ def test_configured_headers_win_and_missing_ones_are_named():
         locate(["CustomerID", "Note"], OrdersSpec())
 
 
+def test_a_configured_header_spelled_exactly_wins_over_one_that_only_normalises_alike():
+    header = ["_id", "id", "date", "spent"]  # pymc-marketing's CDNOW sample: a row number, then the customer
+    assert locate(header, parse_orders({"customer_id": "id", "amount": "spent"})).positions["customer_id"] == 1
+    assert locate(header, parse_orders({"customer_id": "_id", "amount": "spent"})).positions["customer_id"] == 0
+
+
 def test_orders_table_rejects_half_a_product_and_unknown_keys():
     with pytest.raises(ValueError, match="quantity and unit_price go together"):
         parse_orders({"quantity": "Qty"})
