@@ -33,8 +33,9 @@ db_app = typer.Typer(help="Schema migrations and database access (read-only role
 app.add_typer(db_app, name="db")
 bi_app = typer.Typer(help="Dashboards as code for BI tools.", no_args_is_help=True)
 app.add_typer(bi_app, name="bi")
-# Pipes and log files get a wide, stable layout; terminals use their own width.
-console = Console() if sys.stdout.isatty() else Console(width=160)
+# Pipes and log files get a wide, stable layout; terminals use their own width. No markup: the
+# text printed is data (file names, segment names, stored errors such as "[orders] customer_id = ...").
+console = Console(markup=False) if sys.stdout.isatty() else Console(width=160, markup=False)
 log = logging.getLogger("segment")
 
 
