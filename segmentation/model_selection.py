@@ -273,8 +273,21 @@ def choose_k(table: pd.DataFrame, min_stability: float = MIN_STABILITY, min_segm
         if stable.empty:
             stable = scored
             stability_note = f" No candidate reached the stability threshold (mean ARI {min_stability}); all were considered."
+        else:
+            unstable = scored[scored["stability_ari"] < min_stability].sort_values("k")
+            if len(unstable):
+                stability_note = (
+                    f" Not eligible (not stable: mean ARI under {min_stability} over resamples): "
+                    + ", ".join(f"k = {int(item.k)} ({item.stability_ari:.2f})" for item in unstable.itertuples())
+                    + "."
+                )
     ranked = stable.sort_values(["votes", "silhouette", "k"], ascending=[False, False, True])
     chosen = int(ranked["k"].iloc[0])
+    tied = sorted(int(k) for k in ranked.loc[ranked["votes"] == ranked["votes"].iloc[0], "k"] if k != chosen)
+    if tied:
+        stability_note = (
+            f" Tied on votes with k = {', '.join(map(str, tied))}: the higher silhouette decided." + stability_note
+        )
     row = table.set_index("k").loc[chosen]
     agreeing = [name for name, k in choices.items() if k == chosen]
     other = [f"{_LABELS[name]} {k}" for name, k in choices.items() if k is not None and k != chosen]

@@ -78,6 +78,17 @@ def test_an_unstable_candidate_cannot_win():
     k, rationale = model_selection.choose_k(evaluation_table(stability_ari=[0.95, 0.40, 0.95]))
     assert k == 2
     assert "stable (mean ARI 0.95" in rationale
+    assert "Not eligible (not stable: mean ARI under 0.75 over resamples): k = 3 (0.40)." in rationale
+
+
+def test_a_tie_on_votes_is_named_with_the_silhouette_deciding():
+    # silhouette and Davies-Bouldin vote 2, Calinski-Harabasz and gap 3, elbow 4: 4 is unstable,
+    # so 2 and 3 tie on two votes and the higher silhouette (2) wins
+    table = evaluation_table(is_elbow=[False, False, True], stability_ari=[0.95, 0.95, 0.5])
+    k, rationale = model_selection.choose_k(table)
+    assert k == 2
+    assert "Tied on votes with k = 3: the higher silhouette decided." in rationale
+    assert "k = 4 (0.50)" in rationale
 
 
 def test_gap_rule_takes_the_smallest_k_within_one_standard_error():
