@@ -344,9 +344,23 @@ def _weighted(indicators: pd.DataFrame, scaling: str, shares: pd.Series) -> tupl
     """Centre 0/1 columns by their fitted `shares` and divide by sqrt(sum p(1 - p)): the feature's total variance is 1."""
     if scaling == "none":
         return indicators, indicators
+    return indicators, (indicators - shares) / indicator_divisor(shares)
+
+
+def indicator_divisor(shares: pd.Series) -> float:
+    """What a 0/1 feature's centred columns are divided by: sqrt(sum p(1 - p)) of its fitted shares (1 if 0)."""
     total_variance = float((shares * (1 - shares)).sum())
-    divisor = np.sqrt(total_variance) if total_variance > 0 else 1.0
-    return indicators, (indicators - shares) / divisor
+    return np.sqrt(total_variance) if total_variance > 0 else 1.0
+
+
+def scaler_parameters(scaler) -> tuple[np.ndarray, np.ndarray] | None:
+    """(centre, scale) per numeric column of a fitted `make_scaler` transformer: it computes
+    (x - centre) / scale. None for `none` (the identity)."""
+    if isinstance(scaler, StandardScaler):
+        return scaler.mean_, scaler.scale_
+    if isinstance(scaler, RobustScaler):
+        return scaler.center_, scaler.scale_
+    return None
 
 
 def make_scaler(method: str):
