@@ -38,6 +38,12 @@ PARALLEL_WORKERS = 2
 _NUMPY_BLOCK = 128
 
 
+#: a set-returning column (one row per row) keeps a subquery from being merged into the query
+#: above it, whose every use of a column would then compute it again; unlike `offset 0` it
+#: lets the whole statement run in the parallel workers
+_ONCE = sql.SQL("generate_series(1, 1) as once")
+
+
 def _float(value: float) -> sql.Composable:
     """A float64 constant, spelled so that PostgreSQL reads back the very same double."""
     return sql.SQL("cast({} as double precision)").format(sql.Literal(repr(float(value))))
@@ -154,9 +160,9 @@ def _lowest_label_case(k: int, distance, allowed) -> sql.Composable:
 
 
 def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable, run_id: int) -> sql.Composed:
-    """The select of the run's per-customer rows (publish.ASSIGNMENT_COLUMNS, after run_id) from
-    `customers`, a relation of (customer_id, attributes). Each step is a subquery kept apart by
-    `offset 0`, so that a value is computed once, not once per use."""
+    """The select of the run's per-customer rows (the columns of `customer_segments`) from
+    `customers`, a relation of (customer_id, attributes). Each step is a subquery kept apart
+    (see _ONCE), so that a value is computed once, not once per use."""
     centroids = fitted.model.cluster_centers_.astype(np.float64)
     k = len(centroids)
     scaled = [expression for _, expression in encoded_columns(fitted.encoder, dataset)]
@@ -192,13 +198,11 @@ def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable
                nearest as distance_to_centroid, {second_id} as second_segment_id, {margin} as margin_to_second,
                nearest > ({fences})[label + 1] as is_outlier, attributes
         from (
-            select customer_id, attributes, {distances}, least({distances}) as nearest, {nearest_label} as label
+            select customer_id, attributes, {distances}, least({distances}) as nearest, {nearest_label} as label, {once}
             from (
-                select customer_id, attributes, {measured}
-                from (select customer_id, attributes, {encoded} from {customers} as customers offset 0) as encoded
-                offset 0
+                select customer_id, attributes, {measured}, {once}
+                from (select customer_id, attributes, {encoded}, {once} from {customers} as customers) as encoded
             ) as measured
-            offset 0
         ) as ranked
         """
     ).format(
@@ -214,6 +218,7 @@ def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable
         ),
         encoded=sql.SQL(", ").join(sql.SQL("{} as {}").format(value, name) for value, name in zip(scaled, feature)),
         customers=customers,
+        once=_ONCE,
     )
 
 
@@ -257,31 +262,41 @@ def assign(connection: Connection, fitted: Fitted, dataset: Dataset, customers: 
 
 
 def statistics(connection: Connection, run_id: int, encoder: Encoder, dataset: Dataset) -> SegmentStatistics:
-    """The run's `SegmentStatistics`, summed by PostgreSQL over its new table (see `assign`)."""
+    """The run's `SegmentStatistics`, summed by PostgreSQL over its new table (see `assign`).
+
+    Each value is computed once from the attributes (inner select), then summed per segment."""
     table = sql.SQL("segmentation_internal.{}").format(sql.Identifier(publish.partition_name(run_id)))
-    unscaled = [expression for expression, _ in encoded_columns(encoder, dataset)]
-    sums = [sql.SQL("sum({})").format(value) for value in unscaled]
-    sums += [sql.SQL("sum({} * {})").format(value, value) for value in unscaled]
+    values, sums = [], []
+
+    def column(expression: sql.Composable) -> sql.Identifier:
+        name = sql.Identifier(f"v{len(values)}")
+        values.append(sql.SQL("{} as {}").format(expression, name))
+        return name
+
+    encoded = [column(expression) for expression, _ in encoded_columns(encoder, dataset)]
+    sums += [sql.SQL("sum({})").format(value) for value in encoded]
+    sums += [sql.SQL("sum({} * {})").format(value, value) for value in encoded]
     numeric = [column.name for column in dataset.columns if column.is_numeric]
+    typed = {}
     for name in numeric:
-        value = number(dataset, name)
+        value = typed[name] = column(number(dataset, name))
         scale = transformed(dataset, name, value)
         sums += [sql.SQL("count({})").format(value), sql.SQL("coalesce(sum({}), 0)").format(value),
                  sql.SQL("coalesce(sum({}), 0)").format(scale), sql.SQL("coalesce(sum({} * {}), 0)").format(scale, scale)]
     booleans = [column.name for column in dataset.columns if column.type == "boolean"]
     for name in booleans:
-        value = boolean(dataset, name)
+        value = typed[name] = column(boolean(dataset, name))
         sums += [sql.SQL("count(*) filter (where {} = 1)").format(value), sql.SQL("count({})").format(value)]
     imputed = [name for name in encoder.features if dataset.column(name).type != "category"]
-    for name in imputed:
-        value = number(dataset, name) if dataset.column(name).is_numeric else boolean(dataset, name)
-        sums.append(sql.SQL("count(*) - count({})").format(value))
+    sums += [sql.SQL("count(*) - count({})").format(typed[name]) for name in imputed]
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
         _parallel(cursor)
         cursor.execute(
-            sql.SQL("select segment_id, count(*), count(*) filter (where is_outlier), {} from {} group by 1 order by 1")
-            .format(sql.SQL(", ").join(sums), table)
+            sql.SQL(
+                "select segment_id, count(*), count(*) filter (where is_outlier), {}"
+                " from (select segment_id, is_outlier, {}, {} from {}) as typed group by 1 order by 1"
+            ).format(sql.SQL(", ").join(sums), sql.SQL(", ").join(values), _ONCE, table)
         )
         rows = cursor.fetchall()
         categories = [column.name for column in dataset.columns if column.type == "category"]

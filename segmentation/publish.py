@@ -137,10 +137,6 @@ EVALUATION_COLUMNS = [
     "k", "inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "gap", "gap_sd", "stability_ari",
     "is_elbow", "gap_choice", "votes", "is_chosen", "smallest_segment_share",
 ]
-ASSIGNMENT_COLUMNS = [
-    "customer_id", "segment_id", "distance_to_centroid", "second_segment_id", "margin_to_second", "is_outlier",
-    "attributes",
-]
 
 
 def store_results(
