@@ -230,6 +230,8 @@ def imported_customers(dataset_id: int) -> sql.Composable:
 
 
 def _parallel(cursor) -> None:
+    """For the rest of the transaction: parallel plans from a few MB on (the statements are
+    expression-heavy, so workers pay off on tables the planner would scan alone)."""
     cursor.execute(f"set local max_parallel_workers_per_gather = {PARALLEL_WORKERS}")
     cursor.execute("set local parallel_setup_cost = 100")
     cursor.execute("set local min_parallel_table_scan_size = '1MB'")

@@ -53,9 +53,9 @@ def planted_customers(n=3_000, seed=3) -> pd.DataFrame:
     return frame
 
 
-def fit(customers: pd.DataFrame, **overrides) -> tuple[fitting.Fitted, object]:
+def fit(customers: pd.DataFrame, features=("income", "balance", "age", "student", "region"), **overrides):
     settings = load_settings(
-        dataset=DECLARATION, features=["income", "balance", "age", "student", "region"], k=3,
+        dataset=DECLARATION, features=list(features), k=3,
         gap_references=0, stability_resamples=0, fit_sample_size=1_000, selection_sample_size=1_000,
         write_report=False, **overrides,
     )
@@ -120,14 +120,15 @@ def test_the_sql_assignment_equals_the_python_one_with_categories_missing_values
     assert "(missing)" in statistics.category_counts["region"].columns
 
 
-def test_the_sql_assignment_follows_robust_scaling_too(engine):
+def test_without_a_log_column_the_sql_distances_equal_the_python_ones_to_the_last_bit(engine):
     customers = planted_customers(n=1_500, seed=8)
-    fitted, dataset = fit(customers, scaling="robust")
+    fitted, dataset = fit(customers, features=("income", "age", "student", "region"), scaling="robust")
     encoded = fitted.encoder.transform(customers, dataset)
     expected = clustering.assign(fitted.model, encoded.matrix, fitted.ids_by_label, fitted.fences)
     rows, _ = in_database(engine, fitted, dataset, customers)
     assert rows["segment_id"].tolist() == expected.segment_ids.tolist()
-    np.testing.assert_allclose(rows["distance_to_centroid"], expected.distances, rtol=1e-13, atol=1e-13)
+    assert rows["distance_to_centroid"].tolist() == expected.distances.tolist()
+    assert rows["margin_to_second"].tolist() == expected.margins.tolist()
 
 
 def test_equally_near_centroids_go_to_the_lowest_label_in_sql_and_in_python(engine):
