@@ -37,8 +37,6 @@ from segmentation.palette import segment_color
 from segmentation.report_plots import _present
 
 SAMPLE_ROWS = 20_000
-#: work_mem of the report's transaction (see `load_report_data`)
-TRANSITIONS_WORK_MEM = "256MB"
 SEGMENT_FEATURE_COLUMNS = ["run_id", "segment_id", "position", "feature", "category", "label", "unit",
                            "is_clustering_feature", "mean", "median", "index_value", "z_score", "level"]
 
@@ -111,9 +109,6 @@ def load_report_data(connection: Connection, run_id: int) -> ReportData:
     comparable_run_id = next((row.run_id for row in earlier if row.comparable), None)
     transitions = pd.DataFrame(columns=["from_segment_id", "to_segment_id", "customer_count"])
     if previous_run_id is not None:
-        # a full join of two runs' customers: at the default 4 MB its two sorts by id spill to
-        # disk (about 20 MB each at 1M customers); this keeps them in memory up to a few million
-        connection.exec_driver_sql(f"set local work_mem = '{TRANSITIONS_WORK_MEM}'")  # a constant, no data
         transitions = read(
             """
             with earlier as (
