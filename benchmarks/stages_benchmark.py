@@ -11,7 +11,8 @@ work done by `psql \\copy` (the physical limit) and by the naive pandas route:
 - fit: K-Means k = 5 on the scaled features, float32, one initialisation (our fit runs
   `n_init` of these), and the chunked nearest-centre assignment;
 - write: `\\copy` of the per-customer rows from a CSV into a plain table, our publish path
-  (COPY into a new partition, primary key, attach), pandas `to_sql` (on --naive-rows rows).
+  (the assignment in SQL over the centroids into a new partition, primary key, attach; it
+  assigns as well as writes), pandas `to_sql` (on --naive-rows rows).
 It prints seconds, rows/s and the ratio of ours to each reference.
 """
 
@@ -22,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 import uuid
 from pathlib import Path
 
@@ -32,7 +34,7 @@ import sqlalchemy as sa
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from segmentation import clustering, db, features, publish  # noqa: E402
+from segmentation import assignment, clustering, db, features, publish  # noqa: E402
 from segmentation.dataset import MALL  # noqa: E402
 from segmentation.ingest import ensure_dataset, import_file  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402
@@ -91,7 +93,8 @@ def main() -> None:
         rows.append(("read features", n, limit, ours, naive, n))
 
         # fit
-        scaled = features.encode(customers, MALL, ["annual_income_k", "spending_score"], "standard").matrix
+        encoder = features.fit_encoder(customers, MALL, ["annual_income_k", "spending_score"], "standard")
+        scaled = encoder.transform(customers, MALL).matrix
         fit_seconds, model = timed(clustering.fit_kmeans, scaled.astype(np.float32), 5, random_state=42, n_init=1)
         assign_seconds, assignment = timed(clustering.assign, model, scaled, np.arange(1, 6))
         rows.append(("fit k = 5 (one init, float32)", n, None, fit_seconds, None, None))
@@ -103,7 +106,7 @@ def main() -> None:
             "distance_to_centroid": assignment.distances,
             "second_segment_id": assignment.second_ids, "margin_to_second": assignment.margins,
             "is_outlier": assignment.is_outlier,
-            "attributes": publish.array_literals(customers[MALL.names]),
+            "attributes": assignment.array_literals(customers[MALL.names]),
         })
         csv_path = arguments.work_dir / f"assignments_{n}.csv"
         assignments.to_csv(csv_path, header=False, index=False)
@@ -113,9 +116,10 @@ def main() -> None:
         limit = psql(url, f"\\copy plain_assignments from '{csv_path}' with (format csv)")
         with engine.begin() as connection:
             run_id = connection.execute(sa.text("insert into segmentation_internal.runs default values returning run_id")).scalar()
-        def write_partition(connection) -> None:  # as the run does: new table, COPY, key, attach
-            publish.create_partition(connection, run_id)
-            publish.copy_assignments(connection, run_id, assignments)
+        fitted = types.SimpleNamespace(model=model, encoder=encoder, ids_by_label=np.arange(1, 6), fences=np.full(5, np.inf))
+
+        def write_partition(connection) -> None:  # as the run does: assign in SQL into a new table, key, attach
+            assignment.assign(connection, fitted, MALL, assignment.imported_customers(dataset_id), run_id)
             publish._attach_partition(connection, run_id)
 
         with engine.begin() as connection:
@@ -123,7 +127,7 @@ def main() -> None:
         naive_rows = min(n, arguments.naive_rows)
         naive, _ = timed(assignments.head(naive_rows).to_sql, "naive_assignments", naive_engine, index=False,
                          chunksize=10_000)
-        rows.append(("write assignments", n, limit, ours, naive, naive_rows))
+        rows.append(("assign (SQL) + write assignments", n, limit, ours, naive, naive_rows))
         naive_engine.dispose()
         csv_path.unlink()
     finally:

@@ -56,7 +56,8 @@ def assign(model: KMeans, scaled: np.ndarray, segment_ids: np.ndarray, fences: n
     """Nearest centroid of each row (in chunks, bounded memory), mapped to segment ids.
 
     `segment_ids[label]` is the published id of K-Means cluster `label`. Distances are in
-    scaled units (standard deviations with the default scaling). `fences[label]` is the
+    scaled units (standard deviations with the default scaling); of equally near centroids the
+    one with the lowest label wins, for the nearest and the second. `fences[label]` is the
     distance beyond which a member of cluster `label` is an outlier (see `outlier_fences`);
     without it the fences are computed from these rows.
     """
@@ -70,18 +71,15 @@ def assign(model: KMeans, scaled: np.ndarray, segment_ids: np.ndarray, fences: n
         chunk = scaled[start : start + ASSIGN_CHUNK_ROWS].astype(np.float64)
         all_distances = np.sqrt(((chunk[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
         stop = start + len(chunk)
+        rows = np.arange(len(chunk))
+        nearest = all_distances.argmin(axis=1)  # ties: the lowest label, as in `assignment`'s SQL
+        labels[start:stop] = nearest
+        distances[start:stop] = all_distances[rows, nearest]
         if k > 1:
-            two = np.argpartition(all_distances, 1, axis=1)[:, :2]
-            two_distances = np.take_along_axis(all_distances, two, axis=1)
-            order = np.argsort(two_distances, axis=1, kind="stable")
-            nearest = np.take_along_axis(two, order, axis=1)
-            labels[start:stop], seconds[start:stop] = nearest[:, 0], nearest[:, 1]
-            sorted_distances = np.take_along_axis(two_distances, order, axis=1)
-            distances[start:stop] = sorted_distances[:, 0]
-            margins[start:stop] = sorted_distances[:, 1] - sorted_distances[:, 0]
-        else:
-            labels[start:stop] = 0
-            distances[start:stop] = all_distances[:, 0]
+            all_distances[rows, nearest] = np.inf
+            second = all_distances.argmin(axis=1)
+            seconds[start:stop] = second
+            margins[start:stop] = all_distances[rows, second] - distances[start:stop]
     return Assignment(
         segment_ids=segment_ids[labels],
         distances=distances,

@@ -51,34 +51,10 @@ def _frame_from_csv(buffer: io.BytesIO, dataset: Dataset, extra: tuple[str, ...]
     return frame.astype(object).where(frame.notna(), None)
 
 
-def _typed_frame_from_csv(buffer: io.BytesIO, dataset: Dataset, extra: tuple[str, ...]) -> pd.DataFrame:
-    """As `_frame_from_csv`, but number and whole columns parsed straight to float (NaN where NULL)
-    by pandas' C parser: converting text afterwards cost more than reading it."""
-    names = ["customer_id", *dataset.names, *extra]
-    numeric = {column.name for column in dataset.columns if column.is_numeric}
-    frame = pd.read_csv(
-        buffer, header=None, names=names, keep_default_na=False, na_values=[""], quotechar='"',
-        dtype={name: (np.float64 if name in numeric else str) for name in names},
-    )
-    for name in names:
-        if name not in numeric:
-            frame[name] = frame[name].astype(object).where(frame[name].notna(), None)
-    return frame
-
-
-#: extra column of `stream_active_customers`: the stored attributes as PostgreSQL's array text,
-#: written back unchanged with the run's rows (no per-value work in Python)
-ATTRIBUTES_TEXT = "attributes_text"
-
-
-def _active_customers_query(
-    dataset: Dataset, dataset_id: int, condition: sql.Composable = sql.SQL("true"), with_text: bool = False
-) -> sql.Composed:
+def _active_customers_query(dataset: Dataset, dataset_id: int, condition: sql.Composable = sql.SQL("true")) -> sql.Composed:
     attributes = [
         sql.SQL("attributes[{}]").format(sql.Literal(position)) for position in range(1, len(dataset.columns) + 1)
     ]
-    if with_text:
-        attributes.append(sql.SQL("cast(attributes as text)"))
     return sql.SQL(
         "copy (select customer_id, {} from segmentation_internal.customers where is_active and dataset_id = {} and {}"
         " order by customer_id) to stdout with (format csv)"
@@ -119,28 +95,6 @@ def read_sample(connection: Connection, dataset: Dataset, dataset_id: int, size:
         sql.Literal(int(seed)), sql.Literal(SAMPLE_BUCKETS - 1), sql.Literal(threshold)
     )
     return _frame_from_csv(_copy_out(connection, _active_customers_query(dataset, dataset_id, condition)), dataset)
-
-
-def stream_active_customers(connection: Connection, dataset: Dataset, dataset_id: int, chunk_bytes: int):
-    """Active customers as `read_active_customers` returns them (but numbers as floats) plus
-    ATTRIBUTES_TEXT, in id order,
-    in frames of about `chunk_bytes` of CSV each: one COPY, parsed a block at a time, so memory
-    stays flat."""
-    raw = connection.connection.driver_connection
-    pending = bytearray()
-    extra = (ATTRIBUTES_TEXT,)
-    with raw.cursor() as cursor, cursor.copy(_active_customers_query(dataset, dataset_id, with_text=True)) as copy:
-        for block in copy:
-            pending += block
-            if len(pending) >= chunk_bytes:
-                cut = pending.rfind(b"\n") + 1  # a quoted value may hold a newline: cut only where CSV ends a record
-                while cut and pending[:cut].count(b'"') % 2:
-                    cut = pending.rfind(b"\n", 0, cut - 1) + 1
-                if cut:
-                    yield _typed_frame_from_csv(io.BytesIO(bytes(pending[:cut])), dataset, extra)
-                    del pending[:cut]
-    if pending:
-        yield _typed_frame_from_csv(io.BytesIO(bytes(pending)), dataset, extra)
 
 
 def read_source(connection: Connection, source: str, dataset: Dataset) -> pd.DataFrame:
@@ -344,9 +298,23 @@ def _weighted(indicators: pd.DataFrame, scaling: str, shares: pd.Series) -> tupl
     """Centre 0/1 columns by their fitted `shares` and divide by sqrt(sum p(1 - p)): the feature's total variance is 1."""
     if scaling == "none":
         return indicators, indicators
+    return indicators, (indicators - shares) / indicator_divisor(shares)
+
+
+def indicator_divisor(shares: pd.Series) -> float:
+    """What a 0/1 feature's centred columns are divided by: sqrt(sum p(1 - p)) of its fitted shares (1 if 0)."""
     total_variance = float((shares * (1 - shares)).sum())
-    divisor = np.sqrt(total_variance) if total_variance > 0 else 1.0
-    return indicators, (indicators - shares) / divisor
+    return np.sqrt(total_variance) if total_variance > 0 else 1.0
+
+
+def scaler_parameters(scaler) -> tuple[np.ndarray, np.ndarray] | None:
+    """(centre, scale) per numeric column of a fitted `make_scaler` transformer: it computes
+    (x - centre) / scale. None for `none` (the identity)."""
+    if isinstance(scaler, StandardScaler):
+        return scaler.mean_, scaler.scale_
+    if isinstance(scaler, RobustScaler):
+        return scaler.center_, scaler.scale_
+    return None
 
 
 def make_scaler(method: str):

@@ -5,9 +5,9 @@ Transactions (this module owns them all):
 2. a committed `running` run row;
 3. import: a committed `running` batch row, then one transaction for the file's data;
 4. reading a seeded sample of the customers, then choosing k and fitting with no transaction open;
-5. one transaction that assigns every customer in streamed chunks (read by COPY on a second
-   connection, written by COPY into the run's new partition), writes the profiles and marks
-   the run published (or held): the views switch to it only when it commits;
+5. one transaction in which PostgreSQL assigns every customer into the run's new partition
+   and sums the segments' statistics (`assignment`), then the profiles are written and the run
+   marked published (or held): the views switch to it only when it commits;
 6. after the lock: pruning old per-customer partitions and writing the report.
 A failure anywhere leaves the previous published run current and records why.
 """
@@ -17,57 +17,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 from sqlalchemy.engine import Engine
 
-from segmentation import clustering, db, drift, features, ingest, model_selection, profiling, publish, rfm
+from segmentation import assignment, db, drift, features, ingest, model_selection, profiling, publish, rfm
+from segmentation.errors import Cancelled, ConfigurationError, DatabaseUnavailable, RunHeld, RunLockLost
+from segmentation.fitting import Fitted, previous_centroids, segment
 from segmentation.ingest.orders import OrderImportResult, import_orders
 from segmentation.segment_statistics import SegmentStatistics, medians
-from segmentation.errors import (
-    Cancelled,
-    ConfigurationError,
-    DatabaseUnavailable,
-    NothingToSegment,
-    RunHeld,
-    RunLockLost,
-)
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: customers assigned at once: bounds the memory of the assignment whatever the customer count
-CHUNK_ROWS = 100_000
-CHUNK_BYTES = 4 << 20  # of COPY's CSV: about 150,000 mall customers
-
-
-@dataclasses.dataclass
-class Fitted:
-    """Choosing k and fitting, on a seeded sample: everything needed to assign every customer.
-
-    `ids_by_label[label]`: the published segment id of K-Means cluster `label` (matched to the
-    previous run's centroids). `fences[label]`: its outlier fence, from the sample's distances.
-    `sample` and `sample_segment_ids`: the fitting sample and its segments (for medians).
-    """
-
-    k: int
-    k_selection: str
-    rationale: str
-    silhouette: float | None
-    evaluations: pd.DataFrame
-    encoder: features.Encoder
-    model: KMeans
-    ids_by_label: np.ndarray
-    fences: np.ndarray
-    sample: pd.DataFrame
-    sample_segment_ids: np.ndarray
-    n_customers: int
 
 
 @dataclasses.dataclass
@@ -120,128 +84,6 @@ class RunOutcome:
         return self.result.profiles
 
 
-def segment(
-    sample: pd.DataFrame, n_customers: int, settings: Settings, previous: publish.PreviousRun | None,
-    next_free_id: int,
-) -> Fitted:
-    """Pure middle of the run, on a seeded sample of the `n_customers` active customers: encode,
-    choose k, fit, give the clusters their published ids. No I/O.
-
-    `sample` has customer_id and each declared column as validated text (see
-    `features.read_active_customers`); it is every customer when there are at most
-    `fit_sample_size`, so small data sets are fitted exactly as before sampling existed.
-    """
-    dataset = settings.declaration
-    if n_customers < max(settings.k_min, 2) + 1:
-        raise NothingToSegment(
-            f"only {n_customers} active customers; at least {max(settings.k_min, 2) + 1} are needed to fit segments"
-        )
-    if settings.k is not None and settings.k >= n_customers:
-        raise NothingToSegment(f"k = {settings.k} segments asked for, but there are only {n_customers} customers")
-    encoder = features.fit_encoder(sample, dataset, settings.features, settings.scaling)
-    encoded = encoder.transform(sample, dataset)
-    scaled = encoded.matrix
-
-    selection = model_selection.seeded_sample(scaled, settings.selection_sample_size, settings.random_state)
-    k_max = min(settings.k_max, len(selection) - 1)
-    k_values = range(settings.k_min, k_max + 1) if settings.k is None else range(settings.k, settings.k + 1)
-    started = time.monotonic()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        evaluations, models = model_selection.evaluate_candidates(
-            selection,
-            k_values,
-            random_state=settings.random_state,
-            n_init=settings.n_init,
-            gap_references=settings.gap_references,
-            stability_resamples=settings.stability_resamples,
-            silhouette_rows=settings.silhouette_rows,
-            n_jobs=settings.workers,
-            return_models=True,
-        )
-        if any(issubclass(item.category, ConvergenceWarning) for item in caught):
-            log.warning(
-                "K-Means found fewer distinct groups than asked for some k: the features have few distinct"
-                " values (%s); such k cannot be chosen", ", ".join(settings.features)
-            )
-    log.info("evaluated k in %s on %d rows in %.1f s", list(k_values), len(selection), time.monotonic() - started)
-    if settings.k is None:
-        k, rationale = model_selection.choose_k(evaluations, settings.min_stability, settings.min_segment_share)
-        k_selection = "automatic"
-    else:
-        k = settings.k
-        rationale = f"k = {k}: fixed by the k setting."
-        k_selection = "fixed"
-
-    if len(selection) == len(scaled):  # the candidate was fitted on these very rows
-        model = models[k]
-    else:  # one run on the larger sample, from the candidate's centres
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = clustering.fit_kmeans(
-                scaled, k, random_state=settings.random_state, n_init=1, init=models[k].cluster_centers_
-            )
-    labels = model.labels_
-    sizes = np.bincount(labels, minlength=k)
-    centroids = encoded.unscaled.groupby(labels).mean().reindex(range(k)).to_numpy()
-    spread = encoded.unscaled.std(ddof=0).to_numpy()
-    ids_by_label = clustering.stable_segment_ids(centroids, sizes, spread, _previous_centroids(previous, encoder.columns), next_free_id)
-    on_sample = clustering.assign(model, scaled, ids_by_label)  # the fences' distances, as every customer's will be
-    silhouette = evaluations.set_index("k").loc[k, "silhouette"]
-    return Fitted(
-        k=k,
-        k_selection=k_selection,
-        rationale=rationale,
-        silhouette=None if pd.isna(silhouette) else float(silhouette),
-        evaluations=evaluations,
-        encoder=encoder,
-        model=model,
-        ids_by_label=ids_by_label,
-        fences=clustering.outlier_fences(on_sample.labels, on_sample.distances, k),
-        sample=sample,
-        sample_segment_ids=on_sample.segment_ids,
-        n_customers=n_customers,
-    )
-
-
-def _previous_centroids(previous: publish.PreviousRun | None, columns: list[str]) -> dict[int, np.ndarray] | None:
-    if previous is None:
-        return None
-    return {segment_id: np.array([centre.get(name, 0.0) for name in columns]) for segment_id, centre in previous.centroids.items()}
-
-
-def assign_customers(fitted: Fitted, chunks, dataset, write) -> SegmentStatistics:
-    """Assign every customer, chunk by chunk: encode, nearest centroid, `write(rows)`, add up statistics.
-
-    `chunks` yields customers frames (as `features.read_active_customers` returns them);
-    `write` receives one frame of publish.ASSIGNMENT_COLUMNS per chunk.
-    """
-    statistics = SegmentStatistics(dataset)
-    for chunk in chunks:
-        encoded = fitted.encoder.transform(chunk, dataset)
-        assignment = clustering.assign(fitted.model, encoded.matrix, fitted.ids_by_label, fitted.fences)
-        write(
-            pd.DataFrame(
-                {
-                    "customer_id": chunk["customer_id"].to_numpy(),
-                    "segment_id": assignment.segment_ids,
-                    "distance_to_centroid": assignment.distances,
-                    "second_segment_id": assignment.second_ids,
-                    "margin_to_second": assignment.margins,
-                    "is_outlier": assignment.is_outlier,
-                    "attributes": (
-                        chunk[features.ATTRIBUTES_TEXT] if features.ATTRIBUTES_TEXT in chunk
-                        else publish.array_literals(chunk[dataset.names])
-                    ).to_numpy(),
-                }
-            )
-        )
-        statistics.add(chunk, encoded.unscaled, assignment.segment_ids, assignment.is_outlier, encoded.n_imputed)
-    if statistics.total != fitted.n_customers:  # customers changed under the run lock: never publish half
-        raise RuntimeError(f"assigned {statistics.total} customers, but {fitted.n_customers} were counted before the fit")
-    return statistics
-
-
 def summarise(fitted: Fitted, statistics: SegmentStatistics, settings: Settings, previous: publish.PreviousRun | None) -> Segmentation:
     """Profiles, names and drift of a run from the statistics of every customer. No I/O."""
     dataset = settings.declaration
@@ -252,12 +94,12 @@ def summarise(fitted: Fitted, statistics: SegmentStatistics, settings: Settings,
     )
     size_psi = max_shift = None
     if previous is not None:
-        previous_centroids = _previous_centroids(previous, columns)
+        earlier = previous_centroids(previous, columns)
         profiles = profiling.keep_previous_names(profiles, previous.names)
         current_centroids = {
             int(row.segment_id): np.array([row.centroid[name] for name in columns]) for row in profiles.itertuples()
         }
-        shifts = drift.centroid_shifts(current_centroids, previous_centroids, statistics.spread())
+        shifts = drift.centroid_shifts(current_centroids, earlier, statistics.spread())
         profiles["centroid_shift"] = [shifts[int(segment_id)] for segment_id in profiles["segment_id"]]
         profiles["previous_customer_count"] = [previous.sizes.get(int(segment_id)) for segment_id in profiles["segment_id"]]
         size_psi = drift.population_stability_index(
@@ -412,16 +254,15 @@ def run_once(
             started = time.monotonic()
             with engine.begin() as connection:
                 lock.check(connection)
-                publish.create_partition(connection, run_id)
-                with publish.assignment_writer(connection, run_id) as write:
-                    if customers is not None:
-                        chunks = (customers.iloc[start : start + CHUNK_ROWS] for start in range(0, n_customers, CHUNK_ROWS))
-                        statistics = assign_customers(fitted, chunks, dataset, write)
-                    else:  # a second connection reads while this transaction writes: one COPY out, one COPY in
-                        with engine.connect() as reader:
-                            chunks = features.stream_active_customers(reader, dataset, dataset_id, CHUNK_BYTES)
-                            statistics = assign_customers(fitted, chunks, dataset, write)
-                log.info("run %d: assigned %d customers (%.1f s)", run_id, statistics.total, time.monotonic() - started)
+                if customers is not None:
+                    relation = assignment.customers_from_frame(connection, customers, dataset)
+                else:
+                    relation = assignment.imported_customers(dataset_id)
+                written = assignment.assign(connection, fitted, dataset, relation, run_id)
+                if written != fitted.n_customers:  # customers changed under the run lock: never publish half
+                    raise RuntimeError(f"assigned {written} customers, but {fitted.n_customers} were counted before the fit")
+                statistics = assignment.statistics(connection, run_id, fitted.encoder, dataset)
+                log.info("run %d: assigned %d customers (%.1f s)", run_id, written, time.monotonic() - started)
                 result = summarise(fitted, statistics, settings, previous)
                 problems = drift.health_problems(
                     result.silhouette,

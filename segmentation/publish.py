@@ -8,7 +8,6 @@ atomically.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -19,7 +18,6 @@ import logging
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.engine import Connection
 
 from segmentation import views
@@ -139,10 +137,6 @@ EVALUATION_COLUMNS = [
     "k", "inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "gap", "gap_sd", "stability_ari",
     "is_elbow", "gap_choice", "votes", "is_chosen", "smallest_segment_share",
 ]
-ASSIGNMENT_COLUMNS = [
-    "customer_id", "segment_id", "distance_to_centroid", "second_segment_id", "margin_to_second", "is_outlier",
-    "attributes",
-]
 
 
 def store_results(
@@ -158,7 +152,7 @@ def store_results(
     dataset: Dataset = MALL,
 ) -> None:
     """Write a run's k_evaluations and segment_profiles, attach its customer_segments
-    partition (filled by `create_partition` and `assignment_writer`) and set its status.
+    partition (written by `assignment.assign`) and set its status.
 
     `status` is `published` (the views switch to this run when the caller commits) or `held`
     (kept for inspection, never shown by the views). `run_fields` fills the runs row: k,
@@ -241,102 +235,8 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return records
 
 
-#: COPY's text format: a backslash, tab, newline or carriage return in a value is escaped
-_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-#: distances go as whole nanounits ("1234567e-9"): integers format ~6x faster than floats
-_DISTANCE_RESOLUTION = 9
-
-
-def _copy_text(values: pd.Series) -> np.ndarray:
-    """Text values escaped for COPY's text format, NULL as \\N."""
-    text = values.astype(object)
-    joined = "".join(text.dropna())  # one scan of one string: much faster than a regex per value
-    if any(character in joined for character in _COPY_ESCAPES):
-        text = text.str.translate(str.maketrans(_COPY_ESCAPES))
-    return text.where(text.notna(), "\\N").to_numpy()
-
-
-def _copy_integers(values: np.ndarray) -> np.ndarray:
-    """Whole numbers as COPY text, NULL (None or NaN) as \\N."""
-    values = np.asarray(values)
-    missing = pd.isna(values)
-    if not missing.any():
-        return values.astype(np.int64).astype(str).astype(object)
-    text = np.where(missing, 0, values).astype(np.int64).astype(str).astype(object)
-    text[missing] = "\\N"
-    return text
-
-
-def _copy_distances(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    missing = np.isnan(values)
-    whole = np.round(np.where(missing, 0.0, values) * 10**_DISTANCE_RESOLUTION).astype(np.int64)
-    text = np.char.add(whole.astype(str), f"e-{_DISTANCE_RESOLUTION}").astype(object)
-    text[missing] = "\\N"
-    return text
-
-
-def array_literals(values: pd.DataFrame) -> pd.Series:
-    """Each row's values as PostgreSQL text-array input ("{Female,19,\\"a b\\",NULL}")."""
-
-    def element(value) -> str:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return "NULL"
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    return pd.Series(["{" + ",".join(map(element, row)) + "}" for row in values.itertuples(index=False)], index=values.index)
-
-
 def partition_name(run_id: int) -> str:
     return f"customer_segments_r{int(run_id)}"
-
-
-def create_partition(connection: Connection, run_id: int) -> None:
-    """A new, empty table for the run's per-customer rows (`assignment_writer` fills it).
-
-    It becomes the run's partition of `customer_segments` in `store_results`, and is visible
-    to anyone only when the caller commits.
-    """
-    connection.exec_driver_sql(
-        f"create table segmentation_internal.{partition_name(run_id)} (like segmentation_internal.customer_segments including defaults,"
-        f" check (run_id = {int(run_id)}))"
-    )
-
-
-def copy_assignments(connection: Connection, run_id: int, assignments: pd.DataFrame) -> None:
-    """Append one chunk of the run's per-customer rows to its new table, by COPY (see `assignment_writer`)."""
-    with assignment_writer(connection, run_id) as write:
-        write(assignments)
-
-
-@contextlib.contextmanager
-def assignment_writer(connection: Connection, run_id: int):
-    """One COPY into the run's new table for the whole run; yields `write(chunk)`.
-
-    Each chunk has ASSIGNMENT_COLUMNS; `attributes` as PostgreSQL array text (as
-    `cast(attributes as text)` gives it, or `array_literals`). A chunk is formatted column by
-    column with numpy and sent as one block by a writer thread, so the server parses one
-    chunk while Python prepares the next; per-row formatting in Python (psycopg's write_row,
-    which builds every array in Python) took several times longer.
-    """
-    raw = connection.connection.driver_connection
-    statement = f"copy segmentation_internal.{partition_name(run_id)} (run_id, {', '.join(ASSIGNMENT_COLUMNS)}) from stdin"
-    with raw.cursor() as cursor, cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
-        yield lambda assignments: copy.write(_copy_block(run_id, assignments))
-
-
-def _copy_block(run_id: int, assignments: pd.DataFrame) -> bytes:
-    columns = [
-        np.full(len(assignments), str(int(run_id)), dtype=object),
-        _copy_text(assignments["customer_id"]),
-        _copy_integers(assignments["segment_id"]),
-        _copy_distances(assignments["distance_to_centroid"]),
-        _copy_integers(assignments["second_segment_id"]),
-        _copy_distances(assignments["margin_to_second"]),
-        np.where(np.asarray(assignments["is_outlier"], dtype=bool), "t", "f").astype(object),
-        _copy_text(pd.Series(assignments["attributes"])),
-    ]
-    return ("\n".join(map("\t".join, zip(*columns))) + "\n").encode()
 
 
 def _attach_partition(connection: Connection, run_id: int) -> None:

@@ -1,7 +1,8 @@
-"""Per-segment statistics of every customer, added up one chunk at a time.
+"""Per-segment statistics of every customer: what the profiles, the drift figures and the run row need.
 
-The assignment streams customers through in chunks, so nothing that needs all of them at
-once can be kept. What the profiles, the drift figures and the run row need are sums:
+They are sums, so that they need no customer in memory: `assignment.statistics` has
+PostgreSQL compute them over the run's partition, and `SegmentStatistics.add` adds up
+customers held in memory (tests and `profiling.profile_segments`):
 
 - per segment: the customer count, the outliers, the sum of each encoded feature before
   scaling (centroids) and, per declared column, the count of known values, their sum and the

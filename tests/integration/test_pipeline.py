@@ -5,7 +5,7 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from segmentation import db, publish
+from segmentation import assignment, db, publish
 from segmentation.errors import RunLocked
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
@@ -74,16 +74,17 @@ def test_row_order_of_the_export_does_not_change_the_segments(server_url, templa
 def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engine, customers_csv, monkeypatch):
     good = run_once(engine, settings(), customers_csv)
 
-    def broken_copy(*args, **kwargs):
+    def broken_statistics(*args, **kwargs):  # after the run's partition is written
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(publish, "_copy_block", broken_copy)
+    monkeypatch.setattr(assignment, "statistics", broken_statistics)
     with pytest.raises(RuntimeError, match="disk full"):
         run_once(engine, settings(), None)
     assert query(engine, "select distinct run_id from segmentation.current_segment_profiles") == [(good.run_id,)]
     failed = query(engine, "select run_id, status, error from segmentation.run_history where status <> 'published'")
     assert len(failed) == 1 and failed[0].status == "failed" and "disk full" in failed[0].error
-    # nothing of the failed run was kept: its profiles and evaluations rolled back with it
+    # nothing of the failed run was kept: its per-customer rows, profiles and evaluations rolled back with it
+    assert query(engine, "select to_regclass(:table)", table=f"segmentation_internal.{publish.partition_name(failed[0].run_id)}") == [(None,)]
     leftovers = query(engine, "select count(*) from segmentation_internal.k_evaluations where run_id = :r", r=failed[0].run_id)
     assert leftovers == [(0,)]
 
@@ -132,27 +133,15 @@ def test_customers_marked_inactive_are_left_out_of_the_next_fit(engine, tmp_path
     assert outcome.n_customers == 180
 
 
-def test_per_customer_rows_keep_tabs_quotes_backslashes_and_missing_values(engine):
-    import numpy as np
+def test_customers_held_in_memory_keep_tabs_quotes_backslashes_and_missing_values(engine):
     import pandas as pd
 
+    from segmentation.dataset import MALL
+
     db.upgrade(engine)
-    awkward = ['tab\there', 'quote " and \\ backslash', 'comma, {brace}', None]
-    rows = pd.DataFrame({
-        "customer_id": ["a\tb", "c\\d"], "segment_id": [1, 2], "distance_to_centroid": [0.25, 1e-7],
-        "second_segment_id": [2, None], "margin_to_second": [0.5, np.nan], "is_outlier": [False, True],
-        "attributes": publish.array_literals(pd.DataFrame([awkward[:2], awkward[2:]])),
-    })
-    with engine.begin() as connection:
-        run_id = connection.execute(sa.text("insert into segmentation_internal.runs default values returning run_id")).scalar()
-        publish.create_partition(connection, run_id)
-        publish.copy_assignments(connection, run_id, rows)
-        stored = connection.execute(sa.text(
-            f"select customer_id, segment_id, distance_to_centroid, second_segment_id, margin_to_second, is_outlier,"
-            f" attributes from segmentation_internal.{publish.partition_name(run_id)} order by segment_id"
-        )).all()
-        connection.rollback()
-    assert [tuple(row) for row in stored] == [
-        ("a\tb", 1, 0.25, 2, 0.5, False, awkward[:2]),
-        ("c\\d", 2, 1e-7, None, None, True, awkward[2:]),
-    ]
+    awkward = [['tab\there', 'quote " and \\ backslash', 'comma, {brace}', None], ['', 'NULL', None, '\\N']]
+    frame = pd.DataFrame({"customer_id": ["a\tb", "c\\d"], **dict(zip(MALL.names, zip(*awkward)))})
+    with engine.begin() as connection:  # a source table's or RFM customers on their way to the SQL assignment
+        relation = assignment.customers_from_frame(connection, frame, MALL)
+        stored = connection.execute(sa.text(f"select customer_id, attributes from {relation.as_string(None)} order by 1")).all()
+    assert [tuple(row) for row in stored] == [("a\tb", awkward[0]), ("c\\d", awkward[1])]

@@ -235,3 +235,15 @@ def test_a_fit_on_a_seeded_sample_assigns_customers_as_a_fit_on_all_of_them():
     # each sampled centre lies within 0.05 standard deviations of the full fit's nearest centre
     gaps = np.sqrt(((fitted.model.cluster_centers_[:, None, :] - full.cluster_centers_[None]) ** 2).sum(axis=2))
     assert gaps.min(axis=1).max() < 0.05
+
+
+def test_the_sql_sum_adds_in_numpys_order_so_distances_agree_to_the_last_bit():
+    from psycopg import sql
+
+    from segmentation.assignment import numpy_sum
+
+    rng = np.random.default_rng(2)
+    for width in (2, 5, 8, 13, 20):
+        squares = rng.normal(size=(5_000, 1, width)) ** 2 * 10.0 ** rng.integers(-3, 4, size=width)
+        expression = numpy_sum([sql.SQL(f"t[:, 0, {index}]") for index in range(width)]).as_string(None)
+        assert eval(expression, {"t": squares}).tolist() == squares.sum(axis=2)[:, 0].tolist(), width
