@@ -75,20 +75,27 @@ class Prefix:
 
 def previous_import(connection: Connection, kind: str, key: str) -> Previous | None:
     """The succeeded batch of `kind` ('customers' or 'orders') that wrote its table last, when
-    nothing has written the table since, it was read under `key` and its rejects are all stored."""
+    nothing has written the table since, it was read under `key` and its rejects are all stored.
+
+    Locks the table's version row until the caller's transaction ends, so that a writer from
+    outside cannot change the table unseen in between (its trigger waits for the lock).
+    """
+    version = connection.execute(
+        sa.text("select version from segmentation_internal.table_versions where table_name = :kind for update"),
+        {"kind": kind},
+    ).scalar_one()
     found = connection.execute(
         sa.text(
             """
             select batch.batch_id, batch.source_bytes, batch.source_sha256, batch.rows_read, batch.rows_rejected,
                    batch.covers_table, batch.reject_patterns, batch.reading_key
             from segmentation_internal.import_batches as batch
-            where batch.kind = :kind and batch.status = 'succeeded'
-            and batch.table_version = (select version from segmentation_internal.table_versions where table_name = :kind)
+            where batch.kind = :kind and batch.status = 'succeeded' and batch.table_version = :version
             order by batch.batch_id desc
             limit 1
             """
         ),
-        {"kind": kind},
+        {"kind": kind, "version": version},
     ).one_or_none()
     if found is None:
         log.debug("%s: no import left the table as it is; reading the whole file", kind)
