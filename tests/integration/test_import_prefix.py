@@ -302,3 +302,14 @@ def test_a_refused_order_tail_leaves_the_orders_as_they_were(engine, tmp_path):
     with pytest.raises(ImportRefused):
         import_orders(engine, write(tmp_path, ORDERS.encode() + b"5,2024-03-02,\xfe7\n", "bad.csv"), OrdersSpec(), "whole")
     assert stored(engine) == before
+
+
+def test_a_tail_line_of_an_inactive_customer_makes_it_active_again(engine, whole_engine, tmp_path, monkeypatch):
+    path = write(tmp_path, CUSTOMERS, "customers.csv")
+    without = write(tmp_path, CUSTOMERS.replace("\n40,Female,60,50,41\n", "\n"), "without.csv")
+    back = write(tmp_path, without.read_text() + "40,Female,61,50,41\n", "back.csv")
+    _, gone, result = both(engine, whole_engine, monkeypatch, [
+        customers(path, export_mode="full"), customers(without, export_mode="full"), customers(back, export_mode="full")])
+    assert (gone.method, gone.rows_deactivated) == ("merge", 1)
+    assert (result.method, result.rows_updated, result.rows_inserted, result.rows_deactivated) == (
+        "unchanged prefix", 1, 0, 0)
