@@ -2,8 +2,9 @@
 
 `import_file` records the batch (running, then succeeded or failed) around `load_file`,
 which runs inside the caller's transaction: into an empty `customers` table valid records
-are copied straight in (`_first_load`); otherwise, or when an id repeats in the file, the
-file goes through the staging table (`merge._staged_load`).
+are copied straight in (`_first_load`); a file that starts with the last import's file has
+only its tail staged and merged (`merge._tail_load`, see `prefix`); otherwise, or when an id
+repeats in the file, the file goes through the staging table (`merge._staged_load`).
 """
 
 from __future__ import annotations
@@ -167,8 +168,11 @@ def load_file(
     """Stream `path`, read under `dataset` (default: the mall's), into `customers` inside the caller's transaction.
 
     Into an empty `customers` table the valid lines are copied straight in ("first load");
-    otherwise, or when an id repeats in the file, they go through a staging table and a
-    set-based merge ("merge"). In a full export customers missing from the file become
+    when the file starts with the file of the last import that wrote `customers`, read under
+    the same declaration, only the lines after it are staged and merged ("unchanged prefix",
+    see `segmentation.ingest.prefix`; the whole file is merged instead when a line after it
+    names an active customer); otherwise, or when an id repeats in the file, they go through a
+    staging table and a set-based merge ("merge"). In a full export customers missing from the file become
     inactive, unless more than `max_reject_share` of the lines were rejected (then nobody
     is). Raises ImportRefused (and loads nothing, once the caller rolls back) for a missing
     or unreadable file, an empty file, a file that is not CSV text, a bad or too long header

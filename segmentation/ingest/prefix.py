@@ -116,7 +116,10 @@ def previous_import(connection: Connection, kind: str, key: str) -> Previous | N
 
 def match(path: Path, previous: Previous) -> Prefix | None:
     """The Prefix when `path` starts with `previous`'s bytes ending in a line end ("\\n", in a file
-    whose first line ends in LF or CRLF), else None. Reads and hashes those bytes (SHA-256)."""
+    whose first line ends in LF or CRLF), else None. Reads and hashes those bytes (SHA-256).
+    A path that is not a file gives None (the import then refuses it with its usual message)."""
+    if not path.is_file():
+        return None
     size = path.stat().st_size
     if size < previous.source_bytes or previous.source_bytes == 0:
         return None

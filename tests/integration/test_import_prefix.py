@@ -215,6 +215,15 @@ def test_a_refused_tail_refuses_the_file_and_leaves_the_table_as_it_was(engine, 
     assert (again.method, again.rows_inserted) == ("unchanged prefix", 1)
 
 
+def test_a_missing_file_after_an_import_is_refused_as_missing(engine, tmp_path):
+    import_file(engine, write(tmp_path, CUSTOMERS, "customers.csv"), settings())
+    with pytest.raises(ImportRefused, match="no such file"):
+        import_file(engine, tmp_path / "missing.csv", settings())
+    import_orders(engine, write(tmp_path, ORDERS, "orders.csv"), OrdersSpec(), "whole")
+    with pytest.raises(ImportRefused, match="no such file"):
+        import_orders(engine, tmp_path / "missing.csv", OrdersSpec(), "whole")
+
+
 def test_a_change_by_anyone_else_makes_the_next_import_read_the_whole_file(engine, tmp_path):
     path = write(tmp_path, CUSTOMERS, "customers.csv")
     import_file(engine, path, settings())
