@@ -15,9 +15,12 @@ For each file, each in a fresh database and measured in this one run:
   physical limit): for the mall file both with a bigint key (the table of earlier versions)
   and with a text collate "C" key (the key `customers` has now); for the declared file with
   its text key;
-- our import (`segmentation.ingest.import_file`, each in its own process) of the file (first
-  load), then again (re-import, every row unchanged), timed from the batch rows, with the
-  import process's peak memory;
+- our import (`segmentation.ingest.import_file`, each in its own process, as a full export)
+  of the file (first load), then again (re-import, every row unchanged: the file starts with
+  the last import's file, so only its empty tail is read), then the file with 1% new
+  customers appended (only they are read), then that file with 1% of its lines changed,
+  spread over the file (the whole file is merged again), timed from the batch rows, with the
+  import processes' peak memory;
 - pandas `read_csv` + `DataFrame.to_sql` on the first --naive-rows rows (it is slow).
 It prints rows per second and the ratios; the targets are a ratio to `\\copy` of at least 0.5
 and peak memory under 300 MB. --shuffled also measures each file with its lines in random order.
@@ -47,6 +50,7 @@ sys.path.insert(0, str(REPOSITORY))
 from segmentation import db  # noqa: E402
 from segmentation.db import sqlalchemy_url  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402
+from benchmarks.file_variants import appended, changed, first_lines  # noqa: E402
 
 #: the ten-column file's declaration, as a user writes it under [dataset] in segment.toml
 DECLARED = {
@@ -107,7 +111,8 @@ path, url, dataset = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 settings = load_settings(database_url=url, dataset=dataset, export_mode="full")
 engine = db.make_engine(db.sqlalchemy_url(url))
 result = import_file(engine, path, settings)
-print(result.method, result.rows_read, result.rows_inserted, result.rows_unchanged, result.rows_rejected)
+print(result.method, result.rows_read, result.rows_inserted, result.rows_updated, result.rows_unchanged,
+      result.rows_rejected)
 print(PEAK_MB)
 """.replace("PEAK_MB", PEAK_MB)
 
@@ -173,16 +178,36 @@ def psql_copy(url: str, path: Path, table: str) -> float:
     return time.monotonic() - started
 
 
-def our_import(url: str, path: Path, dataset: dict | None, repeat: int = 1) -> tuple[float, float, int]:
-    """(first load seconds, fastest of `repeat` re-imports in seconds, peak RSS in MB of the import processes)."""
+def variants(path: Path, kind: str, rows: int) -> tuple[Path, Path]:
+    """(the file with 1% new customers appended, that file with 1% of its lines changed)."""
+    extra = max(1, rows // 100)
+    new_id = (lambda number: f"C{number:08d}") if kind == "declared" else str
+
+    def new_customers():  # the file's first lines under ids after the file's
+        return [f"{new_id(rows + offset)},{line.split(',', 1)[1]}"
+                for offset, line in enumerate(first_lines(path, extra), start=1)]
+
+    def change(line: str) -> str:  # the last value: mall spending score + 1 (within 1..100), declared Yes <-> No
+        head, last = line.rstrip("\n").rsplit(",", 1)
+        value = {"Yes": "No", "No": "Yes"}[last] if kind == "declared" else str(int(last) % 100 + 1)
+        return f"{head},{value}\n"
+
+    grown = appended(path, new_customers)
+    return grown, changed(grown, change)
+
+
+def our_import(url: str, path: Path, dataset: dict | None, repeat: int, kind: str,
+               rows: int) -> tuple[float, float, float, float, int]:
+    """Seconds of the first load, the fastest of `repeat` re-imports, the import of the file with 1%
+    appended and of that file with 1% changed; peak RSS in MB of the import processes."""
     engine = db.make_engine(sqlalchemy_url(url))
     db.upgrade(engine)
     with engine.connect() as connection:
         connection.exec_driver_sql("checkpoint")
     peaks = []
-    for _ in range(1 + repeat):
+    for imported in [path] * (1 + repeat) + list(variants(path, kind, rows)):
         child = subprocess.run(
-            [sys.executable, "-c", IMPORT_CHILD, str(path), url, json.dumps(dataset)],
+            [sys.executable, "-c", IMPORT_CHILD, str(imported), url, json.dumps(dataset)],
             capture_output=True, text=True, cwd=REPOSITORY,
         )
         if child.returncode:
@@ -198,7 +223,7 @@ def our_import(url: str, path: Path, dataset: dict | None, repeat: int = 1) -> t
             )
         ).scalars().all()
     engine.dispose()
-    return float(seconds[0]), float(min(seconds[1:])), max(peaks)
+    return float(seconds[0]), float(min(seconds[1:-2])), float(seconds[-2]), float(seconds[-1]), max(peaks)
 
 
 def naive_to_sql(url: str, path: Path, rows: int) -> tuple[float, int]:
@@ -256,11 +281,12 @@ def main() -> None:
                             print(f"  {rows:,} {kind} {order}: \\copy ({label}) {limits[label.split(', ')[1]]:.1f} s",
                                   flush=True)
                     url = databases.fresh()
-                    first, again, peak = our_import(url, source, dataset, arguments.repeat)
+                    first, again, grown, change, peak = our_import(url, source, dataset, arguments.repeat, kind, rows)
                     databases.drop(url)
-                    print(f"  {rows:,} {kind} {order}: first load {first:.1f} s, re-import {again:.1f} s, {peak} MB",
-                          flush=True)
-                    results.append((rows, kind, order, source.stat().st_size, limits, first, again, peak))
+                    print(f"  {rows:,} {kind} {order}: first load {first:.1f} s, re-import {again:.1f} s,"
+                          f" 1% appended {grown:.1f} s, 1% changed {change:.1f} s, {peak} MB", flush=True)
+                    results.append((rows, kind, order, source.stat().st_size, limits, first, again, grown, change,
+                                    peak))
                     if arguments.naive_rows:
                         url = databases.fresh()
                         naive_rows = min(rows, arguments.naive_rows)
@@ -273,17 +299,19 @@ def main() -> None:
     print()
     print("| rows | file | line order | file MB | \\copy rows/s (key) "
           "| our first load rows/s (ratio to each \\copy) | re-import, all unchanged rows/s (ratios) "
+          "| re-import, 1% appended rows/s (ratios) | re-import, 1% changed rows/s (ratios) "
           "| to_sql rows/s | our peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for rows, kind, order, size, limits, first, again, peak, *naive in results:
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for rows, kind, order, size, limits, first, again, grown, change, peak, *naive in results:
         limit_rates = {key: rows / seconds for key, seconds in limits.items()}
-        first_rate, again_rate = rows / first, rows / again
+        grown_rows = rows + max(1, rows // 100)  # the appended and the changed file
+        rates = [rows / first, rows / again, grown_rows / grown, grown_rows / change]
         print(
             f"| {rows:,} | {kind} | {order} | {size / 2**20:.0f}"
             f" | {', '.join(f'{rate:,.0f} ({key})' for key, rate in limit_rates.items())}"
-            f" | {first_rate:,.0f} ({', '.join(f'{first_rate / rate:.2f}' for rate in limit_rates.values())})"
-            f" | {again_rate:,.0f} ({', '.join(f'{again_rate / rate:.2f}' for rate in limit_rates.values())})"
-            f" | {f'{naive[0]:,.0f}' if naive else '-'} | {peak} |"
+            + "".join(f" | {ours:,.0f} ({', '.join(f'{ours / rate:.2f}' for rate in limit_rates.values())})"
+                      for ours in rates)
+            + f" | {f'{naive[0]:,.0f}' if naive else '-'} | {peak} |"
         )
 
 

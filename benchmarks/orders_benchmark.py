@@ -13,7 +13,10 @@ customer) and measured in this one run, each in a fresh database:
 - our import (`segmentation.ingest.orders.import_orders`, each in its own process) into the
   empty table (first load), then the same file again (every line unchanged), then the nightly
   case: the same file with 1% more lines appended (new orders of existing and new customers,
-  order ids after the file's), timed from the batch rows, with the processes' peak memory;
+  order ids after the file's; both re-imports find the last import's file at the start and read
+  only the rest), then that file with the amount of 1% of its lines changed, spread over the
+  file (each restates its order: the whole file is read and merged), timed from the batch rows,
+  with the processes' peak memory;
 - `segmentation.customer_rfm` materialised (`create temporary table ... as select * from` the
   view: recency, frequency, monetary value, scores) against a plain `group by customer_id`
   of the same orders (last order, count, sum) materialised the same way, both by psql with the
@@ -41,6 +44,7 @@ from segmentation import db  # noqa: E402
 from segmentation.db import sqlalchemy_url  # noqa: E402
 from segmentation.rfm import RFM_WORK_MEM  # noqa: E402
 from segmentation.sample import write_order_sample  # noqa: E402
+from benchmarks.file_variants import changed  # noqa: E402
 
 LIMIT_TABLE = 'create table plain (order_id text, customer_id text collate "C", ordered_at timestamp, amount numeric)'
 RFM_QUERY = "create temporary table measured as select * from segmentation.customer_rfm"
@@ -49,15 +53,18 @@ GROUP_BY_QUERY = (
     " count(*) as frequency, sum(amount) as monetary from segmentation_internal.orders group by customer_id"
 )
 IMPORT_CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from segmentation import db
 from segmentation.ingest.orders import import_orders
 from segmentation.orders import OrdersSpec
+def peak_mb():  # of this process alone (ru_maxrss would include the parent's peak before exec)
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024
 engine = db.make_engine(sys.argv[1])
 result = import_orders(engine, Path(sys.argv[2]), OrdersSpec(), "whole")
-print(json.dumps({"batch_id": result.batch_id, "seconds": result.seconds, "inserted": result.rows_inserted,
-                  "unchanged": result.rows_unchanged, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"batch_id": result.batch_id, "seconds": result.seconds, "method": result.method,
+                  "inserted": result.rows_inserted, "removed": result.rows_removed,
+                  "unchanged": result.rows_unchanged, "peak_mb": peak_mb()}))
 """
 
 
@@ -110,7 +117,7 @@ def write_appended(path: Path, rows: int) -> tuple[Path, int]:
     return appended, rows + extra
 
 
-def measure(server_url: str, path: Path, rows: int) -> dict:
+def measure(server_url: str, path: Path, rows: int, rfm: bool = True) -> dict:
     result = {"rows": rows, "file_mb": path.stat().st_size / 2**20}
     appended, appended_rows = write_appended(path, rows)
     result["appended_rows"] = appended_rows
@@ -121,12 +128,19 @@ def measure(server_url: str, path: Path, rows: int) -> dict:
         engine = db.make_engine(database.url)
         db.upgrade(engine)
         engine.dispose()
-        for label, imported in (("first", path), ("again", path), ("appended", appended)):
+        # the amount of 1% of the lines one cent higher ("78.59" -> "78.591"): each restates its order
+        change = changed(appended, lambda line: line.rstrip("\n") + "1\n")
+        for label, imported in (("first", path), ("again", path), ("appended", appended), ("changed", change)):
             child = subprocess.run([sys.executable, "-c", IMPORT_CHILD, database.url, str(imported)], check=True,
                                    capture_output=True, text=True, cwd=REPOSITORY)
             result[label] = json.loads(child.stdout.strip().splitlines()[-1])
         if result["appended"]["inserted"] != appended_rows - rows:  # the benchmark measures what it claims
             raise RuntimeError(f"appended file: {result['appended']} but {appended_rows - rows} new lines")
+        if result["changed"]["method"] != "merge" or not result["changed"]["removed"]:
+            raise RuntimeError(f"changed file: {result['changed']}, expected a merge that restates orders")
+        result["rfm_s"] = result["group_by_s"] = float("nan")
+        if not rfm:
+            return result
         database.psql("vacuum analyze segmentation_internal.orders")
         memory = f"set work_mem = '{RFM_WORK_MEM}'"  # as a run reads the view
         result["rfm_s"] = min(database.psql(memory, RFM_QUERY) for _ in range(2))
@@ -139,25 +153,28 @@ def main() -> None:
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/segment-orders-benchmark"))
+    parser.add_argument("--no-rfm", action="store_true", help="skip the customer_rfm measurement")
     arguments = parser.parse_args()
     arguments.work_dir.mkdir(parents=True, exist_ok=True)
     print("| order lines | file MB | psql \\copy lines/s | our first load lines/s (ratio) | re-import, all unchanged"
-          " lines/s (ratio) | re-import with 1% appended lines/s (ratio) | our peak MB | customer_rfm s"
-          " | plain group by s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          " lines/s (ratio) | re-import with 1% appended lines/s (ratio) | re-import with 1% changed lines/s (ratio)"
+          " | our peak MB | customer_rfm s | plain group by s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for rows in arguments.rows:
         path = arguments.work_dir / f"orders_{rows}.csv"
         if not path.exists():
             write_order_sample(path, rows, seed=11)
-        found = measure(arguments.database_url, path, rows)
+        found = measure(arguments.database_url, path, rows, rfm=not arguments.no_rfm)
         print(json.dumps(found), file=sys.stderr)  # each import's seconds, counts and peak memory
         copy_rate = rows / found["copy_s"]
         first_rate, again_rate = rows / found["first"]["seconds"], rows / found["again"]["seconds"]
         appended_rate = found["appended_rows"] / found["appended"]["seconds"]
+        changed_rate = found["appended_rows"] / found["changed"]["seconds"]
         print(f"| {rows:,} | {found['file_mb']:.0f} | {copy_rate:,.0f} | {first_rate:,.0f} ({first_rate / copy_rate:.2f})"
               f" | {again_rate:,.0f} ({again_rate / copy_rate:.2f})"
               f" | {appended_rate:,.0f} ({appended_rate / copy_rate:.2f})"
-              f" | {max(found[label]['peak_mb'] for label in ('first', 'again', 'appended')):.0f}"
+              f" | {changed_rate:,.0f} ({changed_rate / copy_rate:.2f})"
+              f" | {max(found[label]['peak_mb'] for label in ('first', 'again', 'appended', 'changed')):.0f}"
               f" | {found['rfm_s']:.1f} | {found['group_by_s']:.1f} |", flush=True)
 
 

@@ -32,7 +32,8 @@ One module per responsibility:
 - `source`: reading the file (blocks, line ends, lines too long to hold, the header, progress);
 - `records`: data lines into COPY records (records that span lines), streamed to the server;
 - `load`: the batch row, the first load and the import's result;
-- `merge`: the staged load (duplicates, merge, deactivation).
+- `merge`: the staged load (duplicates, merge, deactivation);
+- `prefix`: recognising a file that starts with the last import's file, so only its tail is read.
 """
 
 from segmentation.dataset import BOOLEAN_WORDS, normalise_header

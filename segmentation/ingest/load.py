@@ -2,8 +2,9 @@
 
 `import_file` records the batch (running, then succeeded or failed) around `load_file`,
 which runs inside the caller's transaction: into an empty `customers` table valid records
-are copied straight in (`_first_load`); otherwise, or when an id repeats in the file, the
-file goes through the staging table (`merge._staged_load`).
+are copied straight in (`_first_load`); a file that starts with the last import's file has
+only its tail staged and merged (`merge._tail_load`, see `prefix`); otherwise, or when an id
+repeats in the file, the file goes through the staging table (`merge._staged_load`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from sqlalchemy.engine import Connection, Engine
 from segmentation import db
 from segmentation.dataset import MALL, Dataset
 from segmentation.errors import SegmentationError
-from segmentation.ingest.merge import _staged_load
+from segmentation.ingest.merge import TailConflict, _staged_load, _tail_load, prepare_session
+from segmentation.ingest.prefix import match, previous_import, reading_key, record
 from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer, storable
 from segmentation.ingest.source import BLOCK_BYTES, _open
 from segmentation.settings import Settings
@@ -48,7 +50,8 @@ class ImportResult:
     rows_rejected: int = 0
     rows_deactivated: int = 0
     seconds: float = 0.0
-    #: "first load" (COPY straight into an empty customers table) or "merge" (staging table)
+    #: "first load" (COPY straight into an empty customers table), "merge" (staging table) or
+    #: "unchanged prefix" (the file starts with the last import's file: only the rest is staged)
     method: str = "merge"
     #: segmentation_internal.datasets row of the declaration the file was read under
     dataset_id: int | None = None
@@ -165,8 +168,11 @@ def load_file(
     """Stream `path`, read under `dataset` (default: the mall's), into `customers` inside the caller's transaction.
 
     Into an empty `customers` table the valid lines are copied straight in ("first load");
-    otherwise, or when an id repeats in the file, they go through a staging table and a
-    set-based merge ("merge"). In a full export customers missing from the file become
+    when the file starts with the file of the last import that wrote `customers`, read under
+    the same declaration, only the lines after it are staged and merged ("unchanged prefix",
+    see `segmentation.ingest.prefix`; the whole file is merged instead when a line after it
+    names an active customer); otherwise, or when an id repeats in the file, they go through a
+    staging table and a set-based merge ("merge"). In a full export customers missing from the file become
     inactive, unless more than `max_reject_share` of the lines were rejected (then nobody
     is). Raises ImportRefused (and loads nothing, once the caller rolls back) for a missing
     or unreadable file, an empty file, a file that is not CSV text, a bad or too long header
@@ -176,8 +182,15 @@ def load_file(
     dataset = dataset or MALL
     column_map = column_map or {}
     dataset_id = ensure_dataset(connection, dataset)
+    # everything that decides how a line is read (the fingerprint leaves out headers and ranges)
+    key = reading_key("customers", dataset.id_column, dataset.id_type, dataset.id_aliases,
+                      [dataclasses.asdict(column) for column in dataset.columns], sorted(column_map.items()))
     counts = None
     empty = connection.execute(sa.text("select not exists (select 1 from segmentation_internal.customers)")).scalar_one()
+    if not empty:
+        counts, source, reasons = _prefix_load(
+            connection, path, batch_id, dataset, dataset_id, column_map, export_mode, max_reject_share, key
+        )
     if empty:
         try:
             with connection.begin_nested():
@@ -212,6 +225,8 @@ def load_file(
         raise RuntimeError(f"{path}: {result.rows_read} lines read but {accounted} accounted for")
     if sum(reasons.values()) != result.rows_rejected:
         raise RuntimeError(f"{path}: {result.rows_rejected} lines rejected but {sum(reasons.values())} reasons counted")
+    record(connection, batch_id, "customers", path, key=key, reusable=not counts["open_at_end"],
+           covers_table=empty or counts["covers_table"], reasons=reasons)
     connection.execute(
         sa.text(
             """
@@ -232,6 +247,29 @@ def load_file(
         },
     )
     return result
+
+
+def _prefix_load(connection: Connection, path: Path, batch_id: int, dataset: Dataset, dataset_id: int,
+                 column_map: dict[str, str], export_mode: str, max_reject_share: float, key: str):
+    """(counts, source, reasons) of reading only the tail of a file that starts with the last import's
+    file (`prefix`), or (None, None, None) when it does not or the tail may change what the prefix did."""
+    previous = previous_import(connection, "customers", key)
+    # a full export deactivates customers it does not name: the prefix must name every active one
+    if previous is None or (export_mode == "full" and not previous.covers_table):
+        return None, None, None
+    prefix = match(path, previous)
+    if prefix is None:
+        log.info("%s: does not start with the file of batch %d; reading the whole file", path, previous.batch_id)
+        return None, None, None
+    prepare_session(connection)
+    source = _open(path, dataset, column_map).tail(previous.source_bytes, prefix.lines + 1, prefix.digest)
+    try:
+        with connection.begin_nested():
+            return _tail_load(connection, source, prefix, batch_id, dataset, dataset_id, export_mode, max_reject_share)
+    except TailConflict:
+        log.info("%s: a line after the file of batch %d names an active customer; reading the whole file",
+                 path, previous.batch_id)
+        return None, None, None
 
 
 def _first_load(
@@ -280,5 +318,7 @@ def _first_load(
         "unchanged": 0,
         "rejected": n_rejected,
         "deactivated": 0,
+        "covers_table": True,
+        "open_at_end": writer.open_at_end,
     }, source, writer.reasons
 

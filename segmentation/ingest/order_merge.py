@@ -22,12 +22,12 @@ MATCH = ("counts.customer_id = {table}.customer_id and counts.order_key = coales
          " and counts.ordered_at = {table}.ordered_at and counts.amount = {table}.amount")
 
 
-def merge_stage(connection: Connection, batch_id: int, file_lines: int, restates: bool) -> tuple[int, int]:
+def merge_stage(connection: Connection, batch_id: int, file_lines: int, restates: bool) -> tuple[int, int, int]:
     """Insert the stage's new lines into `orders` (batch `batch_id`) and, when the file has order
     ids (`restates`), remove stored lines of its orders that it no longer has.
-    Returns (lines inserted, lines removed)."""
+    Returns (lines inserted, lines removed, lines stored afterwards)."""
     with _step("pair the file's lines with the stored lines"):
-        one_to_one = _pair_lines(connection, file_lines)
+        one_to_one, stored = _pair_lines(connection, file_lines)
     if not one_to_one:
         with _step("contents whose counts differ"):
             _count_contents(connection)
@@ -38,7 +38,7 @@ def merge_stage(connection: Connection, batch_id: int, file_lines: int, restates
     if restates:
         with _step("remove lines of restated orders"):
             removed = remove(connection)
-    return inserted, removed
+    return inserted, removed, stored + inserted - removed
 
 
 #: a stage line and a stored line of the same content (KEY)
@@ -46,10 +46,11 @@ SAME_CONTENT = ("stored.customer_id = stage.customer_id and coalesce(stored.orde
                 " and stored.ordered_at = stage.ordered_at and stored.amount = stage.amount")
 
 
-def _pair_lines(connection: Connection, file_lines: int) -> bool:
+def _pair_lines(connection: Connection, file_lines: int) -> tuple[bool, int]:
     """order_pairing: the file's lines no stored line has the content of (`unpaired_records`, record
     numbers) and the stored lines with an order id no line of the file has the content of
-    (`unpaired_stored`, row addresses). True when every paired content appears exactly once in the
+    (`unpaired_stored`, row addresses). Returns (one to one, lines stored): one to one is True when
+    every paired content appears exactly once in the
     file and once in the table, so these are the new and the surplus lines; False when some content
     repeats on a side (then the pairs say nothing about positions among identical lines).
 
@@ -77,7 +78,7 @@ def _pair_lines(connection: Connection, file_lines: int) -> bool:
     stored = connection.exec_driver_sql("select count(*) from segmentation_internal.orders").scalar_one()
     # sum over paired contents of (file count x stored count) equals the paired lines of each side
     # exactly when every paired content has one line on each side
-    return pairs == file_lines - new_lines == stored - stored_unpaired
+    return pairs == file_lines - new_lines == stored - stored_unpaired, stored
 
 
 def _insert_unpaired(connection: Connection, batch_id: int) -> int:

@@ -46,6 +46,7 @@ from segmentation.ingest.dates import PLAIN_DATE, parse_order_date
 from segmentation.ingest.load import ImportResult, begin_batch, fail_batch
 from segmentation.ingest.merge import _step
 from segmentation.ingest.order_merge import merge_stage
+from segmentation.ingest.prefix import METHOD, Prefix, copy_rejects, match, previous_import, reading_key, record
 from segmentation.ingest.plain import _id_plain, _text_classes
 from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer
 from segmentation.ingest.rules import ParsedLine, RowRejected, parse_value
@@ -60,6 +61,8 @@ RECORD_COLUMNS = ("customer_id", "order_id", "ordered_at", "amount", "quantity",
 #: a plain number: what `rules.parse_value` stores unchanged and PostgreSQL's numeric reads
 _PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?"
 MAX_ORDER_ID_CHARACTERS = 200
+#: the `[orders]` settings that change how a line is read (the currency does not)
+READ_UNDER = ("customer_id", "date", "amount", "quantity", "unit_price", "order_id", "date_format")
 #: the import_batches counts an order import fills
 BATCH_COUNTS = ("rows_read", "rows_inserted", "rows_unchanged", "rows_rejected", "rows_removed")
 
@@ -233,24 +236,36 @@ def load_orders(connection: Connection, path: Path, batch_id: int, spec: OrdersS
     except ValueError as error:
         raise ImportRefused(str(error)) from None
     dataset = _order_file_dataset(layout, id_type)
+    key = reading_key("orders", {role: getattr(spec, role) for role in READ_UNDER}, id_type)
     source = _open(path, dataset, {})
     connection.exec_driver_sql("set local work_mem = '256MB'")
     empty = connection.execute(sa.text("select not exists (select 1 from segmentation_internal.orders)")).scalar_one()
-    if empty and layout.has_amount:
+    previous = None if empty else previous_import(connection, "orders", key)
+    # the tail's lines are all new only when the table holds exactly the previous file's lines
+    prefix = match(path, previous) if previous is not None and previous.covers_table else None
+    if prefix is not None:
+        source = source.tail(previous.source_bytes, prefix.lines + 1, prefix.digest)
+        counts, writer = _tail_load(connection, source, dataset, spec, batch_id, layout, prefix)
+    elif empty and layout.has_amount:
         counts, writer = _first_load(connection, source, dataset, spec, batch_id)
     else:
+        if previous is not None:
+            log.info("%s: does not start with the file of batch %d; reading the whole file", path, previous.batch_id)
         counts, writer = _staged_load(connection, source, dataset, spec, batch_id, layout)
+    reasons = counts["reasons"]
     result = OrderImportResult(
-        batch_id=batch_id, source_name=path.name, status="succeeded", rows_read=writer.rows_read,
+        batch_id=batch_id, source_name=path.name, status="succeeded", rows_read=counts["read"],
         rows_inserted=counts["inserted"], rows_unchanged=counts["unchanged"], rows_rejected=counts["rejected"],
         rows_removed=counts["removed"], seconds=time.monotonic() - started, method=counts["method"],
-        reject_share=counts["rejected"] / writer.rows_read if writer.rows_read else 0.0,
-        top_reasons=sorted(writer.reasons.items(), key=lambda item: (-item[1], item[0]))[:3],
+        reject_share=counts["rejected"] / counts["read"] if counts["read"] else 0.0,
+        top_reasons=sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:3],
         ignored_columns=source.layout.ignored,
     )
     counted = {name: getattr(result, name) for name in BATCH_COUNTS}
     if counted["rows_inserted"] + counted["rows_unchanged"] + counted["rows_rejected"] != counted["rows_read"]:
         raise RuntimeError(f"{path}: lines read and lines accounted for differ: {counted}")  # a bug, never bad input
+    record(connection, batch_id, "orders", path, key=key, reusable=not counts["open_at_end"],
+           covers_table=counts["covers_table"], reasons=reasons)
     assignments = ", ".join(f"{name} = :{name}" for name in BATCH_COUNTS)  # constant names, no data
     connection.execute(
         sa.text(f"update segmentation_internal.import_batches set status = 'succeeded', finished_at = clock_timestamp(),"
@@ -278,8 +293,9 @@ def _first_load(connection: Connection, source, dataset: Dataset, spec: OrdersSp
             ) as copy:
                 while block := spool.read(BLOCK_BYTES):
                     copy.write(block)
-    return {"method": "first load", "inserted": writer.rows_valid, "unchanged": 0, "rejected": rejected,
-            "removed": 0}, writer
+    return {"method": "first load", "read": writer.rows_read, "inserted": writer.rows_valid, "unchanged": 0,
+            "rejected": rejected, "removed": 0, "reasons": writer.reasons, "covers_table": True,
+            "open_at_end": writer.open_at_end}, writer
 
 
 #: stage column of each role, for plain lines copied as the file has them
@@ -346,6 +362,61 @@ def _stream_as_written(connection: Connection, source, writer: _StagingWriter, c
 def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int,
                  layout: OrdersLayout):
     """Every line into a stage, then: rejects stored, lines already stored matched, new ones inserted."""
+    writer, rejected = _stage(connection, source, dataset, spec, batch_id, layout)
+    inserted, removed, stored = merge_stage(
+        connection, batch_id, writer.rows_valid, restates="order_id" in layout.headers)
+    return {"method": "merge", "read": writer.rows_read, "inserted": inserted,
+            "unchanged": writer.rows_valid - inserted, "rejected": rejected, "removed": removed,
+            "reasons": writer.reasons, "covers_table": stored == writer.rows_valid,
+            "open_at_end": writer.open_at_end}, writer
+
+
+def _tail_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int,
+               layout: OrdersLayout, prefix: Prefix):
+    """Insert every valid line of the tail of a file whose prefix is the last import's file,
+    when `orders` holds exactly that file's valid lines (`covers_table`).
+
+    Then every line is new and nothing is removed, exactly as a merge of the whole file would
+    find: a content (KEY) with p lines in the prefix is stored p times, and t more lines in the
+    tail make the file's count p + t, so the merge would insert the file's last t lines of that
+    content, the tail's (an occurrence numbering that goes on from the stored one); an order
+    the tail names again keeps all its stored lines, since the file still has them all.
+    The prefix's rejects are rejected again (copied).
+    """
+    previous = prefix.previous
+    writer = None
+    inserted = tail_rejected = 0
+    reasons = prefix.reasons
+    if not prefix.tail_bytes:
+        source.progress.close()
+    elif layout.has_amount:  # the tail's valid lines straight into orders, as a first load does
+        counts, writer = _first_load(connection, source, dataset, spec, batch_id)
+        inserted, tail_rejected = counts["inserted"], counts["rejected"]
+    else:  # the amount is computed by PostgreSQL from quantity and unit price in the stage
+        writer, tail_rejected = _stage(connection, source, dataset, spec, batch_id, layout)
+        inserted = connection.execute(
+            sa.text(
+                """
+                insert into segmentation_internal.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price,
+                                                         batch_id)
+                select customer_id, order_id, ordered_at, amount, quantity, unit_price, :batch_id
+                from order_stage where reason is null order by record_number
+                """
+            ),
+            {"batch_id": batch_id},
+        ).rowcount
+    if writer is not None:
+        reasons += writer.reasons
+    copy_rejects(connection, previous, batch_id)
+    read = previous.rows_read + (writer.rows_read if writer is not None else 0)
+    rejected = previous.rows_rejected + tail_rejected
+    return {"method": METHOD, "read": read, "inserted": inserted, "unchanged": read - rejected - inserted,
+            "rejected": rejected, "removed": 0, "reasons": reasons, "covers_table": True,
+            "open_at_end": writer is not None and writer.open_at_end}, writer
+
+
+def _stage(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int, layout: OrdersLayout):
+    """Every line of `source` into `order_stage` (rejects stored, amounts computed): (writer, lines rejected)."""
     connection.exec_driver_sql(STAGE_TABLE)
 
     def reject(number: int, customer_id: str | None, line: str, reason: str) -> str:
@@ -378,6 +449,4 @@ def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersS
         connection.exec_driver_sql("update order_stage set amount = quantity * unit_price where reason is null")
     with _step("analyze"):
         connection.exec_driver_sql("analyze order_stage")
-    inserted, removed = merge_stage(connection, batch_id, writer.rows_valid, restates="order_id" in layout.headers)
-    return {"method": "merge", "inserted": inserted, "unchanged": writer.rows_valid - inserted,
-            "rejected": rejected, "removed": removed}, writer
+    return writer, rejected

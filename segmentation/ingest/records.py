@@ -93,6 +93,7 @@ class _Writer:
         self.spanning: list[int] = []  # record numbers of records that span lines, ascending
         self.shift: list[int] = [0]  # shift[i]: extra lines of the records spanning[:i]
         self.header_shift: int | None = None  # lines the header spans beyond one, from the first piece
+        self.open_at_end = False  # a quoted field was still open at the end of the file
 
     def line_number(self, record_number: int) -> int:
         """The file line on which the record numbered `record_number` (from 2) starts."""
@@ -135,6 +136,8 @@ class _Writer:
 
     def finish(self) -> str:
         """The records of lines still waiting at the end of the file (an open quote never closed)."""
+        # lines appended to the file could close that quote: the file cannot start a longer one
+        self.open_at_end = bool(self.pending)
         return self._give_back_all()
 
     def _give_back_all(self) -> str:

@@ -114,7 +114,18 @@ def _chunks(handle: BinaryIO, digest: hashlib._Hash, progress) -> Iterator[bytes
         yield b"\n"
 
 
-def _blocks(path: Path, digest: hashlib._Hash, progress) -> Iterator[Block | LongLine]:
+def _raw_chunks(handle: BinaryIO, digest: hashlib._Hash, progress) -> Iterator[bytes]:
+    """The bytes from the handle's position on, in pieces of at most BLOCK_BYTES, as they are
+    (for the tail of a file whose first line ends in LF or CRLF)."""
+    while chunk := handle.read(BLOCK_BYTES):
+        digest.update(chunk)
+        progress(len(chunk))
+        yield chunk
+
+
+def _blocks(
+    path: Path, digest: hashlib._Hash, progress, offset: int = 0, number: int = 1
+) -> Iterator[Block | LongLine]:
     """The file as `Block`s of whole lines (~BLOCK_BYTES each) and `LongLine`s, in file order.
 
     Every line of a block's text ends in "\\n" (one is added to a last line without it) and
@@ -123,12 +134,17 @@ def _blocks(path: Path, digest: hashlib._Hash, progress) -> Iterator[Block | Lon
     MAX_LINE_CHARACTERS characters (at most four bytes each); beyond, it is decoded piece by
     piece (invalid UTF-8 still refuses the file) and only its length and head are kept.
     Raises ImportRefused naming the line and column of a byte that is not UTF-8.
+    With `offset`, reading starts at that byte, the first line after it being line `number`
+    (the tail of a file that starts with an earlier import's bytes; line ends LF or CRLF).
     """
     source = str(path)
-    number = 1
     carry = b""  # the start of a line whose end has not been read yet
     with path.open("rb") as handle:
-        chunks = _chunks(handle, digest, progress)
+        if offset:
+            handle.seek(offset)
+            chunks = _raw_chunks(handle, digest, progress)
+        else:
+            chunks = _chunks(handle, digest, progress)
         for chunk in chunks:
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
@@ -355,6 +371,11 @@ class _Source:
             yield from blocks
 
         return cls(path, layout, data_blocks(), digest, progress)
+
+    def tail(self, offset: int, number: int, digest: hashlib._Hash) -> _Source:
+        """This file from byte `offset` on, its first line being line `number`; `digest` has
+        hashed the bytes before `offset` and goes on with the rest."""
+        return dataclasses.replace(self, blocks=_blocks(self.path, digest, self.progress, offset, number), digest=digest)
 
 
 def _open(path: Path, dataset: Dataset, column_map: dict[str, str]) -> _Source:

@@ -263,10 +263,13 @@ def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_close_to_i
     # only where the digits grow, which still counts as close to id order
     path = tmp_path / f"{order}.csv"
     path.write_text("\n".join([header, *lines]) + "\n")
-    import_file(engine, path, settings())
+    # the file without its first line first: the second file does not start with it, so it is merged whole
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("\n".join([header, *lines[1:]]) + "\n")
+    import_file(engine, earlier, settings())
     with caplog.at_level(logging.DEBUG, logger="segmentation.ingest"):
         again = import_file(engine, path, settings())
-    assert (again.method, again.rows_unchanged) == ("merge", 300)
+    assert (again.method, again.rows_unchanged, again.rows_inserted) == ("merge", 299, 1)
     assert expected in caplog.text
 
 
@@ -413,9 +416,11 @@ def test_a_declared_export_stores_every_type_and_accounts_for_every_line(engine,
     }
     assert result.reject_share == pytest.approx(8 / 12)
     assert len(result.top_reasons) == 3 and all(count == 1 for _, count in result.top_reasons)
-    # the same file again: a merge that changes nothing
+    # the same file again: recognised as the last import's file, nothing changes, the rejects stay
     again = import_file(engine, path, bank_settings(export_mode="incremental"))
-    assert (again.method, again.rows_unchanged, again.rows_rejected) == ("merge", 4, 8)
+    assert (again.method, again.rows_unchanged, again.rows_rejected) == ("unchanged prefix", 4, 8)
+    assert again.top_reasons == result.top_reasons
+    assert {line: row.reason for line, row in rejects(engine, again.batch_id).items()} == reasons
     assert stored_customers(engine) == customers
 
 
