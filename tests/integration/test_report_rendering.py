@@ -77,3 +77,34 @@ def test_every_image_of_the_report_loads_in_headless_chromium(engine, customers_
     chromium_command(browser, tmp_path / "profile2", "--window-size=1300,3000", f"--screenshot={shot}",
                      path.as_uri())
     assert shot.stat().st_size > 50_000  # text, tables and plots drawn, not a blank page
+
+
+def test_moves_read_by_a_left_join_equal_the_full_join_of_both_runs(engine, customers_csv, tmp_path):
+    lines = customers_csv.read_text(encoding="utf-8").splitlines()
+    # run 2: the last 25 customers are gone, 12 new ones came, and 40 changed their spending
+    changed = [
+        line if index % 7 else ",".join([*line.split(",")[:4], str(100 - int(line.split(",")[4]))])
+        for index, line in enumerate(lines[1:-25], start=1)
+    ]
+    new = [f"{9000 + index},Female,30,{15 + index},{80 - index}" for index in range(12)]
+    second_csv = tmp_path / "second.csv"
+    second_csv.write_text("\n".join([lines[0], *changed, *new]) + "\n", encoding="utf-8")
+    first = run_once(engine, settings(k=5), customers_csv)
+    second = run_once(engine, settings(k=5), second_csv)
+    with engine.connect() as connection:
+        moves = report.read_transitions(connection, second.run_id, first.run_id)
+        expected = connection.exec_driver_sql(
+            "select earlier.segment_id, latest.segment_id, count(*)"
+            " from (select * from segmentation_internal.customer_segments where run_id = %(p)s) as earlier"
+            " full join (select * from segmentation_internal.customer_segments where run_id = %(r)s) as latest"
+            " using (customer_id) group by 1, 2 order by 1 nulls last, 2 nulls last",
+            {"p": first.run_id, "r": second.run_id},
+        ).all()
+
+    def key(value):
+        return None if value is None or value != value else int(value)
+
+    assert [(key(a), key(b), int(n)) for a, b, n in moves.itertuples(index=False)] == [
+        (key(a), key(b), int(n)) for a, b, n in expected
+    ]
+    assert sum(n for a, b, n in expected if a is None) == 12 and sum(n for a, b, n in expected if b is None) == 25
