@@ -91,9 +91,12 @@ def map_header(
         for spelling in (column.source, *column.aliases):
             known.setdefault(normalise_header(spelling), column.name)
     claimed = set(user_map.values())  # a mapped header replaces the declared one
-    # names spelled exactly as declared or mapped win over others that only normalise alike
-    # ("id" declared, "_id" beside it)
-    exact = {"customer_id": dataset.id_column.strip()} | {column.name: column.source.strip() for column in dataset.columns}
+    # names a user spelled out (mapped, or declared in their own [dataset] or [orders]) win over
+    # others that only normalise alike ("id" declared, "_id" beside it); under the default mall
+    # declaration two id columns stay ambiguous and the file is refused
+    exact = {}
+    if dataset != MALL:
+        exact = {"customer_id": dataset.id_column.strip()} | {column.name: column.source.strip() for column in dataset.columns}
     exact |= {target: name.strip() for name, target in (column_map or {}).items()}
     found: dict[str, int] = {}
     ignored = []
@@ -106,7 +109,7 @@ def map_header(
             ignored.append(name)
             continue
         if target in found:
-            first_exact, this_exact = header[found[target]].strip() == exact[target], name.strip() == exact[target]
+            first_exact, this_exact = (exact.get(target) == spelled.strip() for spelled in (header[found[target]], name))
             if first_exact == this_exact:
                 raise ImportRefused(
                     f"{source} line 1: columns {_quote(header[found[target]])} and {_quote(name)} both map to"
