@@ -21,6 +21,7 @@ DECLARATION = {
         "age": {"from": "Age", "type": "whole"},
         "student": {"from": "Student", "type": "boolean"},
         "region": {"from": "Region", "type": "category", "values": ["East", "West", "South"]},
+        "channel": {"from": "Channel", "type": "category"},  # declared, not a feature: a second category
     },
 }
 RUN_ID = 7
@@ -48,6 +49,7 @@ def planted_customers(n=3_000, seed=3) -> pd.DataFrame:
         "age": text(age, 0.02),
         "student": text(student, 0.04),
         "region": text(region, 0.05),
+        "channel": text(rng.choice(["web", "store", "phone"], n), 0.1),
     })
     frame.loc[17, ["income", "balance", "age"]] = ["900.5", "250000", "99"]  # the outlier
     return frame
@@ -113,11 +115,12 @@ def test_the_sql_assignment_equals_the_python_one_with_categories_missing_values
         np.testing.assert_allclose(statistics.numeric[name].sort_index().to_numpy(dtype=float),
                                    python.numeric[name].sort_index().to_numpy(dtype=float), rtol=1e-12)
         assert statistics.squares[name] == pytest.approx(python.squares[name], rel=1e-12)
-    for name in ("student", "region"):
+    for name in ("student", "region", "channel"):
         ours = statistics.category_counts[name].sort_index()
         theirs = python.category_counts[name].sort_index()
         assert ours.to_numpy(dtype=float).tolist() == theirs[ours.columns].to_numpy(dtype=float).tolist()
     assert "(missing)" in statistics.category_counts["region"].columns
+    assert statistics.category_counts["channel"].to_numpy().sum() == len(customers)
 
 
 def test_without_a_log_column_the_sql_distances_equal_the_python_ones_to_the_last_bit(engine):
@@ -133,7 +136,8 @@ def test_without_a_log_column_the_sql_distances_equal_the_python_ones_to_the_las
 
 def test_equally_near_centroids_go_to_the_lowest_label_in_sql_and_in_python(engine):
     customers = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "income": ["1", "3", "2", "0"],
-                              "balance": None, "age": None, "student": None, "region": None})
+                              "balance": None, "age": None, "student": None, "region": None,
+                              "channel": None})
     dataset = parse_dataset(DECLARATION)
     # one feature, unscaled; centres 0, 2 and 4 (labels 0, 1, 2); 1 and 3 lie halfway between two
     encoder = features.fit_encoder(customers, dataset, ["income"], "none")
