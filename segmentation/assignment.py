@@ -10,8 +10,10 @@ server runs over all of them with parallel workers, nothing per customer in Pyth
   PostgreSQL 15) writes the run's new table: the nearest centroid's segment id, its distance,
   the second-nearest's id and the margin, the outlier flag, the attributes as they are. It
   runs inside the publish transaction, so the views switch to it only at commit;
-- one `group by` over that table gives what `SegmentStatistics` holds (counts, sums, sums of
-  squares, category counts, imputed values, outliers), and another the category counts.
+- one `group by` over that table gives what `SegmentStatistics` holds: counts, outliers, each
+  declared column's known count, mean and variance (one aggregate state, so each value is read
+  from the text once) and the first category's counts; the encoded columns' sums and the
+  imputed counts follow from those (a second scan counts any further category columns).
 
 Distances are float64 and summed in numpy's order, so they equal `clustering.assign`'s to the
 last bit, except that PostgreSQL's ln(1 + x) may differ from numpy's log1p(x) in the last
