@@ -123,8 +123,8 @@ def read_transitions(connection: Connection, run_id: int, previous_run_id: int) 
     new in the run or gone from it; ordered by both ids, None last.
 
     A left join from the run's partition (PostgreSQL 15 runs it in parallel workers, but not
-    the full join of both partitions) and each earlier segment's size: the customers who left
-    a segment are its size less those found again. At 10M customers per run the full join took
+    the full join of both partitions) and each earlier segment's size from its profile: the
+    customers who left a segment are its size less those found again. At 10M customers per run the full join took
     about 30 s on one core.
     """
     connection.exec_driver_sql(f"set local work_mem = '{TRANSITIONS_WORK_MEM}'")
@@ -144,10 +144,10 @@ def read_transitions(connection: Connection, run_id: int, previous_run_id: int) 
         connection,
         params={"r": run_id, "p": previous_run_id},
     )
-    sizes = pd.read_sql_query(
+    sizes = pd.read_sql_query(  # the earlier run's segment sizes as it counted them, not a second scan
         sa.text(
-            "select segment_id as from_segment_id, count(*) as size from segmentation_internal.customer_segments"
-            " where run_id = :p group by 1"
+            "select segment_id as from_segment_id, customer_count as size from segmentation_internal.segment_profiles"
+            " where run_id = :p"
         ),
         connection,
         params={"p": previous_run_id},
