@@ -230,11 +230,10 @@ def run_once(
                     customers = features.read_source(connection, settings.source, dataset)
                 else:
                     dataset_id = ingest.ensure_dataset(connection, dataset)
-                    n_customers = features.count_active_customers(connection, dataset_id)
+                    n_customers, other = features.count_active_customers(connection, dataset_id)
                     sample = features.read_sample(
                         connection, dataset, dataset_id, settings.fit_sample_size, n_customers, settings.random_state
                     )
-                    other = publish.customers_of_other_declarations(connection, dataset_id)
                     if other:
                         log.warning(
                             "run %d: %d active customer(s) were imported under another data-set declaration and are"

@@ -288,13 +288,6 @@ def prune_customer_rows(connection: Connection, keep_runs: int) -> list[int]:
     return list(rows)
 
 
-def customers_of_other_declarations(connection: Connection, dataset_id: int) -> int:
-    """Active customers imported under another declaration than `dataset_id` (left out of the fit)."""
-    return connection.execute(
-        sa.text("select count(*) from segmentation_internal.customers where is_active and dataset_id <> :id"), {"id": dataset_id}
-    ).scalar_one()
-
-
 def recent_runs(connection: Connection, limit: int = 20) -> list[sa.Row]:
     """The newest `limit` rows of `run_history`."""
     return connection.execute(

@@ -6,7 +6,7 @@ The error here is raised on purpose, in-process and fast; tests/e2e/test_server_
 import pytest
 import sqlalchemy as sa
 
-from segmentation import db, publish
+from segmentation import db, features
 from segmentation.errors import DatabaseUnreachable
 from segmentation.pipeline import run_with_retries
 from segmentation.settings import load_settings
@@ -26,7 +26,7 @@ def test_a_server_error_that_is_not_a_lost_connection_fails_the_run_once(engine,
             " using errcode = 'disk_full'; end $$"
         )
 
-    monkeypatch.setattr(publish, "customers_of_other_declarations", disk_full)
+    monkeypatch.setattr(features, "count_active_customers", disk_full)
     settings = load_settings(database_url="postgresql://unused@localhost/unused", write_report=False,
                              db_retries=3, db_retry_delay_seconds=0)
     with pytest.raises(sa.exc.DBAPIError) as raised:
