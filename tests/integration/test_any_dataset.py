@@ -249,6 +249,21 @@ def test_a_bad_source_read_in_chunks_is_one_clear_error_and_leaves_no_staging_ta
     assert staging_tables(engine) == []
 
 
+def test_whole_ids_of_a_source_lose_their_leading_zeros_and_then_must_still_be_unique(engine, monkeypatch):
+    whole = {**BANK, "id_type": "whole"}
+    rows = [(f"{'0' * (number % 3)}{number}", *row[1:]) for number, row in enumerate(bank_rows(60))]
+    create_bank_source(engine, rows)
+    monkeypatch.setattr(staging, "FRAME_CHUNK_ROWS", 7)
+    outcome = run_once(engine, settings(dataset=whole, source="crm.customer_features", k=3))
+    stored = [row[0] for row in query(engine, "select customer_id from segmentation.current_customer_segments")]
+    assert outcome.n_customers == 60 and sorted(stored) == list(range(60))
+    with engine.begin() as connection:  # 0041 is customer 41 again, in another chunk
+        connection.exec_driver_sql("insert into crm.customer_features values ('0041', 1, 1, 'yes', 'East')")
+    with pytest.raises(SegmentationError, match="'41' appears 2 times"):
+        run_once(engine, settings(dataset=whole, source="crm.customer_features", k=3))
+    assert staging_tables(engine) == []
+
+
 def test_a_run_that_fails_after_staging_drops_its_staged_customers(engine, monkeypatch):
     create_bank_source(engine, bank_rows(120))
     seen = []
