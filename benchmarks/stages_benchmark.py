@@ -34,7 +34,7 @@ import sqlalchemy as sa
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from segmentation import assignment, clustering, db, features, publish  # noqa: E402
+from segmentation import assignment, clustering, db, features, publish, staging  # noqa: E402
 from segmentation.dataset import MALL  # noqa: E402
 from segmentation.ingest import ensure_dataset, import_file  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402
@@ -106,7 +106,7 @@ def main() -> None:
             "distance_to_centroid": assignment.distances,
             "second_segment_id": assignment.second_ids, "margin_to_second": assignment.margins,
             "is_outlier": assignment.is_outlier,
-            "attributes": assignment.array_literals(customers[MALL.names]),
+            "attributes": staging.array_literals(customers[MALL.names]),
         })
         csv_path = arguments.work_dir / f"assignments_{n}.csv"
         assignments.to_csv(csv_path, header=False, index=False)
@@ -119,7 +119,7 @@ def main() -> None:
         fitted = types.SimpleNamespace(model=model, encoder=encoder, ids_by_label=np.arange(1, 6), fences=np.full(5, np.inf))
 
         def write_partition(connection) -> None:  # as the run does: assign in SQL into a new table, key, attach
-            assignment.assign(connection, fitted, MALL, assignment.imported_customers(dataset_id), run_id)
+            assignment.assign(connection, fitted, MALL, features.imported_customers(dataset_id), run_id)
             publish._attach_partition(connection, run_id)
 
         with engine.begin() as connection:

@@ -226,13 +226,6 @@ def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable
     )
 
 
-def imported_customers(dataset_id: int) -> sql.Composable:
-    """The active customers imported under the declaration `dataset_id`, as (customer_id, attributes)."""
-    return sql.SQL(
-        "(select customer_id, attributes from segmentation_internal.customers where is_active and dataset_id = {})"
-    ).format(sql.Literal(int(dataset_id)))
-
-
 def _parallel(cursor) -> None:
     """For the rest of the transaction: parallel plans from a few MB on (the statements are
     expression-heavy, so workers pay off on tables the planner would scan alone)."""
@@ -397,43 +390,3 @@ def _derive_encoded(result: SegmentStatistics, encoder: Encoder, dataset: Datase
         result.n_imputed[name] = int(missing.sum())
     result.centroid_sums = pd.DataFrame({name: sums[name].astype(float) for name in encoder.columns}, index=result.counts.index)
     result.encoded_squares = pd.Series({name: squares[name] for name in encoder.columns}, dtype=float)
-
-
-#: customers of an in-memory frame copied to the server at once
-FRAME_CHUNK_ROWS = 100_000
-#: COPY's text format: a backslash, tab, newline or carriage return in a value is escaped
-_COPY_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def customers_from_frame(connection: Connection, customers: pd.DataFrame, dataset: Dataset) -> sql.Composable:
-    """Customers held in memory (a `source` table or RFM, as `features.read_active_customers`
-    returns them) as a temporary table of (customer_id, attributes), dropped at commit, for `assign`."""
-    raw = connection.connection.driver_connection
-    with raw.cursor() as cursor:
-        cursor.execute('create temporary table run_customers (customer_id text collate "C", attributes text[]) on commit drop')
-        with cursor.copy("copy run_customers (customer_id, attributes) from stdin") as copy:
-            for start in range(0, len(customers), FRAME_CHUNK_ROWS):
-                chunk = customers.iloc[start : start + FRAME_CHUNK_ROWS]
-                columns = [_copy_text(chunk["customer_id"]), _copy_text(array_literals(chunk[dataset.names]))]
-                copy.write(("\n".join(map("\t".join, zip(*columns))) + "\n").encode())
-    return sql.SQL("run_customers")
-
-
-def _copy_text(values: pd.Series) -> np.ndarray:
-    """Text values escaped for COPY's text format, NULL as \\N."""
-    text = values.astype(object)
-    joined = "".join(text.dropna())  # one scan of one string: much faster than a regex per value
-    if any(character in joined for character in _COPY_ESCAPES):
-        text = text.str.translate(str.maketrans(_COPY_ESCAPES))
-    return text.where(text.notna(), "\\N").to_numpy()
-
-
-def array_literals(values: pd.DataFrame) -> pd.Series:
-    """Each row's values as PostgreSQL text-array input ("{Female,19,\\"a b\\",NULL}")."""
-
-    def element(value) -> str:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return "NULL"
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    return pd.Series(["{" + ",".join(map(element, row)) + "}" for row in values.itertuples(index=False)], index=values.index)

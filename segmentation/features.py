@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from psycopg import sql
 from sklearn.preprocessing import FunctionTransformer, RobustScaler, StandardScaler
 from sqlalchemy.engine import Connection
 
+from segmentation import staging
 from segmentation.dataset import BOOLEAN_WORDS, Column, Dataset
 from segmentation.errors import SegmentationError
 
@@ -51,23 +53,35 @@ def _frame_from_csv(buffer: io.BytesIO, dataset: Dataset, extra: tuple[str, ...]
     return frame.astype(object).where(frame.notna(), None)
 
 
-def _active_customers_query(dataset: Dataset, dataset_id: int, condition: sql.Composable = sql.SQL("true")) -> sql.Composed:
+def imported_customers(dataset_id: int) -> sql.Composable:
+    """The active customers imported under the declaration `dataset_id`, as (customer_id, attributes)."""
+    return sql.SQL(
+        "(select customer_id, attributes from segmentation_internal.customers where is_active and dataset_id = {})"
+    ).format(sql.Literal(int(dataset_id)))
+
+
+def _customers_query(dataset: Dataset, customers: sql.Composable, condition: sql.Composable = sql.SQL("true")) -> sql.Composed:
     attributes = [
         sql.SQL("attributes[{}]").format(sql.Literal(position)) for position in range(1, len(dataset.columns) + 1)
     ]
     return sql.SQL(
-        "copy (select customer_id, {} from segmentation_internal.customers where is_active and dataset_id = {} and {}"
-        " order by customer_id) to stdout with (format csv)"
-    ).format(sql.SQL(", ").join(attributes), sql.Literal(dataset_id), condition)
+        "copy (select customer_id, {} from {} as customers where {} order by customer_id) to stdout with (format csv)"
+    ).format(sql.SQL(", ").join(attributes), customers, condition)
 
 
-def read_active_customers(connection: Connection, dataset: Dataset, dataset_id: int) -> pd.DataFrame:
-    """Active customers imported under the declaration `dataset_id`, by COPY, in id order.
+def read_customers(connection: Connection, dataset: Dataset, customers: sql.Composable) -> pd.DataFrame:
+    """Every customer of `customers`, a relation of (customer_id, attributes) such as
+    `imported_customers` or a run's staging table (`segmentation.staging`), by COPY, in id order.
 
     Columns: customer_id (str) and each declared column as validated text (None where
     unknown); `typed_values` turns them into numbers and categories.
     """
-    return _frame_from_csv(_copy_out(connection, _active_customers_query(dataset, dataset_id)), dataset)
+    return _frame_from_csv(_copy_out(connection, _customers_query(dataset, customers)), dataset)
+
+
+def read_active_customers(connection: Connection, dataset: Dataset, dataset_id: int) -> pd.DataFrame:
+    """Active customers imported under the declaration `dataset_id` (see `read_customers`)."""
+    return read_customers(connection, dataset, imported_customers(dataset_id))
 
 
 def count_active_customers(connection: Connection, dataset_id: int) -> tuple[int, int]:
@@ -84,30 +98,59 @@ def count_active_customers(connection: Connection, dataset_id: int) -> tuple[int
 SAMPLE_BUCKETS = 1 << 20
 
 
-def read_sample(connection: Connection, dataset: Dataset, dataset_id: int, size: int, n_customers: int, seed: int) -> pd.DataFrame:
-    """About `size` active customers (all of them when there are at most `size`), in id order.
+def read_sample(
+    connection: Connection, dataset: Dataset, customers: sql.Composable, size: int, n_customers: int, seed: int
+) -> pd.DataFrame:
+    """About `size` of the `n_customers` customers of `customers` (a relation as for
+    `read_customers`; all of them when there are at most `size`), in id order.
 
     A customer is drawn when the hash of its id seeded with `seed` falls in the first
     `size / n_customers` of the hash range: the same customers make the same sample whatever
     their order on disk, and the server does the drawing (one scan, no sort of the table).
     """
     if n_customers <= size:
-        return read_active_customers(connection, dataset, dataset_id)
+        return read_customers(connection, dataset, customers)
     threshold = int(np.ceil(SAMPLE_BUCKETS * size / n_customers))
     condition = sql.SQL("(hashtextextended(customer_id, {}) & {}) < {}").format(
         sql.Literal(int(seed)), sql.Literal(SAMPLE_BUCKETS - 1), sql.Literal(threshold)
     )
-    return _frame_from_csv(_copy_out(connection, _active_customers_query(dataset, dataset_id, condition)), dataset)
+    return _frame_from_csv(_copy_out(connection, _customers_query(dataset, customers, condition)), dataset)
 
 
-def read_source(connection: Connection, source: str, dataset: Dataset) -> pd.DataFrame:
-    """Every row of the existing table or view `source` (one row per customer), by COPY.
+def _copy_out_chunks(connection: Connection, statement: sql.Composable, rows: int) -> Iterator[io.BytesIO]:
+    """COPY's output in pieces of at most `rows` rows (libpq hands over one row at a time, so a
+    piece never splits a row, even one whose quoted values hold line breaks). Leaving early
+    cancels the COPY."""
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        buffer, count = io.BytesIO(), 0
+        for row in copy:
+            buffer.write(row)
+            count += 1
+            if count == rows:
+                buffer.seek(0)
+                yield buffer
+                buffer, count = io.BytesIO(), 0
+        if count:
+            buffer.seek(0)
+            yield buffer
 
-    The declared columns are read by their `from` name. A missing table or column, a NULL
-    or repeated id, or a value that breaks its column's rules is one SegmentationError
-    before any fit. Returns the same shape as `read_active_customers`.
+
+def stage_source(
+    connection: Connection, reader: Connection, source: str, dataset: Dataset, table: sql.Composable,
+    chunk_rows: int | None = None,
+) -> int:
+    """Copy every row of the existing table or view `source` (one row per customer) into the
+    run's staging table `table` (see `segmentation.staging`); returns the customers staged.
+
+    `reader`, a second connection, streams the source by COPY while `connection` (which must
+    have created `table`) writes it, `chunk_rows` (default `staging.FRAME_CHUNK_ROWS`) customers
+    at a time: each chunk is checked and brought to the stored text form in memory, so memory
+    does not grow with the source. The declared columns are read by their `from` name. A missing
+    table or column, a NULL or repeated id, or a value that breaks its column's rules is one
+    SegmentationError before any fit (the caller rolls back, and the staging table with it).
     """
-    schema, _, table = source.rpartition(".")
+    schema, _, table_part = source.rpartition(".")
     exists = connection.exec_driver_sql("select to_regclass(%s) is not null", (source,)).scalar()
     if not exists:
         raise SegmentationError(f"source {source}: no such table or view (or no permission to see it)")
@@ -127,43 +170,68 @@ def read_source(connection: Connection, source: str, dataset: Dataset) -> pd.Dat
             f" it has {', '.join(sorted(present)[:20])}"
         )
     resolved = [name if name in present else by_lower[name.lower()] for name in wanted]
-    table_name = sql.Identifier(*( [schema, table] if schema else [table]))
+    table_name = sql.Identifier(*( [schema, table_part] if schema else [table_part]))
     statement = sql.SQL("copy (select {} from {}) to stdout with (format csv)").format(
         sql.SQL(", ").join(sql.SQL("cast({} as text)").format(sql.Identifier(name)) for name in resolved), table_name
     )
-    frame = _frame_from_csv(_copy_out(connection, statement), dataset)
+    pieces = _copy_out_chunks(reader, statement, chunk_rows or staging.FRAME_CHUNK_ROWS)
+    chunks = (_checked_source_chunk(_frame_from_csv(piece, dataset), source, dataset) for piece in pieces)
+    try:
+        with connection.begin_nested():  # a failed COPY leaves the transaction usable for the count below
+            written = staging.write_frames(connection, table, chunks, dataset)
+    except _NullIds:
+        pieces.close()  # cancels the source's COPY, if still running
+        with connection.connection.driver_connection.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("select count(*) from {} where {} is null").format(table_name, sql.Identifier(resolved[0]))
+            )
+            nulls = cursor.fetchone()[0]
+        raise SegmentationError(f"source {source}: {nulls} row(s) have a NULL {dataset.id_column}") from None
+    finally:
+        pieces.close()
+    repeated = staging.first_repeated(connection, table)
+    if repeated is not None:
+        customer_id, times = repeated
+        raise SegmentationError(
+            f"source {source}: {dataset.id_column} {customer_id!r} appears {times} times; expected one row per customer"
+        )
+    return written
+
+
+class _NullIds(Exception):
+    """A chunk of a source has customers without an id."""
+
+
+def _checked_source_chunk(frame: pd.DataFrame, source: str, dataset: Dataset) -> pd.DataFrame:
+    """Some rows of a source as read: ids checked (and whole ids written without leading zeros),
+    each declared column in its stored text form; SegmentationError on the first bad value."""
     ids = frame["customer_id"]
     if ids.isna().any():
-        raise SegmentationError(f"source {source}: {int(ids.isna().sum())} row(s) have a NULL {dataset.id_column}")
+        raise _NullIds()  # counted over the whole source by `stage_source`
     if dataset.id_type == "whole":
         if not ids.str.fullmatch(r"[0-9]{1,18}").all():
             bad = ids[~ids.str.fullmatch(r"[0-9]{1,18}")].iloc[0]
             raise SegmentationError(f"source {source}: {dataset.id_column} {bad[:40]!r} is not a whole number (id_type = whole)")
-        frame["customer_id"] = ids.map(lambda value: str(int(value)))
-    repeated = frame["customer_id"].duplicated(keep=False)
-    if repeated.any():
-        raise SegmentationError(
-            f"source {source}: {dataset.id_column} {frame.loc[repeated, 'customer_id'].iloc[0]!r} appears"
-            f" {int((frame['customer_id'] == frame.loc[repeated, 'customer_id'].iloc[0]).sum())} times;"
-            " expected one row per customer"
-        )
+        stripped = ids.str.lstrip("0")  # str(int(id)) for 1 to 18 digits
+        frame["customer_id"] = stripped.where(stripped != "", "0")
     for column in dataset.columns:
         frame[column.name] = _normalise_source_column(frame[column.name], column, source)
-    return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    return frame
 
 
 def _normalise_source_column(values: pd.Series, column: Column, source: str) -> pd.Series:
     """The stored text form of a source column's values; SegmentationError on the first bad one."""
     where = f"source {source}: column {column.source}"
     if column.type == "boolean":
-        mapped = values.map(lambda value: None if value is None else BOOLEAN_WORDS.get(value.strip().lower()))
-        bad = values.notna() & mapped.isna()
+        stored = {True: "true", False: "false"}
+        mapped, bad = _map_distinct(values, lambda value: stored.get(BOOLEAN_WORDS.get(value.strip().lower())))
         if bad.any():
             raise SegmentationError(f"{where}: {values[bad].iloc[0][:40]!r} is not a boolean (type = boolean)")
-        return mapped.map(lambda value: None if value is None else ("true" if value else "false"))
+        return mapped
     if column.type == "category":
-        canonical = values.map(lambda value: None if value is None or not value.strip() else column.canonical_value(value.strip()))
-        bad = values.notna() & values.map(lambda value: bool(value and value.strip())) & canonical.isna()
+        canonical, bad = _map_distinct(
+            values, lambda value: column.canonical_value(value.strip()) if value.strip() else None, blank_is_missing=True
+        )
         if bad.any():
             raise SegmentationError(
                 f"{where}: {values[bad].iloc[0][:40]!r} is not one of {', '.join(column.values or ())}"
@@ -180,6 +248,19 @@ def _normalise_source_column(values: pd.Series, column: Column, source: str) -> 
         if limit is not None and test.any():
             raise SegmentationError(f"{where}: {values[test].iloc[0]} is {word} {limit:g}")
     return values
+
+
+def _map_distinct(values: pd.Series, function, blank_is_missing: bool = False) -> tuple[pd.Series, np.ndarray]:
+    """`function` of each known value (text), computed once per distinct value (a boolean or
+    category column holds few), None where unknown; and where it gave None for a known value
+    (one that is not blank, with `blank_is_missing`): the bad values."""
+    codes, distinct = pd.factorize(values)  # unknown values get code -1, the last entry below
+    mapped = [function(value) for value in distinct]
+    bad = [result is None and not (blank_is_missing and not value.strip()) for value, result in zip(distinct, mapped)]
+    return (
+        pd.Series(np.array([*mapped, None], dtype=object)[codes], index=values.index, dtype=object),
+        np.array([*bad, False], dtype=bool)[codes],
+    )
 
 
 def typed_values(frame: pd.DataFrame, column: Column) -> pd.Series:

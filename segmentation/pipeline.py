@@ -4,11 +4,15 @@ Transactions (this module owns them all):
 1. the run lock, on its own connection, for the whole run (migrations run under it);
 2. a committed `running` run row;
 3. import: a committed `running` batch row, then one transaction for the file's data;
-4. reading a seeded sample of the customers, then choosing k and fitting with no transaction open;
+4. reading a seeded sample of the customers (a `source` table's or RFM customers are first staged
+   in a table of the run's, committed with the read, see `segmentation.staging`), then choosing
+   k and fitting with no transaction open;
 5. one transaction in which PostgreSQL assigns every customer into the run's new partition
    and sums the segments' statistics (`assignment`), then the profiles are written and the run
    marked published (or held): the views switch to it only when it commits;
-6. after the lock: pruning old per-customer partitions and writing the report.
+6. dropping the run's staged customers (whatever the outcome; the next run drops those of a run
+   whose process died), then after the lock: pruning old per-customer partitions and writing
+   the report.
 A failure anywhere leaves the previous published run current and records why.
 """
 
@@ -24,7 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from segmentation import assignment, db, drift, features, ingest, model_selection, profiling, publish, rfm
+from segmentation import assignment, db, drift, features, ingest, profiling, publish, rfm, staging
 from segmentation.errors import Cancelled, ConfigurationError, DatabaseUnavailable, RunHeld, RunLockLost
 from segmentation.fitting import Fitted, previous_centroids, segment
 from segmentation.ingest.orders import OrderImportResult, import_orders
@@ -186,9 +190,12 @@ def run_once(
                 settings = settings_for_orders(connection, settings)
         with engine.begin() as connection:
             abandoned_runs, abandoned_batches = db.mark_abandoned(connection)
+            leftovers = staging.drop_leftovers(connection)
         if abandoned_runs or abandoned_batches:
             log.warning("marked %d run(s) and %d import(s) whose process died as abandoned",
                         abandoned_runs, abandoned_batches)
+        if leftovers:
+            log.warning("dropped the staged customers of run(s) whose process died: %s", ", ".join(leftovers))
         dataset = settings.declaration
         with engine.begin() as connection:
             run_id = publish.start_run(
@@ -215,35 +222,32 @@ def run_once(
                 hold_for_rejects(engine, settings, run_id, orders_result)
             started = time.monotonic()
             with engine.begin() as connection:
-                customers = None  # in memory: a source table or RFM; else streamed from `customers`
                 if settings.order_spec is not None:
                     imported = dataset.imported()
                     dataset_id = ingest.ensure_dataset(connection, imported) if imported.columns else None
-                    read = rfm.read_customers(connection, dataset, dataset_id, settings.as_of)
-                    customers = read.frame
+                    read = rfm.stage_customers(connection, dataset, dataset_id, settings.as_of, run_id)
+                    customers, n_customers = staging.relation(run_id), read.n_customers
                     connection.execute(
                         sa.text("update segmentation_internal.runs set as_of = :as_of where run_id = :run_id"),
                         {"as_of": read.as_of, "run_id": run_id},
                     )
                     log.info("run %d: recency, frequency and monetary value as of %s", run_id, read.as_of)
                 elif settings.source:
-                    customers = features.read_source(connection, settings.source, dataset)
+                    customers = staging.create(connection, run_id)
+                    with engine.connect() as reader:
+                        n_customers = features.stage_source(connection, reader, settings.source, dataset, customers)
                 else:
                     dataset_id = ingest.ensure_dataset(connection, dataset)
+                    customers = features.imported_customers(dataset_id)
                     n_customers, other = features.count_active_customers(connection, dataset_id)
-                    sample = features.read_sample(
-                        connection, dataset, dataset_id, settings.fit_sample_size, n_customers, settings.random_state
-                    )
                     if other:
                         log.warning(
                             "run %d: %d active customer(s) were imported under another data-set declaration and are"
                             " left out; import a file under this declaration to replace them", run_id, other,
                         )
-                if customers is not None:
-                    n_customers = len(customers)
-                    sample = customers.iloc[
-                        model_selection.seeded_sample(np.arange(n_customers), settings.fit_sample_size, settings.random_state)
-                    ].reset_index(drop=True)
+                sample = features.read_sample(
+                    connection, dataset, customers, settings.fit_sample_size, n_customers, settings.random_state
+                )
                 previous, next_free_id = publish.previous_run(connection, settings.features, dataset.fingerprint())
             log.info("run %d: read %d active customers, a sample of %d to fit on (%.1f s)",
                      run_id, n_customers, len(sample), time.monotonic() - started)
@@ -253,11 +257,7 @@ def run_once(
             started = time.monotonic()
             with engine.begin() as connection:
                 lock.check(connection)
-                if customers is not None:
-                    relation = assignment.customers_from_frame(connection, customers, dataset)
-                else:
-                    relation = assignment.imported_customers(dataset_id)
-                written = assignment.assign(connection, fitted, dataset, relation, run_id)
+                written = assignment.assign(connection, fitted, dataset, customers, run_id)
                 if written != fitted.n_customers:  # customers changed under the run lock: never publish half
                     raise RuntimeError(f"assigned {written} customers, but {fitted.n_customers} were counted before the fit")
                 statistics = assignment.statistics(connection, run_id, fitted.encoder, dataset)
@@ -310,6 +310,9 @@ def run_once(
             except Exception:  # e.g. the server is gone: the next run marks this one abandoned
                 log.warning("run %d: could not record its %s status", run_id, status)
             raise
+        finally:
+            if settings.source or settings.order_spec is not None:
+                drop_staged_customers(engine, run_id)
         prune_customer_rows(engine, settings, run_id)
     report_path = write_run_report(engine, settings, run_id) if settings.write_report else None
     outcome = RunOutcome(
@@ -367,6 +370,18 @@ def hold_for_rejects(engine: Engine, settings: Settings, run_id: int, result: in
     with engine.begin() as connection:
         publish.end_run(connection, run_id, "held", message)
     raise RunHeld(message, None)
+
+
+def drop_staged_customers(engine: Engine, run_id: int) -> None:
+    """Drop the run's staged customers (a source table's or RFM, see `segmentation.staging`)
+    once the run has ended, whatever its outcome. If the server cannot be reached, the next
+    run drops them (`staging.drop_leftovers`)."""
+    try:
+        with engine.begin() as connection:
+            staging.drop(connection, run_id)
+    except Exception as error:
+        log.warning("run %d: could not drop its staged customers (the next run will): %s",
+                    run_id, db.redact(" ".join(str(error).split())))
 
 
 def write_run_report(engine: Engine, settings: Settings, run_id: int) -> Path | None:

@@ -1,8 +1,8 @@
 """Reading recency, frequency and monetary value for a run, joined with customer attributes.
 
-Grain: one row per customer, in id order, shaped like `features.read_active_customers`
-(customer_id and each declared column as text), so the rest of the run treats the RFM
-columns like any declared column. The values come from the `customer_rfm` view (set-based
+Grain: one row per customer, staged in the run's table of (customer_id, attributes) like
+`segmentation_internal.customers` (`segmentation.staging`), so the rest of the run treats the
+RFM columns like any declared column. The values come from the `customer_rfm` view (set-based
 SQL), as of the run's reference date: the `as_of` setting, else the day after the latest
 order.
 
@@ -18,12 +18,11 @@ import dataclasses
 import datetime
 import logging
 
-import pandas as pd
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from segmentation.dataset import Column, Dataset
-from segmentation.features import _copy_out, _frame_from_csv
+from segmentation import staging
+from segmentation.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +32,13 @@ RFM_WORK_MEM = "256MB"
 
 #: RFM columns that are 0 for a customer without orders (the others are unknown: imputed)
 ZERO_WITHOUT_ORDERS = ("frequency", "monetary")
-#: the COPY's last two columns, read as text and dropped: which side of the join a customer lacks
-JOIN_FLAGS = (Column("_no_attributes", "_no_attributes", "category", "flag"),
-              Column("_no_orders", "_no_orders", "category", "flag"))
 
 
 @dataclasses.dataclass
 class RfmCustomers:
-    """A run's customers with their RFM columns, the reference date and the join's mismatches."""
+    """What staging a run's RFM customers gave: how many, the reference date and the join's mismatches."""
 
-    frame: pd.DataFrame
+    n_customers: int
     as_of: datetime.date | None
     orders_without_attributes: int = 0
     attributes_without_orders: int = 0
@@ -61,18 +57,26 @@ def reference_date(connection: Connection, as_of: datetime.date | None) -> datet
     ).scalar()
 
 
-def read_customers(
-    connection: Connection, dataset: Dataset, dataset_id: int | None, as_of: datetime.date | None
+def stage_customers(
+    connection: Connection, dataset: Dataset, dataset_id: int | None, as_of: datetime.date | None, run_id: int
 ) -> RfmCustomers:
-    """Customers with their declared columns: attributes of active customers imported under
-    `dataset_id` (when the declaration has imported columns) and RFM from `customer_rfm`."""
+    """Stage the run's customers with their declared columns (`segmentation.staging`, created
+    here in the caller's transaction): attributes of active customers imported under
+    `dataset_id` (when the declaration has imported columns) and RFM from `customer_rfm`.
+
+    One `create table ... as select` on the server: no customer passes through Python. Each
+    value is the text COPY would give (`cast(... as text)`), so the run sees what reading the
+    view would show.
+    """
     in_force = reference_date(connection, as_of)
     connection.exec_driver_sql(f"set local work_mem = '{RFM_WORK_MEM}'")  # a constant, no data
     imported = dataset.imported()
     rfm_value = {
-        name: sql.SQL("coalesce(rfm.{}, 0)" if name in ZERO_WITHOUT_ORDERS else "rfm.{}").format(sql.Identifier(name))
+        name: sql.SQL("cast(coalesce(rfm.{}, 0) as text)" if name in ZERO_WITHOUT_ORDERS else "cast(rfm.{} as text)")
+        .format(sql.Identifier(name))
         for name in dataset.derived
     }
+    table = staging.relation(run_id)
     if imported.columns:
         positions = {column.name: position for position, column in enumerate(imported.columns, start=1)}
         selected = [
@@ -80,26 +84,31 @@ def read_customers(
             for name in dataset.names
         ]
         statement = sql.SQL(
-            "copy (select coalesce(customer.customer_id, rfm.customer_id), {columns},"
-            " customer.customer_id is null, rfm.customer_id is null"
+            "create unlogged table {table} as"
+            ' select cast(coalesce(customer.customer_id, rfm.customer_id) as text) collate "C" as customer_id,'
+            " cast(array[{columns}] as text[]) as attributes,"
+            " customer.customer_id is null as has_no_attributes, rfm.customer_id is null as has_no_orders"
             " from (select customer_id, attributes from segmentation_internal.customers"
             "       where is_active and dataset_id = {dataset_id}) as customer"
             " full join segmentation.customer_rfm as rfm on rfm.customer_id = customer.customer_id"
-            " order by 1) to stdout with (format csv)"
-        ).format(columns=sql.SQL(", ").join(selected), dataset_id=sql.Literal(dataset_id))
+        ).format(table=table, columns=sql.SQL(", ").join(selected), dataset_id=sql.Literal(dataset_id))
     else:
         statement = sql.SQL(
-            "copy (select rfm.customer_id, {columns}, false, false from segmentation.customer_rfm as rfm"
-            " order by rfm.customer_id) to stdout with (format csv)"
-        ).format(columns=sql.SQL(", ").join(rfm_value[name] for name in dataset.names))
-    flagged = dataclasses.replace(dataset, columns=dataset.columns + JOIN_FLAGS)
-    frame = _frame_from_csv(_copy_out(connection, statement), flagged)
-    no_attributes = int((frame.pop("_no_attributes") == "t").sum())
-    no_orders = int((frame.pop("_no_orders") == "t").sum())
+            "create unlogged table {table} as"
+            ' select cast(rfm.customer_id as text) collate "C" as customer_id, cast(array[{columns}] as text[]) as attributes,'
+            " false as has_no_attributes, false as has_no_orders from segmentation.customer_rfm as rfm"
+        ).format(table=table, columns=sql.SQL(", ").join(rfm_value[name] for name in dataset.names))
+    with connection.connection.driver_connection.cursor() as cursor:
+        cursor.execute(statement)
+        cursor.execute(
+            sql.SQL(
+                "select count(*), count(*) filter (where has_no_attributes), count(*) filter (where has_no_orders) from {}"
+            ).format(table)
+        )
+        n_customers, no_attributes, no_orders = cursor.fetchone()
     if no_attributes:
         log.warning("%d customer(s) have orders but no imported attributes: their attributes are imputed", no_attributes)
     if no_orders:
         log.warning("%d customer(s) have attributes but no orders before %s: frequency and monetary value 0,"
                     " recency imputed", no_orders, in_force)
-    return RfmCustomers(frame, in_force, no_attributes, no_orders)
-
+    return RfmCustomers(int(n_customers), in_force, int(no_attributes), int(no_orders))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from segmentation import db, features, fitting, staging
 from segmentation.errors import RunHeld, SegmentationError
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
@@ -151,6 +152,150 @@ def test_a_bad_source_is_one_clear_error_before_any_fit(engine, statement, messa
         run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
     assert query(engine, "select status from segmentation_internal.runs") == [("failed",)]
     assert query(engine, "select count(*) from segmentation.current_segment_profiles") == [(0,)]
+
+
+def create_bank_source(engine, rows):
+    """crm.customer_features holding `rows` (ids, then the BANK columns as the source spells them)."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql("create schema if not exists crm")
+        connection.exec_driver_sql(
+            'create table crm.customer_features ("Client ID" text, "Income" numeric, "Balance" numeric,'
+            ' "Student" text, "Region" text)'
+        )
+        connection.execute(
+            sa.text("insert into crm.customer_features values (:c, :i, :b, :s, :r)"),
+            [{"c": cid, "i": income, "b": balance, "s": student, "r": region}
+             for cid, income, balance, student, region, _ in rows],
+        )
+
+
+def staging_tables(engine):
+    return query(engine, "select relname from pg_class where relname ~ '^run_customers_r[0-9]+$'")
+
+
+def segments_of(engine, run_id):
+    return query(engine, "select customer_id, segment_id, distance_to_centroid, attributes"
+                         " from segmentation_internal.customer_segments where run_id = :r order by 1", r=run_id)
+
+
+def test_a_source_is_staged_a_few_rows_at_a_time_and_gives_what_one_read_gives(engine, monkeypatch):
+    rows = bank_rows(300)
+    create_bank_source(engine, rows[150:] + rows[:150])  # not in id order: chunks are not either
+    whole = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
+    assert staging_tables(engine) == []
+    chunk_sizes = []
+    checked = features._checked_source_chunk
+
+    def spy(frame, source, dataset):
+        chunk_sizes.append(len(frame))
+        return checked(frame, source, dataset)
+
+    monkeypatch.setattr(features, "_checked_source_chunk", spy)
+    monkeypatch.setattr(staging, "FRAME_CHUNK_ROWS", 7)
+    chunked = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
+    # never more than 7 customers in memory on their way to the staging table, every one staged once
+    assert max(chunk_sizes) == 7 and sum(chunk_sizes) == 300 and len(chunk_sizes) == 43
+    assert chunked.n_customers == whole.n_customers == 300
+    assert segments_of(engine, chunked.run_id) == segments_of(engine, whole.run_id)
+    assert staging_tables(engine) == []
+    # the booleans and categories are stored as an import stores them
+    stored = dict(query(engine, "select customer_id, attributes from segmentation_internal.customer_segments"
+                                " where run_id = :r", r=chunked.run_id))
+    assert {value[2] for value in stored.values()} == {"true", "false"}
+    assert {value[3] for value in stored.values()} == {"East", "West", "South"}
+
+
+def test_a_source_larger_than_the_fit_sample_is_fitted_on_a_seeded_hash_sample_reproducibly(engine, monkeypatch):
+    create_bank_source(engine, bank_rows(400))
+    samples = []
+    segment = fitting.segment
+
+    def spy(sample, n_customers, *arguments):
+        samples.append((sample, n_customers))
+        return segment(sample, n_customers, *arguments)
+
+    monkeypatch.setattr("segmentation.pipeline.segment", spy)
+    first = run_once(engine, settings(dataset=BANK, source="crm.customer_features", fit_sample_size=150))
+    monkeypatch.setattr(staging, "FRAME_CHUNK_ROWS", 11)
+    second = run_once(engine, settings(dataset=BANK, source="crm.customer_features", fit_sample_size=150))
+    (one, n_one), (two, n_two) = samples
+    assert n_one == n_two == 400 and 100 < len(one) < 200
+    ids = list(one["customer_id"])
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert one.equals(two)
+    assert [row[:2] for row in segments_of(engine, first.run_id)] == [row[:2] for row in segments_of(engine, second.run_id)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        # ids repeated 50 rows apart: in different chunks of 7
+        ([("C-00001", 1, 1, "yes", "East")] * 2, "'C-00001' appears 3 times"),
+        ([(None, 1, 1, "yes", "East")] * 3, "3 row\\(s\\) have a NULL Client ID"),
+        ([("C-09999", 1, 1, "perhaps", "East")], "'perhaps' is not a boolean"),
+    ],
+)
+def test_a_bad_source_read_in_chunks_is_one_clear_error_and_leaves_no_staging_table(engine, monkeypatch, rows, message):
+    create_bank_source(engine, bank_rows(100))
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("insert into crm.customer_features values (:c, :i, :b, :s, :r)"),
+            [{"c": cid, "i": income, "b": balance, "s": student, "r": region} for cid, income, balance, student, region in rows],
+        )
+    monkeypatch.setattr(staging, "FRAME_CHUNK_ROWS", 7)
+    with pytest.raises(SegmentationError, match=message):
+        run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
+    assert query(engine, "select status from segmentation_internal.runs") == [("failed",)]
+    assert staging_tables(engine) == []
+
+
+def test_whole_ids_of_a_source_lose_their_leading_zeros_and_then_must_still_be_unique(engine, monkeypatch):
+    whole = {**BANK, "id_type": "whole"}
+    rows = [(f"{'0' * (number % 3)}{number}", *row[1:]) for number, row in enumerate(bank_rows(60))]
+    create_bank_source(engine, rows)
+    monkeypatch.setattr(staging, "FRAME_CHUNK_ROWS", 7)
+    outcome = run_once(engine, settings(dataset=whole, source="crm.customer_features", k=3))
+    stored = [row[0] for row in query(engine, "select customer_id from segmentation.current_customer_segments")]
+    assert outcome.n_customers == 60 and sorted(stored) == list(range(60))
+    with engine.begin() as connection:  # 0041 is customer 41 again, in another chunk
+        connection.exec_driver_sql("insert into crm.customer_features values ('0041', 1, 1, 'yes', 'East')")
+    with pytest.raises(SegmentationError, match="'41' appears 2 times"):
+        run_once(engine, settings(dataset=whole, source="crm.customer_features", k=3))
+    assert staging_tables(engine) == []
+
+
+def test_a_run_that_fails_after_staging_drops_its_staged_customers(engine, monkeypatch):
+    create_bank_source(engine, bank_rows(120))
+    seen = []
+
+    def broken(*arguments):
+        seen.extend(staging_tables(engine))
+        raise RuntimeError("the fit broke")
+
+    monkeypatch.setattr("segmentation.pipeline.segment", broken)
+    with pytest.raises(RuntimeError, match="the fit broke"):
+        run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
+    assert seen == [("run_customers_r1",)]  # staged and committed before the fit
+    assert staging_tables(engine) == []
+    assert query(engine, "select status from segmentation_internal.runs") == [("failed",)]
+
+
+def test_the_next_run_drops_the_staged_customers_of_a_run_whose_process_died(engine):
+    create_bank_source(engine, bank_rows(120))
+    db.upgrade(engine)
+    with engine.begin() as connection:  # what a run killed between its read and its publish leaves
+        connection.exec_driver_sql("insert into segmentation_internal.runs (status) values ('running')")
+        connection.exec_driver_sql(
+            'create unlogged table segmentation_internal.run_customers_r1 (customer_id text collate "C", attributes text[])'
+        )
+        connection.exec_driver_sql("create table segmentation_internal.run_customers_kept (id int)")  # not a staging table
+    outcome = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
+    assert outcome.status == "published" and outcome.run_id == 2
+    assert staging_tables(engine) == []
+    assert query(engine, "select to_regclass('segmentation_internal.run_customers_kept') is not null") == [(True,)]
+    assert query(engine, "select run_id, status from segmentation_internal.runs order by 1") == [
+        (1, "abandoned"), (2, "published")
+    ]
 
 
 def test_a_file_with_40_percent_rejected_lines_is_held_not_published(engine, tmp_path):

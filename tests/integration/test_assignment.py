@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from segmentation import assignment, clustering, db, features, fitting
+from segmentation import assignment, clustering, db, features, fitting, staging
 from segmentation.dataset import parse_dataset
 from segmentation.segment_statistics import SegmentStatistics
 from segmentation.settings import load_settings
@@ -69,7 +69,8 @@ def in_database(engine, fitted, dataset, customers):
     """The per-customer rows and statistics of the SQL assignment of `customers` (rolled back)."""
     db.upgrade(engine)
     with engine.begin() as connection:
-        relation = assignment.customers_from_frame(connection, customers, dataset)
+        relation = staging.create(connection, RUN_ID)
+        staging.write_frames(connection, relation, [customers], dataset)
         written = assignment.assign(connection, fitted, dataset, relation, RUN_ID)
         rows = pd.read_sql_query(
             sa.text(f"select * from segmentation_internal.customer_segments_r{RUN_ID} order by customer_id"), connection

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from segmentation import rfm
+from segmentation import features, rfm, staging
 from segmentation.errors import ImportRefused
 from segmentation.ingest import import_file
 from segmentation.ingest.orders import import_orders
@@ -178,10 +178,11 @@ def test_attributes_and_orders_are_joined_and_the_unmatched_counted(engine, tmp_
 
     with engine.begin() as connection:
         dataset_id = ensure_dataset(connection, settings.declaration.imported())
-        read = rfm.read_customers(connection, settings.declaration, dataset_id, None)
-    frame = read.frame.set_index("customer_id")
+        read = rfm.stage_customers(connection, settings.declaration, dataset_id, None, run_id=1)
+        frame = features.read_customers(connection, settings.declaration, staging.relation(1)).set_index("customer_id")
+        connection.rollback()
     assert list(frame.index) == ["1", "2", "3", "4", "5", "99"]
-    assert (read.orders_without_attributes, read.attributes_without_orders) == (3, 1)
+    assert (read.n_customers, read.orders_without_attributes, read.attributes_without_orders) == (6, 3, 1)
     assert frame.loc["99", "frequency"] == "0" and frame.loc["99", "recency_days"] is None
     assert frame.loc["2", "income"] is None and frame.loc["1", "income"] == "10"
 
@@ -198,6 +199,9 @@ def test_a_run_on_orders_records_its_reference_date(engine, tmp_path):
     outcome = run_once(engine, settings, orders_path=write(tmp_path, "\n".join(rows) + "\n"))
     assert outcome.status == "published"
     assert query(engine, "select as_of from segmentation_internal.runs") == [(datetime.date(2024, 4, 1),)]
+    # the customers were staged on the server for the run, and dropped with it
+    assert query(engine, "select count(*) from segmentation_internal.customer_segments") == [(60,)]
+    assert query(engine, "select relname from pg_class where relname ~ '^run_customers_r[0-9]+$'") == []
     names = set(outcome.profiles["segment_name"])
     assert names == {"Champions", "Lost"}
     columns = {row[0] for row in query(

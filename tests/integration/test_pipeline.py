@@ -5,7 +5,7 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from segmentation import assignment, db, publish
+from segmentation import assignment, db, publish, staging
 from segmentation.errors import RunLocked
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
@@ -133,7 +133,7 @@ def test_customers_marked_inactive_are_left_out_of_the_next_fit(engine, tmp_path
     assert outcome.n_customers == 180
 
 
-def test_customers_held_in_memory_keep_tabs_quotes_backslashes_and_missing_values(engine):
+def test_staged_customers_keep_tabs_quotes_backslashes_and_missing_values(engine):
     import pandas as pd
 
     from segmentation.dataset import MALL
@@ -141,7 +141,8 @@ def test_customers_held_in_memory_keep_tabs_quotes_backslashes_and_missing_value
     db.upgrade(engine)
     awkward = [['tab\there', 'quote " and \\ backslash', 'comma, {brace}', None], ['', 'NULL', None, '\\N']]
     frame = pd.DataFrame({"customer_id": ["a\tb", "c\\d"], **dict(zip(MALL.names, zip(*awkward)))})
-    with engine.begin() as connection:  # a source table's or RFM customers on their way to the SQL assignment
-        relation = assignment.customers_from_frame(connection, frame, MALL)
+    with engine.begin() as connection:  # a source table's chunk on its way to the SQL assignment
+        relation = staging.create(connection, 1)
+        staging.write_frames(connection, relation, [frame.iloc[:1], frame.iloc[1:]], MALL)
         stored = connection.execute(sa.text(f"select customer_id, attributes from {relation.as_string(None)} order by 1")).all()
     assert [tuple(row) for row in stored] == [("a\tb", awkward[0]), ("c\\d", awkward[1])]
