@@ -47,10 +47,10 @@ import sqlalchemy as sa
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
+from benchmarks.file_variants import appended, changed, first_lines  # noqa: E402
 from segmentation import db  # noqa: E402
 from segmentation.db import sqlalchemy_url  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402
-from benchmarks.file_variants import appended, changed, first_lines  # noqa: E402
 
 #: the ten-column file's declaration, as a user writes it under [dataset] in segment.toml
 DECLARED = {

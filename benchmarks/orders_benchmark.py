@@ -10,7 +10,7 @@ kept for the next run: OrderID, CustomerID, ISO OrderDate, Revenue; about 5.5 li
 customer) and measured in this one run, each in a fresh database:
 - `psql \\copy` of the file into a plain table with the same typed columns as `orders`
   (text order and customer ids, timestamp, numeric; no key: an order log has none), the limit;
-- our import (`segmentation.ingest.orders.import_orders`, each in its own process) into the
+- our import (`segmentation.orders.ingest.import_orders`, each in its own process) into the
   empty table (first load), then the same file again (every line unchanged), then the nightly
   case: the same file with 1% more lines appended (new orders of existing and new customers,
   order ids after the file's; both re-imports find the last import's file at the start and read
@@ -20,7 +20,7 @@ customer) and measured in this one run, each in a fresh database:
 - `segmentation.customer_rfm` materialised (`create temporary table ... as select * from` the
   view: recency, frequency, monetary value, scores) against a plain `group by customer_id`
   of the same orders (last order, count, sum) materialised the same way, both by psql with the
-  work_mem a run reads the view with (`segmentation.rfm.RFM_WORK_MEM`).
+  work_mem a run reads the view with (`segmentation.orders.rfm.RFM_WORK_MEM`).
 The target: an import at least 0.5x `\\copy`'s rate (lines of the file per second), first load
 and re-imports alike.
 """
@@ -40,11 +40,11 @@ import sqlalchemy as sa
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
+from benchmarks.file_variants import changed  # noqa: E402
 from segmentation import db  # noqa: E402
 from segmentation.db import sqlalchemy_url  # noqa: E402
-from segmentation.rfm import RFM_WORK_MEM  # noqa: E402
+from segmentation.orders.rfm import RFM_WORK_MEM  # noqa: E402
 from segmentation.sample import write_order_sample  # noqa: E402
-from benchmarks.file_variants import changed  # noqa: E402
 
 LIMIT_TABLE = 'create table plain (order_id text, customer_id text collate "C", ordered_at timestamp, amount numeric)'
 RFM_QUERY = "create temporary table measured as select * from segmentation.customer_rfm"
@@ -56,7 +56,7 @@ IMPORT_CHILD = """
 import json, sys
 from pathlib import Path
 from segmentation import db
-from segmentation.ingest.orders import import_orders
+from segmentation.orders.ingest import import_orders
 from segmentation.orders import OrdersSpec
 def peak_mb():  # of this process alone (ru_maxrss would include the parent's peak before exec)
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) / 1024

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from segmentation import assignment, clustering, db, features, publish, staging  # noqa: E402
+from segmentation import clustering, db, features, publish, staging  # noqa: E402
 from segmentation.dataset import MALL  # noqa: E402
 from segmentation.ingest import ensure_dataset, import_file  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402

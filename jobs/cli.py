@@ -237,7 +237,7 @@ def import_orders(
     path: Annotated[Path, typer.Argument(help="order CSV (UTF-8, header on line 1)", dir_okay=False)],
 ) -> None:
     """Import an order CSV into segmentation_internal.orders (no fit); `segment run` then segments on RFM."""
-    from segmentation.ingest.orders import import_orders as import_order_file
+    from segmentation.orders.ingest import import_orders as import_order_file
 
     settings = load_settings()
     spec = settings.order_spec or settings.with_orders().order_spec
@@ -395,7 +395,7 @@ def bi_superset(
 
     Import it with `superset import-dashboards -p FILE -u ADMIN` or the UI (Dashboards > Import), then set the password of the database "Customer segments (DATABASE)" in Superset (the bundle carries a placeholder).
     """
-    from segmentation.superset import database_name, write_bundle
+    from segmentation.bi.superset import database_name, write_bundle
 
     settings = load_settings()
     with db.database(settings) as engine:

@@ -20,7 +20,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from segmentation.errors import DatabaseUnreachable, RunLocked, RunLockLost, SegmentationError
+from segmentation.errors import (
+    DatabaseUnreachable,
+    RunLocked,
+    RunLockLost,
+    SegmentationError,
+)
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)

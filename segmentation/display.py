@@ -1,7 +1,7 @@
 """How numbers and segments are shown: percentages, short segment labels, colours, rounding.
 
 Each rule exists twice, in Python (the command line, the report) and as an SQL expression (the
-views that `segmentation.views` generates), so that a dashboard, the report and `segment run`
+views that `segmentation.publish.views` generates), so that a dashboard, the report and `segment run`
 print the same 41.2 % and the same "S3 High income". Tests hold the two sides equal. The fixed
 views of the migrations carry their own frozen copies of these expressions.
 """

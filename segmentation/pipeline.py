@@ -5,7 +5,7 @@ Transactions (this module owns them all):
 2. a committed `running` run row;
 3. import: a committed `running` batch row, then one transaction for the file's data;
 4. reading a seeded sample of the customers (a `source` table's or RFM customers are first staged
-   in a table of the run's, committed with the read, see `segmentation.staging`), then choosing
+   in a table of the run's, committed with the read, see `segmentation.features.staging`), then choosing
    k and fitting with no transaction open;
 5. one transaction in which PostgreSQL assigns every customer into the run's new partition
    and sums the segments' statistics (`assignment`), then the profiles are written and the run
@@ -28,11 +28,21 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from segmentation import assignment, db, drift, features, ingest, profiling, publish, rfm, staging
-from segmentation.errors import Cancelled, ConfigurationError, DatabaseUnavailable, RunHeld, RunLockLost
-from segmentation.fitting import Fitted, previous_centroids, segment
-from segmentation.ingest.orders import OrderImportResult, import_orders
-from segmentation.segment_statistics import SegmentStatistics, medians
+from segmentation import db, features, ingest, profiling, publish
+from segmentation.errors import (
+    Cancelled,
+    ConfigurationError,
+    DatabaseUnavailable,
+    RunHeld,
+    RunLockLost,
+)
+from segmentation.features import staging
+from segmentation.model import drift
+from segmentation.model.fitting import Fitted, previous_centroids, segment
+from segmentation.orders import rfm
+from segmentation.orders.ingest import OrderImportResult, import_orders
+from segmentation.profiling.statistics import SegmentStatistics, medians
+from segmentation.publish import assignment
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -373,7 +383,7 @@ def hold_for_rejects(engine: Engine, settings: Settings, run_id: int, result: in
 
 
 def drop_staged_customers(engine: Engine, run_id: int) -> None:
-    """Drop the run's staged customers (a source table's or RFM, see `segmentation.staging`)
+    """Drop the run's staged customers (a source table's or RFM, see `segmentation.features.staging`)
     once the run has ended, whatever its outcome. If the server cannot be reached, the next
     run drops them (`staging.drop_leftovers`)."""
     try:

@@ -38,7 +38,14 @@ One module per responsibility:
 
 from segmentation.dataset import BOOLEAN_WORDS, normalise_header
 from segmentation.errors import ImportRefused
-from segmentation.ingest.load import ImportResult, begin_batch, ensure_dataset, fail_batch, import_file, load_file
+from segmentation.ingest.load import (
+    ImportResult,
+    begin_batch,
+    ensure_dataset,
+    fail_batch,
+    import_file,
+    load_file,
+)
 from segmentation.ingest.plain import integer_range_pattern, plain_line_pattern
 from segmentation.ingest.rules import (
     ELLIPSIS,

@@ -22,9 +22,20 @@ from sqlalchemy.engine import Connection, Engine
 from segmentation import db
 from segmentation.dataset import MALL, Dataset
 from segmentation.errors import SegmentationError
-from segmentation.ingest.merge import TailConflict, _staged_load, _tail_load, prepare_session
+from segmentation.ingest.merge import (
+    TailConflict,
+    _staged_load,
+    _tail_load,
+    prepare_session,
+)
 from segmentation.ingest.prefix import match, previous_import, reading_key, record
-from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer, storable
+from segmentation.ingest.records import (
+    _copy_statement,
+    _csv_quoted,
+    _stream,
+    _Writer,
+    storable,
+)
 from segmentation.ingest.source import BLOCK_BYTES, _open
 from segmentation.settings import Settings
 

@@ -20,9 +20,15 @@ from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from segmentation.dataset import Dataset
-from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer, storable
-from segmentation.ingest.rules import ELLIPSIS, MAX_QUOTED_CHARACTERS
 from segmentation.ingest.prefix import METHOD, Prefix, copy_rejects
+from segmentation.ingest.records import (
+    _copy_statement,
+    _csv_quoted,
+    _stream,
+    _Writer,
+    storable,
+)
+from segmentation.ingest.rules import ELLIPSIS, MAX_QUOTED_CHARACTERS
 from segmentation.ingest.source import _numbered_lines, _open, _Source
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from segmentation.dataset import BOOLEAN_WORDS, MALL, Column, Dataset
-from segmentation.ingest.rules import MAX_ID_DIGITS, MAX_TEXT_ID_CHARACTERS, MAX_WHOLE_DIGITS, ColumnLayout, _bounds
+from segmentation.ingest.rules import (
+    MAX_ID_DIGITS,
+    MAX_TEXT_ID_CHARACTERS,
+    MAX_WHOLE_DIGITS,
+    ColumnLayout,
+    _bounds,
+)
 
 #: what makes PostgreSQL's array_out quote a text element: a brace, the comma delimiter, a
 #: double quote, a backslash or white space as array_isspace knows it (ASCII only)

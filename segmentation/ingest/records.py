@@ -18,18 +18,29 @@ from sqlalchemy.engine import Connection
 
 from segmentation.dataset import Dataset
 from segmentation.errors import ImportRefused
-from segmentation.ingest.plain import _converter, _verbatim_converter, array_literal, plain_line_pattern, verbatim_line_pattern
+from segmentation.ingest.plain import (
+    _converter,
+    _verbatim_converter,
+    array_literal,
+    plain_line_pattern,
+    verbatim_line_pattern,
+)
 from segmentation.ingest.rules import (
-    UNBALANCED_QUOTE,
-    RowRejected,
     _LONE_SURROGATE,
+    UNBALANCED_QUOTE,
     ColumnLayout,
     ParsedLine,
+    RowRejected,
     id_in_prefix,
     parse_line,
 )
-from segmentation.ingest.source import LONG_LINE_PATTERN, MAX_LINE_CHARACTERS, Block, LongLine, _Source
-
+from segmentation.ingest.source import (
+    LONG_LINE_PATTERN,
+    MAX_LINE_CHARACTERS,
+    Block,
+    LongLine,
+    _Source,
+)
 
 
 def storable(text: str) -> str:

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from segmentation import db, features, fitting, staging
+from segmentation import db
 from segmentation.errors import RunHeld, SegmentationError
+from segmentation.features import source_table, staging
+from segmentation.model import fitting
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
 
@@ -184,13 +186,13 @@ def test_a_source_is_staged_a_few_rows_at_a_time_and_gives_what_one_read_gives(e
     whole = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
     assert staging_tables(engine) == []
     chunk_sizes = []
-    checked = features._checked_source_chunk
+    checked = source_table._checked_source_chunk
 
     def spy(frame, source, dataset):
         chunk_sizes.append(len(frame))
         return checked(frame, source, dataset)
 
-    monkeypatch.setattr(features, "_checked_source_chunk", spy)
+    monkeypatch.setattr(source_table, "_checked_source_chunk", spy)
     monkeypatch.setattr(staging, "FRAME_CHUNK_ROWS", 7)
     chunked = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
     # never more than 7 customers in memory on their way to the staging table, every one staged once

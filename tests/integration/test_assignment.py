@@ -7,9 +7,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from segmentation import assignment, clustering, db, features, fitting, staging
+from segmentation import db, features
 from segmentation.dataset import parse_dataset
-from segmentation.segment_statistics import SegmentStatistics
+from segmentation.features import staging
+from segmentation.model import clustering, fitting
+from segmentation.profiling.statistics import SegmentStatistics
+from segmentation.publish import assignment
 from segmentation.settings import load_settings
 
 DECLARATION = {

@@ -4,7 +4,9 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from segmentation.dataset import MALL
 from segmentation.errors import ImportRefused

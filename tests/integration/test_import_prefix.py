@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from segmentation import db
 from segmentation.errors import ImportRefused
 from segmentation.ingest import import_file
-from segmentation.ingest.orders import import_orders
 from segmentation.orders import OrdersSpec
+from segmentation.orders.ingest import import_orders
 from segmentation.settings import load_settings
 from tests.conftest import _fresh_database
 
@@ -50,7 +50,7 @@ def whole_file(monkeypatch):
     """Imports inside read the whole file (no prefix is ever recognised)."""
     with monkeypatch.context() as patch:
         patch.setattr("segmentation.ingest.load.match", lambda *_: None)
-        patch.setattr("segmentation.ingest.orders.match", lambda *_: None)
+        patch.setattr("segmentation.orders.ingest.match", lambda *_: None)
         yield
 
 

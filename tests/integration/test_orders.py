@@ -6,11 +6,12 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from segmentation import features, rfm, staging
+from segmentation import features
 from segmentation.errors import ImportRefused
+from segmentation.features import staging
 from segmentation.ingest import import_file
-from segmentation.ingest.orders import import_orders
-from segmentation.orders import OrdersSpec
+from segmentation.orders import OrdersSpec, rfm
+from segmentation.orders.ingest import import_orders
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
 

@@ -5,9 +5,11 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from segmentation import assignment, db, publish, staging
+from segmentation import db, publish
 from segmentation.errors import RunLocked
+from segmentation.features import staging
 from segmentation.pipeline import run_once
+from segmentation.publish import assignment
 from segmentation.settings import load_settings
 
 

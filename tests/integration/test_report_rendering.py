@@ -5,6 +5,7 @@ import re
 import pytest
 
 from segmentation import report
+from segmentation.report import data as report_data
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
 from tests.browser import chromium, chromium_command
@@ -35,8 +36,8 @@ def test_a_run_on_other_features_reports_renumbered_segments_not_moves(engine, c
     second = run_once(engine, settings(features="age,spending_score"), None)
     third = run_once(engine, settings(), None)
     with engine.connect() as connection:
-        renumbered = report.load_report_data(connection, second.run_id)
-        back = report.load_report_data(connection, third.run_id)
+        renumbered = report_data.load_report_data(connection, second.run_id)
+        back = report_data.load_report_data(connection, third.run_id)
     assert renumbered.previous_run_id == first.run_id and not renumbered.previous_comparable
     assert renumbered.comparable_run_id is None
     assert renumbered.previous_features == ("annual_income_k", "spending_score")
@@ -92,7 +93,7 @@ def test_moves_read_by_a_left_join_equal_the_full_join_of_both_runs(engine, cust
     first = run_once(engine, settings(k=5), customers_csv)
     second = run_once(engine, settings(k=5), second_csv)
     with engine.connect() as connection:
-        moves = report.read_transitions(connection, second.run_id, first.run_id)
+        moves = report_data.read_transitions(connection, second.run_id, first.run_id)
         expected = connection.exec_driver_sql(
             "select earlier.segment_id, latest.segment_id, count(*)"
             " from (select * from segmentation_internal.customer_segments where run_id = %(p)s) as earlier"

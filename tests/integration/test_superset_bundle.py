@@ -7,7 +7,7 @@ import zipfile
 import sqlalchemy as sa
 import yaml
 
-from segmentation import superset
+from segmentation.bi import superset
 from segmentation.dataset import MALL
 from segmentation.palette import segment_color
 from tests.integration.test_bi_access import populated  # noqa: F401 - two published runs of the sample

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from segmentation import superset
+from segmentation.bi import superset
 from segmentation.dataset import MALL
+from tests.browser import chromium, chromium_command
 from tests.integration.test_bi_access import populated  # noqa: F401 - fixture
 from tests.integration.test_superset_bundle import CHART_TITLES
-from tests.browser import chromium, chromium_command
 
 pytestmark = pytest.mark.superset
 

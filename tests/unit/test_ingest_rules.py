@@ -6,10 +6,11 @@ import re
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from segmentation import ingest
-from segmentation.ingest import plain, records, rules, source
 from segmentation.dataset import MALL, Column, Dataset
 from segmentation.errors import ImportRefused
 from segmentation.ingest import (
@@ -21,7 +22,11 @@ from segmentation.ingest import (
     parse_customer_id,
     parse_line,
     parse_value,
+    plain,
     plain_line_pattern,
+    records,
+    rules,
+    source,
 )
 
 MALL_HEADER = ["CustomerID", "Genre", "Age", "Annual Income (k$)", "Spending Score (1-100)"]

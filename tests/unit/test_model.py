@@ -6,8 +6,10 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from segmentation import clustering, features, model_selection, profiling
+from segmentation import features, profiling
 from segmentation.dataset import MALL
+from segmentation.model import clustering
+from segmentation.model import selection as model_selection
 
 
 def customers_frame(rows):
@@ -240,7 +242,7 @@ def test_a_fit_on_a_seeded_sample_assigns_customers_as_a_fit_on_all_of_them():
 def test_the_sql_sum_adds_in_numpys_order_so_distances_agree_to_the_last_bit():
     from psycopg import sql
 
-    from segmentation.assignment import numpy_sum
+    from segmentation.publish.assignment import numpy_sum
 
     rng = np.random.default_rng(2)
     for width in (2, 5, 8, 13, 20):

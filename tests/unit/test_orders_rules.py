@@ -8,7 +8,7 @@ import pytest
 from segmentation.ingest.dates import PLAIN_DATE, parse_order_date
 from segmentation.ingest.rules import RowRejected
 from segmentation.orders import OrdersSpec, locate, parse_orders
-from segmentation.rfm_names import RECOMMENDATIONS, RULES, kind, unique_names
+from segmentation.orders.names import RECOMMENDATIONS, RULES, kind, unique_names
 from segmentation.settings import Settings
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from segmentation import report
+from segmentation.report import data as report_data
 from segmentation.dataset import MALL, Column, Dataset
 from segmentation.palette import segment_color
 
@@ -109,7 +110,7 @@ def segment_features(customers: pd.DataFrame, dataset: Dataset, features: list[s
 
 
 def make_data(dataset: Dataset, features: list[str], customers: pd.DataFrame, *, describe: bool = True,
-              previous_run_id: int | None = 6, sample: pd.DataFrame | None = None) -> report.ReportData:
+              previous_run_id: int | None = 6, sample: pd.DataFrame | None = None) -> report_data.ReportData:
     run_id = 7
     counts = customers.groupby("segment_id").size()
     profiles = pd.DataFrame({
@@ -144,7 +145,7 @@ def make_data(dataset: Dataset, features: list[str], customers: pd.DataFrame, *,
         "from_segment_id": [ids[0], ids[-1], None], "to_segment_id": [ids[0], ids[0], ids[-1]],
         "customer_count": [50, 3, 2],
     })
-    return report.ReportData(
+    return report_data.ReportData(
         run=run, evaluations=evaluations, profiles=profiles,
         customers=customers if sample is None else sample, previous_run_id=previous_run_id,
         transitions=transitions, segment_features=segment_features(customers, dataset, features, run_id),
@@ -330,7 +331,7 @@ def test_customers_from_attributes_types_values_by_declaration():
     })
     bank = Dataset(id_column="id", id_type="text", columns=(BANK.columns[0], BANK.columns[2], BANK.columns[3],
                                                               BANK.columns[4], BANK.columns[1]))
-    customers = report.customers_from_attributes(raw, bank)
+    customers = report_data.customers_from_attributes(raw, bank)
     assert list(customers.columns) == ["customer_id", "segment_id", "is_outlier", "income", "tenure", "student",
                                        "region", "balance"]
     assert customers["income"].tolist()[0] == 1200.5 and customers["income"].isna().tolist()[1:] == [True, True]
@@ -341,7 +342,7 @@ def test_customers_from_attributes_types_values_by_declaration():
     assert customers["is_outlier"].tolist() == [False, True, False]
 
 
-def render_report(data: report.ReportData) -> str:
+def render_report(data: report_data.ReportData) -> str:
     page = report.render_report(data)
     assert page.startswith("<!doctype html>") and "http" not in page.split("<body>")[1]
     return page

@@ -20,17 +20,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from segmentation.dataset import Column  # noqa: E402
+from segmentation.report.data import _present  # noqa: E402
 
 if TYPE_CHECKING:
-    from segmentation.report import ReportData, _Feature
+    from segmentation.report.data import ReportData, _Feature
 
 MAX_CATEGORIES_SHOWN = 12  # bars per category chart; the rest are summed as "other"
 PANELS_PER_ROW = 4
 DATA_COLOUR = "#4c72b0"
-
-
-def _present(value) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) and value is not pd.NA
 
 
 

@@ -1,7 +1,7 @@
 """Reading recency, frequency and monetary value for a run, joined with customer attributes.
 
 Grain: one row per customer, staged in the run's table of (customer_id, attributes) like
-`segmentation_internal.customers` (`segmentation.staging`), so the rest of the run treats the
+`segmentation_internal.customers` (`segmentation.features.staging`), so the rest of the run treats the
 RFM columns like any declared column. The values come from the `customer_rfm` view (set-based
 SQL), as of the run's reference date: the `as_of` setting, else the day after the latest
 order.
@@ -21,8 +21,8 @@ import logging
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from segmentation import staging
 from segmentation.dataset import Dataset
+from segmentation.features import staging
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def reference_date(connection: Connection, as_of: datetime.date | None) -> datet
 def stage_customers(
     connection: Connection, dataset: Dataset, dataset_id: int | None, as_of: datetime.date | None, run_id: int
 ) -> RfmCustomers:
-    """Stage the run's customers with their declared columns (`segmentation.staging`, created
+    """Stage the run's customers with their declared columns (`segmentation.features.staging`, created
     here in the caller's transaction): attributes of active customers imported under
     `dataset_id` (when the declaration has imported columns) and RFM from `customer_rfm`.
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import socket
-
-import logging
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from segmentation import views
 from segmentation.dataset import MALL, Dataset
 from segmentation.errors import RunLockLost
+from segmentation.publish import views
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,11 @@ import sklearn
 from joblib import Parallel, delayed
 from kneed import KneeLocator
 from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, davies_bouldin_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    calinski_harabasz_score,
+    davies_bouldin_score,
+)
 from threadpoolctl import threadpool_limits
 
 MIN_STABILITY = 0.75

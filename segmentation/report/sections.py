@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from segmentation.display import percent
-from segmentation.report_plots import (
+from segmentation.report.data import _present
+from segmentation.report.plots import (
     _count,
-    _present,
     plot_category_shares,
-    plot_k_choice,
     plot_histograms,
+    plot_k_choice,
     plot_pairs,
     plot_profile_indexes,
     plot_segment_sizes,
@@ -26,7 +26,7 @@ from segmentation.report_plots import (
 )
 
 if TYPE_CHECKING:
-    from segmentation.report import ReportData, _Feature
+    from segmentation.report.data import ReportData, _Feature
 
 MAX_PAIRS = 3
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from segmentation import rfm_names
 from segmentation.dataset import Column, Dataset, Rule
 from segmentation.features import MISSING_CATEGORY
-from segmentation.segment_statistics import SegmentStatistics, medians
+from segmentation.orders import names as rfm_names
+from segmentation.profiling.statistics import SegmentStatistics, medians
 
 LOW, AVERAGE, HIGH = "low", "average", "high"
 LEVEL_THRESHOLD = 0.5

@@ -1,6 +1,6 @@
 """The staged order lines against `segmentation_internal.orders`: which lines are new, which stored ones
 a file that restates its orders no longer has. Set-based SQL on the temporary `order_stage`
-(its valid lines have `reason` null) that `segmentation.ingest.orders` filled.
+(its valid lines have `reason` null) that `segmentation.orders.ingest` filled.
 
 A line's identity is its content (KEY: customer, order id, time, amount) and its position among
 identical lines. One hash full join pairs the file's lines with the stored ones; when every

@@ -21,7 +21,7 @@ this module adds what orders need:
 
 Into an empty `orders` table a file with amounts is copied straight in; otherwise lines go
 through a staging table (plain lines as the file has them, read by PostgreSQL) and the
-set-based statements of `segmentation.ingest.order_merge`.
+set-based statements of `segmentation.orders.merge`.
 """
 
 from __future__ import annotations
@@ -43,16 +43,31 @@ from segmentation import db
 from segmentation.dataset import Column, Dataset
 from segmentation.errors import ImportRefused, SegmentationError
 from segmentation.ingest.dates import PLAIN_DATE, parse_order_date
+from segmentation.ingest.filetype import refuse_what_is_not_csv
 from segmentation.ingest.load import ImportResult, begin_batch, fail_batch
 from segmentation.ingest.merge import _step
-from segmentation.ingest.order_merge import merge_stage
-from segmentation.ingest.prefix import METHOD, Prefix, copy_rejects, match, previous_import, reading_key, record
 from segmentation.ingest.plain import _id_plain, _text_classes
+from segmentation.ingest.prefix import (
+    METHOD,
+    Prefix,
+    copy_rejects,
+    match,
+    previous_import,
+    reading_key,
+    record,
+)
 from segmentation.ingest.records import _copy_statement, _csv_quoted, _stream, _Writer
-from segmentation.ingest.rules import ParsedLine, RowRejected, parse_value
-from segmentation.ingest.filetype import refuse_what_is_not_csv
-from segmentation.ingest.source import BLOCK_BYTES, _blocks, _detect_delimiter, _header_fields, _header_record, _open
+from segmentation.ingest.rules import ParsedLine, RowRejected
+from segmentation.ingest.source import (
+    BLOCK_BYTES,
+    _blocks,
+    _detect_delimiter,
+    _header_fields,
+    _header_record,
+    _open,
+)
 from segmentation.orders import OrdersLayout, OrdersSpec, locate
+from segmentation.orders.merge import merge_stage
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +191,7 @@ class _OrderWriter(_Writer):
             "def convert(lines, tail, start):\n"  # (start: the number of the first line; not written)
             f"    return ''.join([f{record + '{tail}'!r} for line in lines for f in [line.split(d)]])\n"
         )
-        exec(compile(code, "<segmentation.ingest.orders converter>", "exec"), namespace)  # noqa: S102 - indexes only
+        exec(compile(code, "<segmentation.orders.ingest converter>", "exec"), namespace)  # noqa: S102 - indexes only
         return namespace["convert"]
 
     def _record(self, parsed: ParsedLine) -> str:

@@ -30,9 +30,14 @@ from sqlalchemy.engine import Connection
 
 from segmentation import publish
 from segmentation.dataset import Dataset
-from segmentation.features import MISSING_CATEGORY, Encoder, indicator_divisor, scaler_parameters
-from segmentation.fitting import Fitted
-from segmentation.segment_statistics import SegmentStatistics
+from segmentation.features import (
+    MISSING_CATEGORY,
+    Encoder,
+    indicator_divisor,
+    scaler_parameters,
+)
+from segmentation.model.fitting import Fitted
+from segmentation.profiling.statistics import SegmentStatistics
 
 #: parallel workers for the assignment and the statistics (the benchmark machine has 2 cores)
 PARALLEL_WORKERS = 2

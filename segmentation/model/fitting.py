@@ -17,8 +17,10 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from segmentation import clustering, features, model_selection, publish
+from segmentation import features, publish
 from segmentation.errors import NothingToSegment
+from segmentation.model import clustering
+from segmentation.model import selection as model_selection
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
