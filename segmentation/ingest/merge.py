@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from segmentation import db
 from segmentation.dataset import Dataset
 from segmentation.ingest.prefix import METHOD, Prefix, copy_rejects
 from segmentation.ingest.records import (
@@ -74,15 +75,20 @@ def _staged_load(
     column_map: dict[str, str],
     export_mode: str,
     max_reject_share: float,
+    segmentation_id: int,
+    reading: dict | None = None,
 ):
-    """COPY every line into a staging table (rejects with their reason), then merge by set operations."""
-    source = _open(path, dataset, column_map)
+    """COPY every line into a staging table (rejects with their reason), then merge by set operations
+    into the segmentation's customers. `reading`: the keyword arguments of `source._open` (encoding,
+    decimal_separator)."""
+    source = _open(path, dataset, column_map, **(reading or {}))
     writer, reasons, unique = _stage(connection, source, dataset)
     rejected = sum(reasons.values())
     valid = writer.rows_read - rejected
     deactivate = export_mode == "full" and not _too_many_rejects(path, rejected, writer.rows_read, max_reject_share)
     counts = _merge(
-        connection, batch_id, dataset_id, deactivate=deactivate, merge_join=unique, any_rejects=rejected > 0
+        connection, batch_id, dataset_id, segmentation_id, deactivate=deactivate, merge_join=unique,
+        any_rejects=rejected > 0,
     )
     return {
         **counts,
@@ -150,12 +156,13 @@ def _stage(connection: Connection, source: _Source, dataset: Dataset) -> tuple[_
 MAX_PROBED_SHARE = 0.05
 
 
-def _few_against(connection: Connection, tail_records: int) -> bool:
+def _few_against(connection: Connection, tail_records: int, segmentation_id: int) -> bool:
     """Whether `tail_records` are few enough against the stored customers (MAX_PROBED_SHARE) to look
     each up in the primary key: the planner, costing each lookup as a read from disk, hashes all
     10M customers for a tail of 100,000 instead (2-3 s per join here, where the key is in memory)."""
     stored = connection.execute(
-        sa.text("select reltuples from pg_class where oid = cast('segmentation_internal.customers' as regclass)")
+        sa.text("select reltuples from pg_class where oid = cast(:table as regclass)"),
+        {"table": db.partition("customers", segmentation_id)},
     ).scalar_one()
     return tail_records <= MAX_PROBED_SHARE * stored
 
@@ -165,7 +172,7 @@ class TailConflict(Exception):
 
 
 def _tail_load(connection: Connection, source: _Source, prefix: Prefix, batch_id: int, dataset: Dataset,
-               dataset_id: int, export_mode: str, max_reject_share: float):
+               dataset_id: int, export_mode: str, max_reject_share: float, segmentation_id: int):
     """Merge only the tail of a file whose prefix is the last import's file (`prefix`).
 
     The prefix's lines are unchanged (its customers are stored as it left them) and its
@@ -183,15 +190,15 @@ def _tail_load(connection: Connection, source: _Source, prefix: Prefix, batch_id
         writer, tail_reasons, _ = _stage(connection, source, dataset)
         with _step("tail lines of active customers"):
             connection.exec_driver_sql("analyze import_stage")
-            probes = _few_against(connection, writer.rows_read)
+            probes = _few_against(connection, writer.rows_read, segmentation_id)
             if probes:  # look the tail's ids up in the primary key instead of hashing every customer
                 connection.exec_driver_sql("set local enable_hashjoin = off")
                 connection.exec_driver_sql("set local enable_mergejoin = off")
             if connection.exec_driver_sql(
-                """
+                f"""
                 select exists (
                     select 1 from import_stage as stage
-                    join segmentation_internal.customers as current on current.customer_id = stage.customer_id
+                    join {db.partition("customers", segmentation_id)} as current on current.customer_id = stage.customer_id
                     where stage.reason is null and current.is_active
                 )
                 """
@@ -200,7 +207,7 @@ def _tail_load(connection: Connection, source: _Source, prefix: Prefix, batch_id
         tail_read, tail_rejected = writer.rows_read, sum(tail_reasons.values())
         open_at_end = writer.open_at_end
         reasons += tail_reasons
-        counts = _merge(connection, batch_id, dataset_id, deactivate=False, merge_join=False,
+        counts = _merge(connection, batch_id, dataset_id, segmentation_id, deactivate=False, merge_join=False,
                         any_rejects=tail_rejected > 0)
         if probes:
             connection.exec_driver_sql("set local enable_hashjoin to default")
@@ -262,7 +269,7 @@ def _reject_superseded(connection: Connection, path: Path, writer: _Writer) -> t
             wanted[first + offset] = record_number
     lines: dict[int, list[str]] = collections.defaultdict(list)
     found = 0
-    for number, text in _numbered_lines(path, hashlib.sha256(), lambda *_: None):
+    for number, text in _numbered_lines(path, hashlib.sha256(), lambda *_: None, writer.layout.encoding):
         if number in wanted:
             lines[wanted[number]].append(text)
             found += 1
@@ -300,7 +307,7 @@ def _shown(customer_id: str) -> str:
     return f"{customer_id[:MAX_QUOTED_CHARACTERS]}... ({len(customer_id) - MAX_QUOTED_CHARACTERS} more characters)"
 
 
-def _both_in_id_order(connection: Connection) -> bool:
+def _both_in_id_order(connection: Connection, customers: str) -> bool:
     """Whether the stage and `customers` are both stored in (or close to) id order.
 
     Judged on a sample of whole pages (about ORDER_SAMPLE_ROWS rows) in the order they are stored: the share of rows
@@ -309,8 +316,8 @@ def _both_in_id_order(connection: Connection) -> bool:
     order break it every other row. pg_stats' correlation could not tell these apart (0.82 at
     1M such ids, -0.12 at 3M).
     """
-    connection.exec_driver_sql("analyze segmentation_internal.customers")
-    for table in ("import_stage", "segmentation_internal.customers"):
+    connection.exec_driver_sql(f"analyze {customers}")
+    for table in ("import_stage", customers):
         rows = connection.execute(
             sa.text("select reltuples from pg_class where oid = cast(:table as regclass)"), {"table": table}
         ).scalar_one()
@@ -330,9 +337,11 @@ def _both_in_id_order(connection: Connection) -> bool:
 
 
 def _merge(
-    connection: Connection, batch_id: int, dataset_id: int, *, deactivate: bool, merge_join: bool, any_rejects: bool
+    connection: Connection, batch_id: int, dataset_id: int, segmentation_id: int, *, deactivate: bool,
+    merge_join: bool, any_rejects: bool,
 ) -> dict[str, int]:
-    """Store the stage's rejects, update changed customers, insert new ones, deactivate missing ones.
+    """Store the stage's rejects, update the segmentation's changed customers, insert new ones,
+    deactivate missing ones.
 
     A customer changed when its attributes, its declaration (dataset_id) or is_active differ;
     attributes are compared as the text PostgreSQL prints for the stored array, which the stage
@@ -356,9 +365,10 @@ def _merge(
                 ),
                 {"batch_id": batch_id},
             )
+    customers = db.partition("customers", segmentation_id)
     with _step("analyze"):
         connection.exec_driver_sql("analyze import_stage")
-        merge_join = merge_join and _both_in_id_order(connection)
+        merge_join = merge_join and _both_in_id_order(connection, customers)
     log.debug("matching the stage with customers by %s", "a merge join of the id indexes" if merge_join else "the planner's choice")
     # Only the stage's valid records take part in the join, so that its partial unique index
     # gives them in id order (with every record the planner sorted 10M rows on disk: 19 s).
@@ -385,14 +395,14 @@ def _merge(
                    cast(stage.attributes as text[]) as attributes,
                    current.customer_id is null as is_new, stage.customer_id is null as is_gone
             from (select customer_id, attributes from import_stage where reason is null) as stage
-            {join} segmentation_internal.customers as current on current.customer_id = stage.customer_id
+            {join} {customers} as current on current.customer_id = stage.customer_id
             where (stage.customer_id is not null
                    and (current.customer_id is null
                         or (cast(current.attributes as text), current.dataset_id, current.is_active)
                            is distinct from (stage.attributes, {dataset_id}, true)))
             {gone}
             """
-        ).format(join=join, gone=gone, dataset_id=sql.Literal(dataset_id))
+        ).format(join=join, gone=gone, dataset_id=sql.Literal(dataset_id), customers=sql.SQL(customers))
         connection.exec_driver_sql(statement.as_string(connection.connection.driver_connection))
         if merge_join:
             connection.exec_driver_sql("set local enable_hashjoin to default")
@@ -401,8 +411,8 @@ def _merge(
     with _step("update, insert, deactivate"):
         updated = connection.execute(
             sa.text(
-                """
-                update segmentation_internal.customers as current
+                f"""
+                update {customers} as current
                 set attributes = changed.attributes,
                     dataset_id = :dataset_id,
                     is_active = true,
@@ -416,8 +426,8 @@ def _merge(
         ).rowcount
         inserted = connection.execute(
             sa.text(
-                """
-                insert into segmentation_internal.customers (customer_id, attributes, dataset_id, first_batch_id, last_batch_id)
+                f"""
+                insert into {customers} (customer_id, attributes, dataset_id, first_batch_id, last_batch_id)
                 select customer_id, attributes, :dataset_id, :batch_id, :batch_id
                 from import_changes
                 where is_new
@@ -429,8 +439,8 @@ def _merge(
         if deactivate:
             deactivated = connection.execute(
                 sa.text(
-                    """
-                    update segmentation_internal.customers as current
+                    f"""
+                    update {customers} as current
                     set is_active = false, last_batch_id = :batch_id, updated_at = now()
                     from import_changes as changed
                     where changed.is_gone and changed.customer_id = current.customer_id

@@ -14,7 +14,7 @@ each section's HTML and `plots` draws the figures.
 Nothing here names a column of any particular data set: the run's declaration (the
 `dataset` column of `runs`, `Dataset.describe()`; NULL before migration 0004 means `MALL`)
 says which columns there are, their labels, units, types and transforms. Per-customer
-values come from `customer_segments.attributes` (text, in declaration order) and segment
+values come from the published assignment (`current_segments.attributes`, text in declaration order) and segment
 statistics from `segment_features` (long format). Each segment keeps one colour throughout,
 `palette.segment_color` of its id, as in the views' `segment_color` and the Superset dashboard.
 """

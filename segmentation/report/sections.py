@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from segmentation.display import percent
+from segmentation.display import decimals, figure, percent
 from segmentation.report.data import _present
 from segmentation.report.plots import (
     _count,
@@ -64,16 +64,18 @@ def profile_table(data: ReportData, declared: list[_Feature]) -> pd.DataFrame:
         "Customers": [_count(value) for value in profiles["customer_count"]],
         "Share of customers": [_percent(value) for value in profiles["customer_share"]],
     })
+    places = {}  # each feature's averages with the decimals the views show them with
     for feature in declared:
         rows = frame[frame["feature"] == feature.name] if len(frame) else frame
         if not len(rows):
             continue
+        places[feature.name] = decimals(pd.to_numeric(rows[rows["category"].isna()]["mean"], errors="coerce").dropna())
         cells = []
         for segment_id in table["Segment"]:
             own = rows[rows["segment_id"].astype(int) == segment_id]
             if feature.kind == "numeric":
                 mean = pd.to_numeric(own[own["category"].isna()]["mean"], errors="coerce").dropna()
-                cells.append(_cell(float(mean.iloc[0])) if len(mean) else "–")
+                cells.append(figure(float(mean.iloc[0]), places[feature.name]) if len(mean) else "–")
             elif feature.kind == "boolean":
                 share = pd.to_numeric(own[own["category"].astype(str).str.lower() == "true"]["mean"], errors="coerce")
                 cells.append(_percent(share.iloc[0]) if len(share.dropna()) else "–")
@@ -101,8 +103,12 @@ def summary_html(data: ReportData, clustering: list[_Feature]) -> str:
         ("Status", f"{run.status}" + (f" ({error})" if error else "")),
         ("Published at", _when(getattr(run, "published_at", None)) or "not published"),
     ]
+    if getattr(run, "forced_reason", None):
+        summary.append(("Published despite the health gate (--force-publish)", run.forced_reason))
     if getattr(run, "source_name", None):
         summary.append(("Source", run.source_name))
+    if getattr(run, "as_of", None):  # a run on orders: recency, frequency and monetary value are as of this day
+        summary.append(("Reference date (as_of): orders before it count", str(run.as_of)))
     summary += [
         ("Customers segmented", _count(getattr(run, "n_customers", None))),
         ("Customer id column", f"{dataset.id_column} ({dataset.id_type})"),
@@ -110,7 +116,8 @@ def summary_html(data: ReportData, clustering: list[_Feature]) -> str:
         ("Clustering features", ", ".join(feature.label for feature in clustering) or "–"),
         ("Scaling", getattr(run, "scaling", None) or "–"),
         ("Segments (k)", f"{int(run.k)} ({getattr(run, 'k_selection', None) or '–'})"),
-        ("Silhouette", f"{_cell(getattr(run, 'silhouette', None))}: {silhouette_in_words(getattr(run, 'silhouette', None))}"),
+        ("Silhouette", f"{_cell(getattr(run, 'silhouette', None))}: {silhouette_in_words(getattr(run, 'silhouette', None))}"
+         + _against_reference(data.evaluations, run)),
         ("Missing values imputed (median)", imputed),
     ]
     if _present(getattr(run, "reject_share", None)):
@@ -123,6 +130,17 @@ def summary_html(data: ReportData, clustering: list[_Feature]) -> str:
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(value))}</td></tr>" for label, value in summary
     ) + "</table>"
     return f"{table}<p class='rationale'>{html.escape(getattr(run, 'rationale', None) or '')}</p>"
+
+
+def _against_reference(evaluations: pd.DataFrame, run) -> str:
+    """The chosen k's silhouette on the structureless reference, in words (empty if not measured)."""
+    if "reference_silhouette" not in evaluations or run.k is None:
+        return ""
+    chosen = evaluations[evaluations["k"] == run.k]
+    if chosen.empty or not _present(chosen["reference_silhouette"].iloc[0]):
+        return ""
+    return (f"; {_cell(chosen['reference_silhouette'].iloc[0])} for the same number of segments on the data with each"
+            " feature shuffled on its own (no structure)")
 
 
 def _when(moment) -> str | None:
@@ -141,7 +159,7 @@ def silhouette_in_words(value) -> str:
         return "customers clearly belong to their segment"
     if value >= 0.25:
         return "usable segments that overlap at their edges"
-    return "weak: the segments are hardly real groups"
+    return "segments that overlap a good deal (common with many columns; the gain over structureless data says whether they are real)"
 
 
 def _explain(text: str) -> str:
@@ -178,7 +196,13 @@ CRITERIA = (
      "For each customer: how much closer it is to its own segment than to the next one, averaged over "
      "customers. Above 0.5 customers clearly belong to their segment, so a campaign aimed at one segment "
      "reaches people who really share its profile; 0.25 to 0.5 the segments are usable but overlap at their "
-     "edges; below 0.25 (setting min_silhouette) they are hardly real groups, and the run is held, not published."),
+     "edges; lower values are common in real data with many columns, and what counts is the gain below."),
+    ("Silhouette gain over the reference (higher is better)",
+     "K-Means finds segments in any data, even in data without any. The job shuffles each feature on its own "
+     "(every column keeps its values, only the customers' profiles are lost), segments that structureless copy "
+     "the same way and subtracts its silhouette. The number of segments chosen is the smallest whose gain is "
+     "within a tenth of the best (two segments only when they stand out from every larger number); a run whose "
+     "gain is below 0.05 (setting min_silhouette_gain), or that a shuffled copy matches, is held, not published."),
     ("Within-segment spread (inertia) and its elbow",
      "How far customers lie from their segment's centre, in total. It always falls as segments are added; "
      "the elbow (circled) is where one more segment stops buying much. Beyond it, new segments split real "
@@ -189,8 +213,8 @@ CRITERIA = (
     ("Calinski-Harabasz (higher is better)",
      "The spread between segment centres against the spread inside segments: higher means more distinct segments."),
     ("Gap statistic",
-     "How much tighter the segments are than those found in structureless random data of the same range; the "
-     "smallest number of segments whose gap is within one standard error of the next one's is preferred."),
+     "How much tighter the segments are than those found in the same structureless copies; the smallest number "
+     "of segments whose gap is within one standard error of the next one's is what this criterion prefers."),
     ("Stability (from 0 to 1)",
      "The job refits on resampled customers and checks how often two customers land together again (adjusted "
      "Rand index; 1 = always). Below 0.75 (setting min_stability) a number of segments cannot be chosen: its "
@@ -201,7 +225,8 @@ EVALUATION_TITLES = {
     "k": "Segments (k)", "inertia": "Within-segment spread (inertia)", "silhouette": "Silhouette",
     "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz", "gap": "Gap statistic",
     "gap_sd": "Gap standard error", "stability_ari": "Stability (mean ARI)",
-    "votes": "Criteria voting for it", "is_chosen": "Chosen",
+    "reference_silhouette": "Silhouette of the shuffled reference", "silhouette_gain": "Silhouette gain",
+    "votes": "Other criteria preferring it", "is_chosen": "Chosen",
 }
 
 
@@ -210,7 +235,8 @@ def k_choice_html(evaluations: pd.DataFrame, chosen: int) -> str:
     criteria = "".join(f"<dt>{html.escape(title)}</dt><dd>{html.escape(text)}</dd>" for title, text in CRITERIA)
     intro = _explain(
         "K-Means must be told how many segments to make. The job tried every number in its range, scored each "
-        f"with the criteria below (each votes for one number), and chose {chosen}: the dashed red line.")
+        f"with the criteria below, and chose {chosen} (the dashed red line) on the silhouette gain over structureless "
+        "data; the other criteria are shown beside it.")
     table = evaluations[[column for column in EVALUATION_TITLES if column in evaluations]].copy()
     if "is_chosen" in table:
         table["is_chosen"] = table["is_chosen"].map(lambda value: "✓ chosen" if value is True or value == 1 else "")
@@ -257,9 +283,9 @@ def profiles_html(data: ReportData, declared: list[_Feature]) -> str:
 def _sample_note(data: ReportData) -> str:
     shown, total = len(data.customers), getattr(data.run, "n_customers", None) or 0
     if shown == 0:
-        text = "This run's per-customer rows were pruned (setting keep_customer_rows_runs): customer plots are empty."
+        text = "This run's customer sample was pruned (setting keep_customer_rows_runs): customer plots are empty."
     elif shown < total:
-        text = f"Plots use {shown:,} of {total:,} customers (a seeded sample)."
+        text = f"Plots use {shown:,} of {total:,} customers (a seeded sample of those the model was fitted on)."
     else:
         text = f"Plots use all {shown:,} customers."
     return f"<p class='note'>{html.escape(text)}</p>"
