@@ -28,7 +28,7 @@ from segmentation.dataset import Dataset
 from segmentation.ingest import diff
 from segmentation.ingest.merge import _merge, _stage, _step, _too_many_rejects
 from segmentation.ingest.prefix import Previous
-from segmentation.ingest.rules import parse_line
+from segmentation.ingest.rules import line_customer_id
 from segmentation.ingest.source import Block, _open
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,14 @@ def _blocks(lines: diff._Lines, indices: np.ndarray, encoding: str) -> list[Bloc
 
 
 def _ids(lines: diff._Lines, indices: np.ndarray, layout, dataset: Dataset, encoding: str) -> list[str]:
-    """The customer ids (stored form) of the data lines `indices`, where they can be read."""
+    """The customer ids (stored form) of the data lines `indices` (lines the last import accepted),
+    where they can be read: only the id's field is parsed."""
     ids = []
     for index in indices.tolist():
         text = lines.line(index + 1).decode(encoding, "surrogateescape").rstrip("\r\n")
-        parsed = parse_line(text, layout, dataset)
-        if parsed.customer_id is not None:
-            ids.append(parsed.customer_id)
+        customer_id = line_customer_id(text, layout, dataset)
+        if customer_id is not None:
+            ids.append(customer_id)
     return ids
 
 
@@ -99,7 +100,7 @@ def changed_load(
         reasons = collections.Counter()
         counts = {"inserted": 0, "updated": 0, "deactivated": 0}
         return _deactivated(connection, path, customers, counts, reasons, difference, gone_ids, previous, batch_id,
-                            export_mode, max_reject_share, staged=False), source, reasons
+                            export_mode, max_reject_share, staged=False, segmentation_id=segmentation_id), source, reasons
     writer, reasons, unique = _stage(connection, source, dataset)
     if not unique and sum(count for reason, count in reasons.items() if "appears again" in reason):
         raise ChangedLinesFallBack  # an id twice among the changed lines: the whole file says which wins
@@ -107,23 +108,23 @@ def changed_load(
         twice = connection.execute(
             sa.text(
                 f"select stage.customer_id from import_stage as stage join {customers} as current"
-                " on current.customer_id = stage.customer_id"
+                f" on current.segmentation_id = {int(segmentation_id)} and current.customer_id = stage.customer_id"
                 " where stage.reason is null and current.is_active and stage.customer_id <> all(:gone) limit 1"
             ),
             {"gone": gone_ids},
         ).scalar()
     if twice is not None:  # its line of the last file is still in the new file: the id is there twice
         raise ChangedLinesFallBack
-    counts = _merge(connection, batch_id, dataset_id, segmentation_id, deactivate=False, merge_join=False,
+    counts = _merge(connection, batch_id, dataset_id, segmentation_id, deactivate=False, merge_join=False, few=True,
                     any_rejects=sum(reasons.values()) > 0)
     log.info("%s: %d of %d lines differ from the last file (batch %d); only they were read",
              path, len(changed), difference.new_lines, previous.batch_id)
     return _deactivated(connection, path, customers, counts, reasons, difference, gone_ids, previous, batch_id,
-                        export_mode, max_reject_share, staged=True), source, reasons
+                        export_mode, max_reject_share, staged=True, segmentation_id=segmentation_id), source, reasons
 
 
 def _deactivated(connection, path, customers, counts, reasons, difference, gone_ids, previous, batch_id, export_mode,
-                 max_reject_share, staged: bool) -> dict:
+                 max_reject_share, staged: bool, segmentation_id: int) -> dict:
     """The import's counts once the customers whose line is gone (and who have no staged line) are
     marked inactive, in a full export that rejected no more than max_reject_share."""
     rejected = sum(reasons.values())
@@ -135,9 +136,10 @@ def _deactivated(connection, path, customers, counts, reasons, difference, gone_
             counts["deactivated"] = connection.execute(
                 sa.text(
                     f"update {customers} as current set is_active = false, last_batch_id = :batch_id, updated_at = now()"
-                    " where current.customer_id = any(:gone) and current.is_active" + (staged_ids if staged else "")
+                    " where current.segmentation_id = :segmentation and current.customer_id = any(:gone)"
+                    " and current.is_active" + (staged_ids if staged else "")
                 ),
-                {"gone": gone_ids, "batch_id": batch_id},
+                {"gone": gone_ids, "batch_id": batch_id, "segmentation": segmentation_id},
             ).rowcount
     return {
         **counts,

@@ -208,7 +208,7 @@ def _tail_load(connection: Connection, source: _Source, prefix: Prefix, batch_id
         open_at_end = writer.open_at_end
         reasons += tail_reasons
         counts = _merge(connection, batch_id, dataset_id, segmentation_id, deactivate=False, merge_join=False,
-                        any_rejects=tail_rejected > 0)
+                        any_rejects=tail_rejected > 0, few=bool(probes))
         if probes:
             connection.exec_driver_sql("set local enable_hashjoin to default")
             connection.exec_driver_sql("set local enable_mergejoin to default")
@@ -338,7 +338,7 @@ def _both_in_id_order(connection: Connection, customers: str) -> bool:
 
 def _merge(
     connection: Connection, batch_id: int, dataset_id: int, segmentation_id: int, *, deactivate: bool,
-    merge_join: bool, any_rejects: bool,
+    merge_join: bool, any_rejects: bool, few: bool = False,
 ) -> dict[str, int]:
     """Store the stage's rejects, update the segmentation's changed customers, insert new ones,
     deactivate missing ones.
@@ -355,6 +355,9 @@ def _merge(
 
     With `deactivate` (a full export), active customers with no line in the file become
     inactive; a line that was rejected but whose id could be read keeps its customer active.
+    With `few` (the changed lines of a full export), the stage's customers are looked up in the
+    primary key instead (`db.index_lookups`). When the import wrote more than a tenth of the
+    customers, their statistics are gathered again for the nights that follow.
     """
     if any_rejects:  # else skip a scan of the whole stage
         with _step("rejects"):
@@ -384,7 +387,12 @@ def _merge(
         ) if any_rejects else sql.SQL("")
         join = sql.SQL("full join")
         gone = sql.SQL("or (stage.customer_id is null and current.is_active {kept})").format(kept=kept)
+    match = sql.SQL("current.customer_id = stage.customer_id")
+    if few and not deactivate:
+        match = sql.SQL("current.segmentation_id = {} and {}").format(sql.Literal(int(segmentation_id)), match)
     with _step("changed, new and missing customers"):
+        if few:
+            db.index_lookups(connection.connection.driver_connection)
         if merge_join:
             connection.exec_driver_sql("set local enable_hashjoin = off")
             connection.exec_driver_sql("set local enable_nestloop = off")
@@ -395,14 +403,14 @@ def _merge(
                    cast(stage.attributes as text[]) as attributes,
                    current.customer_id is null as is_new, stage.customer_id is null as is_gone
             from (select customer_id, attributes from import_stage where reason is null) as stage
-            {join} {customers} as current on current.customer_id = stage.customer_id
+            {join} {customers} as current on {match}
             where (stage.customer_id is not null
                    and (current.customer_id is null
                         or (cast(current.attributes as text), current.dataset_id, current.is_active)
                            is distinct from (stage.attributes, {dataset_id}, true)))
             {gone}
             """
-        ).format(join=join, gone=gone, dataset_id=sql.Literal(dataset_id), customers=sql.SQL(customers))
+        ).format(join=join, gone=gone, dataset_id=sql.Literal(dataset_id), customers=sql.SQL(customers), match=match)
         connection.exec_driver_sql(statement.as_string(connection.connection.driver_connection))
         if merge_join:
             connection.exec_driver_sql("set local enable_hashjoin to default")
@@ -419,10 +427,11 @@ def _merge(
                     last_batch_id = :batch_id,
                     updated_at = now()
                 from import_changes as changed
-                where not changed.is_new and not changed.is_gone and changed.customer_id = current.customer_id
+                where not changed.is_new and not changed.is_gone
+                  and current.segmentation_id = :segmentation and changed.customer_id = current.customer_id
                 """
             ),
-            {"batch_id": batch_id, "dataset_id": dataset_id},
+            {"batch_id": batch_id, "dataset_id": dataset_id, "segmentation": segmentation_id},
         ).rowcount
         inserted = connection.execute(
             sa.text(
@@ -443,9 +452,18 @@ def _merge(
                     update {customers} as current
                     set is_active = false, last_batch_id = :batch_id, updated_at = now()
                     from import_changes as changed
-                    where changed.is_gone and changed.customer_id = current.customer_id
+                    where changed.is_gone
+                      and current.segmentation_id = :segmentation and changed.customer_id = current.customer_id
                     """
                 ),
-                {"batch_id": batch_id},
+                {"batch_id": batch_id, "segmentation": segmentation_id},
             ).rowcount
+    if few:
+        db.planner_defaults(connection.connection.driver_connection)
+    written = inserted + updated + deactivated
+    counted = connection.execute(sa.text("select reltuples from pg_class where oid = cast(:table as regclass)"),
+                                 {"table": customers}).scalar_one()
+    if written and (counted < 0 or written > 0.1 * counted):  # never analyzed (-1), or a tenth rewritten
+        with _step("analyze customers"):
+            connection.exec_driver_sql(f"analyze {customers}")
     return {"inserted": inserted, "updated": updated, "deactivated": deactivated}

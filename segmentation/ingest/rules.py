@@ -395,6 +395,17 @@ def id_in_prefix(text: str, layout: ColumnLayout, dataset: Dataset = MALL) -> st
     return None
 
 
+def line_customer_id(line: str, layout: ColumnLayout, dataset: Dataset = MALL) -> str | None:
+    """The customer id of a data line as `parse_line` reads it, without checking the other fields
+    (for lines already checked when they were imported); None where it cannot be read."""
+    with contextlib.suppress(RowRejected):
+        fields = _split(line, layout.delimiter)
+        position = layout.positions["customer_id"]
+        if position < len(fields):
+            return parse_customer_id(_clean(fields[position]), dataset.id_type)
+    return None
+
+
 def _field_value(column: Column, text: str, layout: ColumnLayout) -> str | None:
     """`parse_value` of a field as the file has it (its encoding and decimal marks)."""
     problem = _undecodable(column.label, text, layout.encoding)

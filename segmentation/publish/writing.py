@@ -138,9 +138,12 @@ def assign(
             f"{changes.n_changed + changes.n_gone} customers changed ({changes.how}), more than"
             f" {REWRITE_SHARE:.0%}: every customer assigned with the kept model",
         )
+    raw = connection.connection.driver_connection
+    db.index_lookups(raw)  # at most REWRITE_SHARE of the customers: looked up, not hashed
     written = assignment.write_changes(
         connection, fitted, dataset, changes.changed, changes.gone, run_id, previous.generation_id
     )
+    db.planner_defaults(raw)
     table = assignment.changes_table(run_id)
     added = assignment.statistics(connection, sql.SQL(
         "select segment_id, is_outlier, attributes from {} where segment_id is not null").format(table),
@@ -167,4 +170,8 @@ def publish(
     history.ensure_whole_id_index(connection, segmentation_id, dataset)
     if assigned.whole:
         return history.publish_generation(connection, run_id, segmentation_id, dataset, latest_generation)
-    return history.publish_changes(connection, run_id, segmentation_id, assigned.generation_id, previous_sizes)
+    raw = connection.connection.driver_connection
+    db.index_lookups(raw)  # the changed customers' rows are looked up in the generation's key
+    written = history.publish_changes(connection, run_id, segmentation_id, assigned.generation_id, previous_sizes)
+    db.planner_defaults(raw)
+    return written
