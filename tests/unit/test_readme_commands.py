@@ -203,7 +203,8 @@ def parse_problem(words: tuple[str, ...]) -> str | None:
         except Exception as error:  # the app's usage errors (vendored Click)
             if type(error).__name__ == "NoArgsIsHelpError":
                 return "a group without its subcommand only prints help"
-            return f"{type(error).__name__}: {getattr(error, 'format_message', lambda: str(error))()}"
+            message = error.format_message() if hasattr(error, "format_message") else str(error)
+            return f"{type(error).__name__}: {message}"
 
 
 def test_the_pages_hold_segment_commands_in_code_blocks_and_in_prose():
