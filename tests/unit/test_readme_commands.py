@@ -377,3 +377,14 @@ def test_every_relative_link_in_the_pages_reaches_a_file_and_heading():
             elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
                 broken.append(f"{where}: no heading #{anchor}")
     assert broken == [], "\n".join(broken)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """The README's second command (the test command) is the last command of .ci/run."""
+    readme = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    blocks = [block.group("body").strip() for block in FENCE.finditer(readme) if block.group("language") in SHELL_BLOCKS]
+    test_command = blocks[1]  # the two commands are the README's first two shell blocks
+    ci = [line.strip() for line in (REPOSITORY / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+          if line.strip() and not line.strip().startswith("#")]
+    assert test_command.startswith(".venv/bin/python -m pytest"), test_command
+    assert ci[-1] == test_command
