@@ -8,6 +8,7 @@ subcommands and option names. Every ```toml block must be a valid segment.toml (
 a column table is completed with an id column), every settings table and every SEGMENT_*
 variable must name a setting of segmentation/settings.py, and docs/settings.md must list them all.
 Every relative link must reach a file and, with an anchor, one of its headings.
+And .ci/run must end with the README's test command.
 """
 
 from __future__ import annotations
