@@ -157,7 +157,7 @@ def run(
 ) -> None:
     """The nightly job once: migrate, import --csv and --orders (or read the `source` table), fit, publish, print the segments, write the report.
 
-    The data set is declared in segment.toml (a dataset table, features, source, orders); see the README's "Segment your own data" and "Segment from orders".
+    The data set is declared in segment.toml (a dataset table, features, source, orders); see docs/your-data.md and docs/orders.md.
     """
     from segmentation.errors import RunHeld
 

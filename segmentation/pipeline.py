@@ -210,7 +210,7 @@ def _check_inputs(settings: Settings, csv_path: Path | None, orders_path: Path |
     if csv_path is not None and settings.order_spec is not None and not settings.declaration.imported().columns:
         raise ConfigurationError(
             f"--csv {csv_path} was given with orders but no [dataset] declaring the export's columns;"
-            " declare them in segment.toml (see the README's \"Segment from orders\")"
+            " declare them in segment.toml (see docs/orders.md)"
         )
     return settings
 

@@ -502,5 +502,5 @@ def _one_line(error: Exception, given: dict[str, Any] | None = None) -> str:
 def _unknown_setting(key: str) -> str:
     """An unknown top-level key of the TOML file, with the setting it most likely means."""
     close = difflib.get_close_matches(key, sorted(Settings.model_fields), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}?" if close else "see the README's Settings table for the known ones"
+    hint = f"did you mean {close[0]}?" if close else "see docs/settings.md for the known ones"
     return f"{_config_file() or 'the settings'}: unknown setting {key!r}; {hint}"

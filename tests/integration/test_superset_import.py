@@ -1,7 +1,7 @@
 """The bundle in a real Superset: its own import accepts it and the dashboard renders every chart.
 
 Optional (marker `superset`): it needs Superset installed in a venv of its own, found at
-$SUPERSET_VENV (default /tmp/superset-venv; see README, "Superset"), and Debian's `chromium`
+$SUPERSET_VENV (default /tmp/superset-venv; see docs/testing.md), and Debian's `chromium`
 for the rendering. Without them it skips, saying what is missing. The Superset it starts is
 a throwaway on 127.0.0.1 with its metadata in the test's temporary folder.
 """
@@ -42,7 +42,7 @@ TALISMAN_ENABLED = False
 def superset_command():
     command = SUPERSET_VENV / "bin" / "superset"
     if not command.is_file():
-        pytest.skip(f"Superset is not installed at {SUPERSET_VENV} (set SUPERSET_VENV; see README, 'Superset')")
+        pytest.skip(f"Superset is not installed at {SUPERSET_VENV} (set SUPERSET_VENV; see docs/testing.md)")
     return command
 
 
