@@ -351,7 +351,8 @@ def plot_profile_indexes(data: ReportData, features: list[_Feature], colours: di
         for position, ((_, value), length, is_cut) in enumerate(zip(bars, drawn, clipped)):
             text = "n/a" if value is None else index_figure(value) + (" ▸ cut" if is_cut else "")
             axis.text(length + limit * 0.02, position, text, va="center", fontsize=8,
-                      fontweight="bold" if is_cut else "normal")
+                      fontweight="bold" if is_cut else "normal", zorder=4,
+                      bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.85})
         axis.axvline(100, color="black", linewidth=1, linestyle="--")
         axis.set_yticks(range(len(bars)))
         axis.set_yticklabels([_mpl(label) for label, _ in bars], fontsize=8)

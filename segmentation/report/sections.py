@@ -143,7 +143,8 @@ def glance_html(data: ReportData) -> str:
     published = _when(getattr(run, "published_at", None))
     facts = [
         ("Customers segmented", _count(getattr(run, "n_customers", None))),
-        ("Segments", f"{int(run.k)}"),
+        ("Segments", f"{int(run.k)}" + (" (fixed with --k: not chosen by the job)"
+                                         if getattr(run, "k_selection", None) == "fixed" else "")),
         ("Published at", published or "not published"),
     ]
     if status != "published":
@@ -308,7 +309,10 @@ def k_choice_html(evaluations: pd.DataFrame, chosen: int, k_selection: str | Non
     """How k was chosen: the criteria's curves over every candidate with the chosen k marked, and
     their table; when only one k was scored (fixed by `--k`, or kept from an earlier run without its
     candidates) no one-point curves, the reason in words and that k's scores."""
-    table = evaluations[[column for column in EVALUATION_TITLES if column in evaluations]].copy()
+    candidates = sorted(set(evaluations["k"].dropna().astype(int))) if "k" in evaluations else []
+    shown = [column for column in EVALUATION_TITLES if column in evaluations
+             and (len(candidates) > 1 or column not in ("votes", "is_chosen"))]  # nothing to vote on alone
+    table = evaluations[shown].copy()
     if "is_chosen" in table:
         table["is_chosen"] = table["is_chosen"].map(lambda value: "✓ chosen" if value is True or value == 1 else "")
     for column in table.columns:
@@ -319,7 +323,6 @@ def k_choice_html(evaluations: pd.DataFrame, chosen: int, k_selection: str | Non
         elif column != "is_chosen":
             table[column] = _column_figures(table[column])
     table = _table(table.rename(columns=EVALUATION_TITLES))
-    candidates = sorted(set(evaluations["k"].dropna().astype(int))) if "k" in evaluations else []
     glossary = " What each criterion means is in the glossary at the end."
     if len(candidates) < 2:
         if k_selection == "fixed":
@@ -328,7 +331,7 @@ def k_choice_html(evaluations: pd.DataFrame, chosen: int, k_selection: str | Non
         else:
             why = (f"Only k = {chosen} was scored for this run ({k_selection or 'k'}): there is nothing to compare "
                    "it with, so there are no curves to show.")
-        return (_explain(why + f" The scores of these {chosen} segments:" + glossary)
+        return (_explain(why + glossary + f" The scores of these {chosen} segments:")
                 + f"<div class='wide'>{table}</div>")
     intro = _explain(
         "K-Means must be told how many segments to make. The job tried every number from "
