@@ -128,8 +128,8 @@ def segment_cards_html(data: ReportData, colours: dict[int, str]) -> str:
             f"<strong>{_percent(row.customer_share)}</strong> of all"
             f"<span class='share' title='{_percent(row.customer_share)}'><span style='width: "
             f"{max(0.0, min(share, 1.0)) * 100:.1f}%; background: {colour}'></span></span></p>"
-            f"<p class='apart'><b>What sets it apart:</b> {html.escape(apart)}</p>"
-            f"<p class='advice'><b>Advice:</b> {html.escape(advice)}</p></article>"
+            f"<p class='apart'><strong>What sets it apart:</strong> {html.escape(apart)}</p>"
+            f"<p class='advice'><strong>Advice:</strong> {html.escape(advice)}</p></article>"
         )
     return f"<div class='segments'>{''.join(cards)}</div>"
 
