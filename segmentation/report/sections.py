@@ -160,8 +160,8 @@ def glance_html(data: ReportData) -> str:
     ) + "</table>"
     warnings = []
     if getattr(run, "forced_reason", None):
-        warnings.append("These segments were published although the health gate would have held them: "
-                        f"{run.forced_reason}. Check them before a campaign relies on them.")
+        warnings.append("These segments were published although the health gate would have held them (the reason "
+                        "is above): check them before a campaign relies on them.")
     if status and status != "published":
         warnings.append(f"This run was not published (status {status}): the segments below are not the ones "
                         "the views and dashboards show.")
@@ -462,7 +462,11 @@ def changes_html(data: ReportData, names: dict[int, str]) -> str:
         parts.append(f"<h3>How run {data.previous_run_id}'s segments map onto the new ones</h3>" + _explain(
             "Rows: the old segmentation's segments; columns: this run's. The ids are not the same segments, "
             "so read this as how the two segmentations overlap, not as customers moving."))
-    parts.append(_table(_transition_table(data.transitions, names)))
+    if len(data.transitions):
+        parts.append(f"<div class='wide'>{_table(_transition_table(data.transitions, names))}</div>")
+    else:  # counted when a run publishes (`segment_transitions`)
+        parts.append("<p class='note'>No moves to show: they are counted when a run publishes, and this run "
+                     f"was not published (status {html.escape(str(getattr(run, 'status', '')))}).</p>")
     return "".join(parts)
 
 

@@ -500,3 +500,16 @@ def test_counts_carry_thousands_separators():
         assert shown in cells, shown
     assert "<strong>12,345</strong> customers" in page
     assert not re.search(r"<td>\d{4,}</td>", page)  # no count of four digits or more without a separator
+
+
+def test_a_held_run_says_so_at_the_top_and_shows_no_empty_table_of_moves():
+    customers = mall_customers(np.random.default_rng(19), [1, 2])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    data.run.status, data.run.published_at = "held", None
+    data.run.error = "segment sizes drifted: PSI 3.435 is above max_size_psi 0.25"
+    data = dataclasses.replace(data, transitions=data.transitions.iloc[0:0])
+    body = render_report(data).split("<body>")[1]
+    top = body[:body.index("<section")]
+    assert "This run was not published (status held)" in top and "PSI 3.435" in top
+    changes = body.split("id='what-changed-since-the-last-run'")[1].split("</section>")[0]
+    assert "No moves to show" in changes and "<table><thead><tr><th></th></tr>" not in changes
