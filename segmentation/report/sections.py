@@ -335,7 +335,7 @@ def k_choice_html(evaluations: pd.DataFrame, chosen: int, k_selection: str | Non
                 + f"<div class='wide'>{table}</div>")
     intro = _explain(
         "K-Means must be told how many segments to make. The job tried every number from "
-        f"{candidates[0]} to {candidates[-1]}, scored each with the criteria below, and chose {chosen} (the dashed "
+        f"{candidates[0]} to {candidates[-1]}, scored each with the criteria charted below, and chose {chosen} (the dashed "
         "red line) on the silhouette gain over structureless data; the other criteria are shown beside it." + glossary)
     return intro + plot_k_choice(evaluations, chosen) + f"<div class='wide'>{table}</div>"
 
