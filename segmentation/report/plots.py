@@ -44,7 +44,7 @@ def _count(value) -> str:
 
 def _tick(value: float, _position=None) -> str:
     """An axis tick with thousands separators (12,000 rather than 12000 or 1.2e4)."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
+    return f"{value:,.0f}" if abs(value) >= 1000 and value == round(value) else f"{value:,g}"
 
 
 def _separators(axis, x: bool = True, y: bool = True) -> None:

@@ -484,6 +484,9 @@ def test_index_figures_and_the_run_figures_follow_the_display_rule():
     assert sections._cell(0.0694) == "0.0694" and sections._cell(12345.678) == "12,345.7"
     assert sections._cell(1234567) == "1,234,567"
     assert sections._column_figures(pd.Series([269.7, 157.71, 65.6])) == ["269.7", "157.7", "65.6"]
+    # axis ticks: separators from a thousand up, the tick's own digits below
+    assert [plots._tick(value) for value in (12000.0, 2500000.0, 1000.5, 0.30000000000000004, 40.0)] == \
+        ["12,000", "2,500,000", "1,000.5", "0.3", "40"]
 
 
 def test_counts_carry_thousands_separators():
