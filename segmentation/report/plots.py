@@ -68,8 +68,8 @@ def _png(figure, alt: str) -> str:
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{encoded}">'
 
-def _grid(count: int, width: float = 4.0, height: float = 3.4):
-    columns = min(count, PANELS_PER_ROW)
+def _grid(count: int, width: float = 4.0, height: float = 3.4, per_row: int = PANELS_PER_ROW):
+    columns = min(count, per_row)
     rows = math.ceil(count / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for axis in axes.flat[count:]:
@@ -334,7 +334,8 @@ def plot_profile_indexes(data: ReportData, features: list[_Feature], colours: di
     segment_ids = sorted(colours)
     panels = {segment_id: _index_bars(data, features, segment_id) for segment_id in segment_ids}
     limit = index_axis_limit(value for bars in panels.values() for _, value in bars)
-    figure_, axes = _grid(len(segment_ids), width=4.2, height=0.9 + 0.45 * max(len(features), 1))
+    # three panels a row: the figure is shown about as wide as the page, so its labels keep their size
+    figure_, axes = _grid(len(segment_ids), width=4.2, height=0.9 + 0.45 * max(len(features), 1), per_row=3)
     described = []
     cut = 0
     for axis, segment_id in zip(axes, segment_ids):
