@@ -110,6 +110,7 @@ th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-a
 td {{ font-variant-numeric: tabular-nums; }}
 th {{ background: #f3f3f3; }}
 .wide {{ overflow-x: auto; }}
+.averages td:nth-child(2) {{ min-width: 10em; }}
 img {{ max-width: 100%; display: block; margin: 1em 0; }}
 nav {{ font-size: 0.9em; margin: 0.5em 0 1.5em; }}
 .glance th {{ width: 22em; }}

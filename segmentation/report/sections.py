@@ -34,13 +34,14 @@ if TYPE_CHECKING:
 MAX_PAIRS = 3
 
 
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: pd.DataFrame, css_class: str | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row) + "</tr>"
         for row in frame.itertuples(index=False)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    opening = f"<table class='{css_class}'>" if css_class else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _cell(value) -> str:
@@ -99,7 +100,8 @@ def profile_table(data: ReportData, declared: list[_Feature]) -> pd.DataFrame:
                 cells.append(_percent(share.iloc[0]) if len(share.dropna()) else "–")
             else:
                 own = own.sort_values("position")
-                cells.append(", ".join(f"{row.category} {_percent(row.mean)}" for row in own.itertuples()) or "–")
+                # a no-break space: a share never wraps away from its category
+                cells.append(", ".join(f"{row.category}\u00a0{_percent(row.mean)}" for row in own.itertuples()) or "–")
         header = {"numeric": f"Average {feature.label}", "boolean": f"{feature.label}: share yes"}.get(
             feature.kind, f"{feature.label}: shares")
         table[header] = cells
@@ -393,7 +395,7 @@ def profiles_html(data: ReportData, declared: list[_Feature]) -> str:
     return _explain(
         "One row per segment: its size and share of all customers and its averages in the data's own units "
         "(each column with the decimals that tell its segments apart).") + \
-        f"<div class='wide'>{_table(profile_table(data, declared))}</div>"
+        f"<div class='wide'>{_table(profile_table(data, declared), 'averages')}</div>"
 
 
 def _sample_note(data: ReportData) -> str:
