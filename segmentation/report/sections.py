@@ -330,9 +330,13 @@ def k_choice_html(evaluations: pd.DataFrame, chosen: int, k_selection: str | Non
         if k_selection == "fixed":
             why = (f"The number of segments was fixed at {chosen} (segment run --k {chosen}, or the k setting): the "
                    "job did not compare numbers of segments, so there are no curves to show.")
+        elif k_selection == "kept":
+            why = (f"The model, and with it k = {chosen}, was kept from an earlier run (the reason is under About "
+                   "this run) whose candidates were not stored: there is nothing to compare it with, so there are no "
+                   "curves to show.")
         else:
-            why = (f"Only k = {chosen} was scored for this run ({k_selection or 'k'}): there is nothing to compare "
-                   "it with, so there are no curves to show.")
+            why = (f"Only k = {chosen} was scored for this run: there is nothing to compare it with, so there are no "
+                   "curves to show.")
         return (_explain(why + glossary + f" The scores of these {chosen} segments:")
                 + f"<div class='wide'>{table}</div>")
     intro = _explain(

@@ -415,6 +415,10 @@ def test_a_fixed_k_draws_no_one_point_charts_and_says_so():
     assert "fixed at 3 (segment run --k 3, or the k setting)" in choice and "no curves to show" in choice
     assert "Other criteria preferring it" not in choice and "Silhouette" in choice
     assert "3 (fixed with --k: not chosen by the job)" in page
+    data.run.k_selection = "kept"  # a model kept from a run that stored no candidates
+    kept = render_report(data)
+    assert not any("model-selection criteria" in alt for alt in images(kept))
+    assert "was kept from an earlier run" in kept and "fixed with --k" not in kept
     # a k chosen among candidates keeps its curves
     assert sum("model-selection criteria" in alt for alt in images(render_report(make_data(
         MALL, ["annual_income_k", "spending_score"], customers)))) == 1
