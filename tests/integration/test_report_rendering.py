@@ -109,3 +109,67 @@ def test_moves_read_by_a_left_join_equal_the_full_join_of_both_runs(engine, cust
         (key(a), key(b), int(n)) for a, b, n in expected
     ]
     assert sum(n for a, b, n in expected if a is None) == 12 and sum(n for a, b, n in expected if b is None) == 25
+
+
+# After the page loads: each segment card's width and its paragraphs' heights, and whether any
+# table is wider than the page (a table a reader must scroll sideways to read).
+LAYOUT_CHECK = """
+<script>
+window.addEventListener("load", () => {
+  const lines = Array.from(document.querySelectorAll("article.segment"), (card) =>
+    `card ${card.id} ${card.getBoundingClientRect().width} ${card.querySelector(".apart").getBoundingClientRect().height}`);
+  const page = document.body.getBoundingClientRect().width;
+  document.querySelectorAll("section table").forEach((table, index) =>
+    lines.push(`table ${index} ${table.getBoundingClientRect().width <= page + 1 ? "fits" : "overflows"}`));
+  const out = document.createElement("pre");
+  out.id = "layout-check";
+  out.textContent = lines.join("\\n");
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def test_a_fixed_k_of_ten_reads_segments_first_without_one_point_charts(engine, customers_csv):
+    # ten segments in five groups: the health gate would hold them, so forced, as a marketer asked
+    outcome = run_once(engine, settings(k=10, force_publish=True), customers_csv)
+    with engine.connect() as connection:
+        data = report_data.load_report_data(connection, outcome.run_id)
+    page = report.render_report(data)
+    assert data.run.k_selection == "fixed" and len(data.evaluations) == 1
+    assert "model-selection criteria" not in page  # the six charts would each hold one point
+    assert "fixed at 10 (segment run --k 10, or the k setting)" in page
+    sections = re.findall(r"<section id='([^']+)'>", page)
+    assert sections.index("the-segments") < sections.index("about-this-run") < sections.index(
+        "choosing-the-number-of-segments") < sections.index("glossary")
+    cards = re.findall(r"<article class='segment' id='segment-(\d+)'", page)
+    assert len(cards) == 10
+    body = page.split("<body>")[1]
+    for name in data.profiles["segment_name"]:
+        assert body.index(name.replace("'", "&#x27;")) < body.index("Seed (random_state)")
+    assert data.run.forced_reason and body.index("Published despite the health gate") < body.index("<section")
+
+
+@pytest.mark.chromium
+def test_ten_segments_lay_out_in_readable_cards_in_headless_chromium(engine, customers_csv, tmp_path):
+    browser = chromium()
+    outcome = run_once(engine, settings(k=10, force_publish=True), customers_csv)
+    with engine.connect() as connection:
+        path = report.write_report(connection, outcome.run_id, tmp_path / "report.html")
+    checked = tmp_path / "checked.html"
+    checked.write_text(path.read_text(encoding="utf-8").replace("</body>", LAYOUT_CHECK + "</body>"),
+                       encoding="utf-8")
+    dom = chromium_command(browser, tmp_path / "profile", "--window-size=1280,3000", "--virtual-time-budget=10000",
+                           "--dump-dom", checked.as_uri()).stdout
+    found = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
+    assert found, "the check script did not run"
+    lines = found.group(1).strip().splitlines()
+    cards = [line.split() for line in lines if line.startswith("card ")]
+    assert len(cards) == 10
+    for _, card, width, apart_height in cards:
+        # at least half a 1280-pixel window each (two cards a row), so what sets a segment
+        # apart reads in a few full lines, not a word a line
+        assert float(width) >= 450, (card, width)
+        assert float(apart_height) <= 6 * 24, (card, apart_height)
+    tables = [line for line in lines if line.startswith("table ")]
+    assert tables and all(line.endswith("fits") for line in tables), tables
