@@ -411,6 +411,10 @@ def drop_command(
 def report(
     run_id: Annotated[Optional[int], typer.Argument(help="run to report on; default: the latest published run")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="HTML file to write", dir_okay=False)] = None,
+    segmentation: Annotated[
+        Optional[str],
+        typer.Option("--segmentation", help="without RUN_ID: this segmentation's latest published run (default: any)"),
+    ] = None,
 ) -> None:
     """Write a run's self-contained HTML report (plots embedded) and print its path."""
     import sqlalchemy as sa
@@ -424,10 +428,13 @@ def report(
         with engine.begin() as connection:
             if run_id is None:
                 run_id = connection.execute(
-                    sa.text("select run_id from segmentation.run_history where status = 'published' limit 1")
+                    sa.text("select run_id from segmentation.run_history where status = 'published'"
+                            " and (cast(:name as text) is null or segmentation = :name) limit 1"),
+                    {"name": segmentation},
                 ).scalar()
                 if run_id is None:
-                    raise SegmentationError("no published run yet; run `segment run --csv PATH` first")
+                    where = f" in segmentation {segmentation!r}" if segmentation else ""
+                    raise SegmentationError(f"no published run yet{where}; run `segment run --csv PATH` first")
             path = out or settings.report_path(db.database_folder_name(engine.url), run_id)
             report_module.write_report(connection, run_id, path)
             if out is None:

@@ -191,3 +191,22 @@ def test_bi_superset_into_a_missing_folder_is_one_error_line(database_url, tmp_p
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: cannot write the bundle to {tmp_path / 'missing' / 'bundle.zip'}: No such file or directory")
+
+
+def test_report_of_a_segmentation_takes_its_latest_published_run_not_the_newest_of_any(database_url, tmp_path):
+    env = environment(DATABASE_URL=database_url)
+    customers, orders = tmp_path / "customers.csv", tmp_path / "orders.csv"
+    assert segment("sample", "--rows", "400", "--out", str(customers), env=env).returncode == 0
+    assert segment("sample", "--orders", "--rows", "2000", "--out", str(orders), env=env).returncode == 0
+    assert segment("run", "--csv", str(customers), env=env).returncode == 0
+    assert segment("run", "--orders", str(orders), "--segmentation", "rfm", env=env).returncode == 0
+    runs = dict(query(database_url, "select segmentation, max(run_id) from segmentation.run_history"
+                                    " where status = 'published' group by 1"))
+    assert set(runs) == {"default", "rfm"} and runs["rfm"] > runs["default"]
+    default = segment("report", "--segmentation", "default", "--out", str(tmp_path / "d.html"), env=env)
+    assert default.returncode == 0, default.stderr
+    assert f"report of run {runs['default']}:" in default.stdout
+    newest = segment("report", "--out", str(tmp_path / "n.html"), env=env)
+    assert f"report of run {runs['rfm']}:" in newest.stdout
+    missing = segment("report", "--segmentation", "nobody", env=env)
+    assert missing.returncode != 0 and "no published run yet in segmentation 'nobody'" in missing.stderr + missing.stdout
