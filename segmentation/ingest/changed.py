@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 
@@ -40,29 +39,28 @@ class ChangedLinesFallBack(Exception):
     """The changed lines cannot decide the import alone: merge the whole file."""
 
 
-def _blocks(lines: diff._Lines, indices: np.ndarray, encoding: str) -> list[Block]:
-    """The data lines `indices` (0-based) as Blocks of consecutive lines, numbered as in the file,
-    decoded as the whole file's reader decodes them (bytes not valid in `encoding` as lone surrogates)."""
+def _blocks(indices: np.ndarray, texts: list[bytes], encoding: str) -> list[Block]:
+    """The data lines `indices` (0-based, increasing) with their bytes `texts`, as Blocks of
+    consecutive lines numbered as in the file, decoded as the whole file's reader decodes them
+    (bytes not valid in `encoding` as lone surrogates)."""
     blocks = []
     if not len(indices):
         return blocks
     breaks = np.flatnonzero(np.diff(indices) != 1) + 1
-    for first, stop in zip(np.concatenate([[0], breaks]), np.concatenate([breaks, [len(indices)]])):
-        start, end = lines.starts[indices[first] + 1], lines.ends[indices[stop - 1] + 1]
-        text = lines.data[start:end].tobytes().decode(encoding, "surrogateescape").replace("\r\n", "\n")
+    for first, stop in zip(np.concatenate([[0], breaks]).tolist(), np.concatenate([breaks, [len(indices)]]).tolist()):
+        text = b"".join(texts[first:stop]).decode(encoding, "surrogateescape").replace("\r\n", "\n")
         if not text.endswith("\n"):
             text += "\n"
         blocks.append(Block(int(indices[first]) + 2, text))
     return blocks
 
 
-def _ids(lines: diff._Lines, indices: np.ndarray, layout, dataset: Dataset, encoding: str) -> list[str]:
-    """The customer ids (stored form) of the data lines `indices` (lines the last import accepted),
+def _ids(texts: list[bytes], layout, dataset: Dataset, encoding: str) -> list[str]:
+    """The customer ids (stored form) of the data lines `texts` (lines the last import accepted),
     where they can be read: only the id's field is parsed."""
     ids = []
-    for index in indices.tolist():
-        text = lines.line(index + 1).decode(encoding, "surrogateescape").rstrip("\r\n")
-        customer_id = line_customer_id(text, layout, dataset)
+    for line in texts:
+        customer_id = line_customer_id(line.decode(encoding, "surrogateescape").rstrip("\r\n"), layout, dataset)
         if customer_id is not None:
             ids.append(customer_id)
     return ids
@@ -76,24 +74,21 @@ def changed_load(
     """(counts, source, reasons) of importing only the lines of `path` that differ from `kept` (the
     file of `previous`), or None when the files cannot be compared line by line. Raises
     ChangedLinesFallBack (the caller rolls back to its savepoint) when only the whole file can say."""
-    with _step("compare with the last file"):
-        difference = diff.compare(kept, path)
-    if difference is None:
-        return None
-    new, old = difference.new, difference.old
     rejected_before = np.array(connection.execute(
         sa.text("select line_number - 2 from segmentation_internal.import_rejects where batch_id = :batch_id"),
         {"batch_id": previous.batch_id},
     ).scalars().all(), dtype=np.int64)
-    read_again = np.flatnonzero(np.isin(difference.pairs, rejected_before))  # rejected last time: reject again
-    changed = np.union1d(difference.new_changed, read_again)
+    with _step("compare with the last file"):  # lines rejected last time are read (and rejected) again
+        difference = diff.compare(kept, path, rejected_before)
+    if difference is None:
+        return None
+    changed = difference.read
     source = _open(path, dataset, column_map, **reading)
     encoding = reading["encoding"]
     source.progress.close()
-    digest = hashlib.sha256(new.data)
-    source = dataclasses.replace(source, blocks=iter(_blocks(new, changed, encoding)), digest=digest)
-    gone_lines = np.setdiff1d(difference.old_changed, rejected_before)  # valid last time, not in the new file
-    gone_ids = _ids(old, gone_lines, source.layout, dataset, encoding)
+    source = dataclasses.replace(source, blocks=iter(_blocks(changed, difference.read_bytes, encoding)),
+                                 digest=difference.digest)
+    gone_ids = _ids(difference.gone_bytes, source.layout, dataset, encoding)  # valid last time, not in the new file
     customers = db.partition("customers", segmentation_id)
     if not len(changed):  # the same lines, perhaps fewer: nothing to read
         source.progress.close()

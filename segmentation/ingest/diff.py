@@ -5,14 +5,18 @@ The import keeps a copy of the file it last imported for each segmentation (`Kep
 folder beside the reports, with a note of the batch it belongs to). The next file is compared
 with that copy as bytes: lines that are byte for byte the same as a line of the copy are
 unchanged (their customer is stored as that line left it); only the other lines are read,
-checked and merged (`merge._changed_load`).
+checked and merged (`changed.changed_load`).
 
-`compare` pairs the lines of the two files in two ways, both vectorised with numpy:
-1. line i of the new file with line i of the copy (in-place edits and lines added at the end);
+`compare` pairs the lines of the two files in two ways:
+1. line i of the new file with line i of the copy (in-place edits, lines added or removed at the
+   end), streamed through both files in blocks of CHUNK_BYTES: memory does not grow with the
+   files, only with the lines that differ (their bytes are kept for the import to read);
    pairs of equal length are compared as bytes in runs (one comparison per run of such pairs);
-2. when many lines differ that way (lines added or removed in the middle shift every later
-   line), by a signature of each line (its length, first and last bytes), matched between the
-   files, every matched pair then compared as bytes in runs of consecutive pairs.
+2. when more than MAX_CHANGED_SHARE of the lines differ that way (lines added or removed in the
+   middle shift every later line), and both files are under IN_MEMORY_MAX_BYTES, by a signature of
+   each line (its length, first and last bytes), matched between the files in memory, every
+   matched pair then compared as bytes in runs of consecutive pairs. Larger files are then
+   merged whole, which is slower but keeps memory flat.
 A line is unchanged only when it is byte for byte equal to the line it is paired with, so a
 signature that two different lines share can only make a line look changed, never unchanged.
 """
@@ -20,6 +24,7 @@ signature that two different lines share can only make a line look changed, neve
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -32,33 +37,54 @@ log = logging.getLogger(__name__)
 
 #: above this share of changed lines the file is merged whole (the staged merge is then cheaper)
 MAX_CHANGED_SHARE = 0.2
-_NEWLINE, _QUOTE = 10, 34
+#: bytes of the new file compared per step
+CHUNK_BYTES = 16 << 20
+#: realigning lines inserted or removed in the middle holds both files in memory: only below this size each
+IN_MEMORY_MAX_BYTES = 64 << 20
+_NEWLINE, _QUOTE, _RETURN = 10, 34, 13
 
 
 @dataclasses.dataclass
 class Difference:
-    """The new file's data lines that are not in the copy (`new_changed`, 0-based indices of data
-    lines: line number - 2), the copy's data lines not in the new file (`old_changed`), and for every
-    unchanged new line the copy's line it equals (`pairs`: old index per new index, -1 if none)."""
+    """What the import must read of the new file and what is gone from the copy.
 
+    `read`: the new file's data lines (0-based: line number - 2) that are not byte-equal to the
+    copy's line they pair with, or that pair with a line the last import rejected (`rejected`),
+    in file order, with their bytes (`read_bytes`, line ends included). `gone`: the copy's data
+    lines with no equal line in the new file, not rejected last time, with their bytes.
+    `new_changed` / `old_changed`: every new line with no equal line in the copy, and every line of
+    the copy with none in the new file (rejected or not). `pairs`: the copy's line each new line
+    equals (-1 if none), or None when line i pairs with line i."""
+
+    read: np.ndarray
+    read_bytes: list[bytes]
+    gone: np.ndarray
+    gone_bytes: list[bytes]
     new_changed: np.ndarray
     old_changed: np.ndarray
-    pairs: np.ndarray
     new_lines: int
-    new: _Lines
-    old: _Lines
+    digest: hashlib._Hash
+    pairs: np.ndarray | None = None
+
+    def paired(self) -> np.ndarray:
+        """The copy's line each new line equals, -1 if none (one int per line: for tests and small files)."""
+        if self.pairs is not None:
+            return self.pairs
+        pairs = np.arange(self.new_lines, dtype=np.int64)
+        pairs[self.new_changed] = -1
+        return pairs
 
 
 class _Lines:
     """A file as bytes with the bounds of its lines (the header first): starts and ends (exclusive, line end included)."""
 
-    def __init__(self, data: np.ndarray):
+    def __init__(self, data: np.ndarray, final: bool = True):
         self.data = data
         ends = np.flatnonzero(data == _NEWLINE) + 1
-        if not len(ends) or ends[-1] != len(data):
+        if final and len(data) and (not len(ends) or ends[-1] != len(data)):
             ends = np.append(ends, len(data))  # a last line without a line end
         self.ends = ends
-        self.starts = np.concatenate([[0], ends[:-1]])
+        self.starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
         self.lengths = self.ends - self.starts
 
     def line(self, index: int) -> bytes:
@@ -66,16 +92,21 @@ class _Lines:
 
     def line_ends_are_newlines(self) -> bool:
         """Whether every carriage return ends a line (LF or CRLF line ends, not CR alone)."""
-        returns = np.flatnonzero(self.data == 13)
+        if _RETURN not in self.data:
+            return True
+        returns = np.flatnonzero(self.data == _RETURN)
         return bool((returns + 1 < len(self.data)).all() and (self.data[returns + 1] == _NEWLINE).all())
 
     def quotes_close_on_every_line(self) -> bool:
         """Whether no quoted field spans lines (an even number of quotes on every line)."""
-        quotes = self.data == _QUOTE
-        if not quotes.any():
+        if _QUOTE not in self.data:
             return True
+        quotes = self.data == _QUOTE
         counted = np.concatenate([[0], np.cumsum(quotes, dtype=np.int64)])
         return bool(((counted[self.ends] - counted[self.starts]) % 2 == 0).all())
+
+    def plain(self) -> bool:
+        return self.quotes_close_on_every_line() and self.line_ends_are_newlines()
 
 
 def _equal_runs(new: _Lines, old: _Lines, new_index: np.ndarray, old_index: np.ndarray) -> np.ndarray:
@@ -90,8 +121,7 @@ def _equal_runs(new: _Lines, old: _Lines, new_index: np.ndarray, old_index: np.n
     differing = []  # positions (in the new file) of bytes that differ from the paired line's
     for a, b, c in zip(new_from.tolist(), new_to.tolist(), old_from.tolist()):
         found = np.flatnonzero(new.data[a:b] != old.data[c : c + b - a])
-        if len(found):
-            differing.append(found + a)
+        differing.append(found + a)
     equal = np.ones(len(new_index), dtype=bool)
     if differing:
         bad_lines = np.unique(np.searchsorted(new.ends, np.concatenate(differing), side="right"))
@@ -127,40 +157,180 @@ def _pair_by_signature(new: _Lines, old: _Lines) -> np.ndarray:
     return pairs
 
 
-def compare(old_path: Path, new_path: Path) -> Difference | None:
-    """The lines of `new_path` not in `old_path` and the other way round, or None when the files
-    cannot be compared line by line (another header, a quoted field spanning lines) or when more
-    than MAX_CHANGED_SHARE of the lines differ."""
+class _Realign(Exception):
+    """Line i and line i differ too often: lines were added or removed in the middle."""
+
+
+class _Stream:
+    """One file read in blocks of whole lines."""
+
+    def __init__(self, path: Path, digest: hashlib._Hash | None = None):
+        self.handle = path.open("rb")
+        self.digest = digest
+        self.buffer = b""
+        self.eof = False
+
+    def header(self) -> bytes:
+        line = self.handle.readline()
+        if self.digest is not None:
+            self.digest.update(line)
+        return line
+
+    def _more(self, size: int) -> None:
+        block = self.handle.read(size)
+        if not block:
+            self.eof = True
+        elif self.digest is not None:
+            self.digest.update(block)
+        self.buffer += block
+
+    def block(self) -> _Lines | None:
+        """The next block of whole lines (about CHUNK_BYTES, or the rest), None at the end."""
+        while not self.eof and len(self.buffer) < CHUNK_BYTES:
+            self._more(CHUNK_BYTES)
+        while not self.eof and b"\n" not in self.buffer:  # a line longer than a block
+            self._more(CHUNK_BYTES)
+        return self._cut(None)
+
+    def lines(self, n: int) -> _Lines | None:
+        """The next n lines (fewer at the end), None at the end."""
+        while not self.eof and self.buffer.count(b"\n") < n:
+            self._more(CHUNK_BYTES)
+        return self._cut(n)
+
+    def _cut(self, n: int | None) -> _Lines | None:
+        if not self.buffer:
+            return None
+        ends = _Lines(np.frombuffer(self.buffer, dtype=np.uint8), final=self.eof).ends
+        if not len(ends):
+            return None
+        cut = int(ends[-1] if n is None else ends[min(n, len(ends)) - 1])
+        data, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return _Lines(np.frombuffer(data, dtype=np.uint8), final=True)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _texts(lines: _Lines, local: np.ndarray) -> list[bytes]:
+    data = lines.data
+    return [data[start:end].tobytes() for start, end in zip(lines.starts[local].tolist(), lines.ends[local].tolist())]
+
+
+def _streamed(old_path: Path, new_path: Path, rejected: np.ndarray) -> Difference | None:
+    """`compare` by pairing line i with line i, streamed; raises _Realign when too many differ."""
+    digest = hashlib.sha256()
+    new, old = _Stream(new_path, digest), _Stream(old_path)
+    expected_lines = None
+    read, read_bytes, gone, gone_bytes, new_changed, old_changed = [], [], [], [], [], []
+    n_changed = 0
+    new_base = old_base = 0
     try:
-        old, new = _Lines(np.fromfile(old_path, dtype=np.uint8)), _Lines(np.fromfile(new_path, dtype=np.uint8))
-    except OSError:  # not a readable file: the whole import says why
-        return None
-    if old.line(0) != new.line(0) or not new.quotes_close_on_every_line() or not old.quotes_close_on_every_line():
-        return None
-    if not new.line_ends_are_newlines() or not old.line_ends_are_newlines():
+        header = new.header()
+        if header != old.header():
+            return None
+        if not _Lines(np.frombuffer(header, dtype=np.uint8)).plain():
+            return None
+        size = max(new_path.stat().st_size - len(header), 1)
+        while True:
+            new_block = new.block()
+            if new_block is None:
+                break
+            n = len(new_block.ends)
+            old_block = old.lines(n)
+            paired = 0 if old_block is None else len(old_block.ends)
+            if not new_block.plain() or (old_block is not None and not old_block.plain()):
+                return None
+            equal = np.zeros(n, dtype=bool)
+            if paired:
+                candidates = np.flatnonzero(new_block.lengths[:paired] == old_block.lengths)
+                equal[candidates[_equal_runs(new_block, old_block, candidates, candidates)]] = True
+            differ = np.flatnonzero(~equal)
+            again = np.flatnonzero(equal & np.isin(np.arange(n) + old_base, rejected)) if len(rejected) else differ[:0]
+            to_read = np.union1d(differ, again)
+            read.append(to_read + new_base)
+            read_bytes += _texts(new_block, to_read)
+            new_changed.append(differ + new_base)
+            if paired:
+                old_differ = np.flatnonzero(~equal[:paired])
+                old_changed.append(old_differ + old_base)
+                old_gone = old_differ[~np.isin(old_differ + old_base, rejected)]
+                gone.append(old_gone + old_base)
+                gone_bytes += _texts(old_block, old_gone)
+            n_changed += len(differ)
+            new_base += n
+            old_base += paired
+            if expected_lines is None:
+                expected_lines = size / max(new_block.ends[-1] / n, 1)
+            if n_changed > MAX_CHANGED_SHARE * max(expected_lines, new_base):
+                raise _Realign
+        while True:  # the copy's lines past the new file's end are gone
+            old_block = old.lines(1 << 20)
+            if old_block is None:
+                break
+            local = np.arange(len(old_block.ends))
+            old_changed.append(local + old_base)
+            old_gone = local[~np.isin(local + old_base, rejected)]
+            gone.append(old_gone + old_base)
+            gone_bytes += _texts(old_block, old_gone)
+            old_base += len(local)
+    finally:
+        new.close()
+        old.close()
+
+    def joined(parts):
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+    new_changed_all = joined(new_changed)
+    if len(new_changed_all) > MAX_CHANGED_SHARE * max(new_base, 1):
+        raise _Realign
+    return Difference(read=joined(read), read_bytes=read_bytes, gone=joined(gone), gone_bytes=gone_bytes,
+                      new_changed=new_changed_all, old_changed=joined(old_changed), new_lines=new_base, digest=digest)
+
+
+def _realigned(old_path: Path, new_path: Path, rejected: np.ndarray) -> Difference | None:
+    """`compare` for lines added or removed in the middle: both files in memory, paired by signature."""
+    old, new = _Lines(np.fromfile(old_path, dtype=np.uint8)), _Lines(np.fromfile(new_path, dtype=np.uint8))
+    if old.line(0) != new.line(0) or not new.plain() or not old.plain():
         return None
     n_new, n_old = len(new.starts) - 1, len(old.starts) - 1
-    pairs = np.full(n_new, -1, dtype=np.int64)
-    common = np.arange(min(n_new, n_old))
-    candidates = common[new.lengths[1 : len(common) + 1] == old.lengths[1 : len(common) + 1]]
-    if len(candidates) >= (1 - MAX_CHANGED_SHARE) * n_new:  # line i and line i mostly alike: compare them
-        equal = _equal_runs(new, old, candidates + 1, candidates + 1)
-        pairs[candidates[equal]] = candidates[equal]
-    if (pairs < 0).sum() > MAX_CHANGED_SHARE * max(n_new, 1):  # lines added or removed in the middle: realign
-        pairs = _pair_by_signature(new, old)
-        matched = np.flatnonzero(pairs >= 0)
-        runs = 1 + int(((np.diff(matched) != 1) | (np.diff(pairs[matched]) != 1)).sum()) if len(matched) else 0
-        if runs > MAX_CHANGED_SHARE * max(n_new, 1):  # the lines moved about: not worth comparing one by one
-            return None
-        equal = _equal_runs(new, old, matched + 1, pairs[matched] + 1)
-        pairs[matched[~equal]] = -1
+    pairs = _pair_by_signature(new, old)
+    matched = np.flatnonzero(pairs >= 0)
+    runs = 1 + int(((np.diff(matched) != 1) | (np.diff(pairs[matched]) != 1)).sum()) if len(matched) else 0
+    if runs > MAX_CHANGED_SHARE * max(n_new, 1):  # the lines moved about: not worth comparing one by one
+        return None
+    equal = _equal_runs(new, old, matched + 1, pairs[matched] + 1)
+    pairs[matched[~equal]] = -1
     new_changed = np.flatnonzero(pairs < 0)
     if len(new_changed) > MAX_CHANGED_SHARE * max(n_new, 1):
         return None
     used = np.zeros(n_old, dtype=bool)
     used[pairs[pairs >= 0]] = True
-    return Difference(new_changed=new_changed, old_changed=np.flatnonzero(~used), pairs=pairs, new_lines=n_new,
-                      new=new, old=old)
+    old_changed = np.flatnonzero(~used)
+    read = np.union1d(new_changed, np.flatnonzero(np.isin(pairs, rejected)))
+    gone = np.setdiff1d(old_changed, rejected)
+    return Difference(read=read, read_bytes=_texts(new, read + 1), gone=gone, gone_bytes=_texts(old, gone + 1),
+                      new_changed=new_changed, old_changed=old_changed, new_lines=n_new,
+                      digest=hashlib.sha256(new.data), pairs=pairs)
+
+
+def compare(old_path: Path, new_path: Path, rejected: np.ndarray | None = None) -> Difference | None:
+    """The lines of `new_path` not in `old_path` and the other way round (`rejected`: the copy's
+    data lines the last import rejected, to be read again where they are still there), or None
+    when the files cannot be compared line by line (another header, a quoted field spanning lines,
+    a lone carriage return) or when more than MAX_CHANGED_SHARE of the lines differ."""
+    rejected = np.zeros(0, dtype=np.int64) if rejected is None else np.asarray(rejected, dtype=np.int64)
+    try:
+        try:
+            return _streamed(old_path, new_path, rejected)
+        except _Realign:
+            if max(old_path.stat().st_size, new_path.stat().st_size) > IN_MEMORY_MAX_BYTES:
+                log.info("%s: lines were added or removed in the middle of a file over %d MB; it is merged whole",
+                         new_path, IN_MEMORY_MAX_BYTES >> 20)
+                return None
+            return _realigned(old_path, new_path, rejected)
+    except OSError:  # not a readable file: the whole import says why
+        return None
 
 
 # --- the copy of the last imported file -----------------------------------------------------------

@@ -1,5 +1,6 @@
 """Which lines of a file differ from the last imported file: only byte-equal lines are unchanged."""
 
+import hashlib
 import random
 
 import numpy as np
@@ -21,10 +22,15 @@ def compared(tmp_path, old, new, header=HEADER, new_header=None):
     new_path.write_text((new_header or header) + "".join(new))
     difference = diff.compare(old_path, new_path)
     if difference is not None:  # every line called unchanged equals the old line it is paired with
-        for index, paired in enumerate(difference.pairs):
+        pairs = difference.paired()
+        for index, paired in enumerate(pairs):
             if paired >= 0:
                 assert new[index] == old[paired]
-        assert set(difference.new_changed) == {index for index, paired in enumerate(difference.pairs) if paired < 0}
+        assert set(difference.new_changed) == {index for index, paired in enumerate(pairs) if paired < 0}
+        # what the import reads and what is gone come with their bytes
+        assert [line.decode() for line in difference.read_bytes] == [new[index] for index in difference.read]
+        assert [line.decode() for line in difference.gone_bytes] == [old[index] for index in difference.gone]
+        assert difference.digest.hexdigest() == hashlib.sha256(new_path.read_bytes()).hexdigest()
     return difference
 
 
@@ -108,3 +114,38 @@ def test_the_kept_copy_is_used_only_while_it_is_the_last_imported_file(tmp_path)
     kept.forget()
     assert not kept.file.exists() and kept.matching(7, "abc") is None
     assert np.array_equal(diff._Lines(np.frombuffer(b"a\nb", dtype=np.uint8)).lengths, [2, 1])
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 64 bytes: every file is compared over many blocks, lines across their edges."""
+    monkeypatch.setattr(diff, "CHUNK_BYTES", 64)
+
+
+def test_streamed_in_small_blocks_the_changes_are_the_same(tmp_path, small_blocks):
+    old = lines(500)
+    new = list(old)
+    new[0], new[250] = "1,1,1\n", "251,150,99\n" if old[250] != "251,150,99\n" else "251,1,1\n"
+    new = new[:-3] + ["9001,10,10\n"]  # three gone at the end, one added
+    assert sets(compared(tmp_path, old, new)) == ([0, 250, 497], [0, 250, 497, 498, 499])
+    longer = new + ["x" * 300 + "\n"]  # a line longer than a block
+    assert sets(compared(tmp_path, old, longer)) == ([0, 250, 497, 498], [0, 250, 497, 498, 499])
+
+
+def test_lines_rejected_last_time_are_read_again_and_never_gone(tmp_path, small_blocks):
+    old = lines(300)
+    new = list(old)
+    new[10] = "11,1,2\n" if old[10] != "11,1,2\n" else "11,2,1\n"
+    (tmp_path / "old.csv").write_text(HEADER + "".join(old))
+    (tmp_path / "new.csv").write_text(HEADER + "".join(new[:-1]))  # the last line gone
+    difference = diff.compare(tmp_path / "old.csv", tmp_path / "new.csv", np.array([5, 10, 299]))
+    assert difference.read.tolist() == [5, 10]  # 5 unchanged but rejected last time: read again
+    assert difference.gone.tolist() == []  # 10 and 299 were rejected last time: nobody to deactivate
+    assert difference.old_changed.tolist() == [10, 299]
+
+
+def test_realignment_in_memory_only_for_small_files(tmp_path, monkeypatch):
+    old = lines()
+    new = old[:10] + old[400:]
+    monkeypatch.setattr(diff, "IN_MEMORY_MAX_BYTES", 1000)
+    assert compared(tmp_path, old, new) is None  # too big to hold: merged whole
