@@ -160,8 +160,9 @@ def test_the_scheduler_runs_order_logs_and_catches_up_only_a_night_really_missed
     assert not any("no run has started since" in line for line in first), "".join(first)
     with sa.create_engine(database_url).begin() as connection:  # a night ran, then the scheduler was down
         connection.execute(sa.text(
-            "insert into segmentation_internal.runs (status, started_at, finished_at, error)"
-            " values ('failed', now() - interval '3 minutes', now() - interval '3 minutes', 'a night before')"))
+            "insert into segmentation_internal.runs (segmentation_id, status, started_at, finished_at, error)"
+            " select segmentation_id, 'failed', now() - interval '3 minutes', now() - interval '3 minutes',"
+            " 'a night before' from segmentation_internal.segmentations where name = 'default'"))
     caught_up = scheduler_lines(env, "--orders", str(orders), "--cron", "* * * * *", until="catch-up run")
     said = "".join(caught_up)
     assert "no run has started since the one due at" in said

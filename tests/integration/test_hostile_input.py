@@ -190,7 +190,8 @@ def test_a_sample_of_accepted_hostile_declarations_publishes_end_to_end(engine, 
         if not usable:
             continue
         path = write(tmp_path, csv_for(declared, seed=number), f"customers{number}.csv")
-        outcome = run_once(engine, settings(dataset=declared, features=",".join(usable), k=2, force_publish=True), path)
+        outcome = run_once(engine, settings(dataset=declared, features=",".join(usable), k=2, force_publish=True), path,
+                           new_version=True)  # each declaration starts the next version of the segmentation
         assert outcome.status == "published", declared
         assert query(engine, "select count(*) from segmentation.current_customer_segments") == [(60,)]
         published += 1
@@ -257,7 +258,7 @@ def test_publishing_waits_briefly_for_a_reader_then_publishes_and_dashboards_nev
     dashboard.start()
     outcome = {}
     run = threading.Thread(target=lambda: outcome.update(result=run_once(engine, settings(dataset=MALL_AGAIN),
-                                                                         customers_csv)))
+                                                                         customers_csv, new_version=True)))
     run.start()
     deadline = time.monotonic() + 120
     while "trying again" not in caplog.text and time.monotonic() < deadline:  # a try met the reader and gave up
@@ -268,7 +269,7 @@ def test_publishing_waits_briefly_for_a_reader_then_publishes_and_dashboards_nev
     dashboard.stop.set()
     dashboard.join(timeout=30)
     reader.close()
-    assert "could not recreate the views for the new declaration within 2 s" in caplog.text
+    assert "could not recreate the views for the declaration within 2 s" in caplog.text
     assert outcome["result"].status == "published"
     assert len(dashboard.seconds) > 10
     assert max(dashboard.seconds) < db.DDL_LOCK_TIMEOUT_SECONDS + 1.5, max(dashboard.seconds)
@@ -283,11 +284,11 @@ def test_a_reader_that_never_ends_its_transaction_fails_the_run_clearly(engine, 
     monkeypatch.setattr(db, "DDL_FIRST_PAUSE_SECONDS", 0.2)
     reader = reader_in_a_transaction(db.psycopg_dsn(engine))
     try:
-        with pytest.raises(LockTimeout, match=r"could not recreate the views for the new declaration: 3 tries each"
+        with pytest.raises(LockTimeout, match=r"could not recreate the views for the declaration: 3 tries each"
                                               r" waited 0.5 s for readers' locks \(held by backend pid [0-9]+"
                                               r" \(application bi-tool, role [a-z_]+, transaction open [0-9]+ s\)\);"
                                               r" nothing was published and the previous run stays current"):
-            run_once(engine, settings(dataset=MALL_AGAIN), customers_csv)
+            run_once(engine, settings(dataset=MALL_AGAIN), customers_csv, new_version=True)
     finally:
         reader.close()
     assert query(engine, "select status from segmentation_internal.runs order by run_id") == [("published",), ("failed",)]

@@ -256,10 +256,14 @@ def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_p
 
 @pytest.mark.parametrize(("order", "expected"), [("sorted", "merge join"), ("shuffled", "planner's choice")])
 def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_close_to_id_order(
-    engine, tmp_path, customers_csv, caplog, order, expected
+    engine, tmp_path, customers_csv, caplog, order, expected, monkeypatch
 ):
     import logging
     import random
+
+    from segmentation.ingest import diff
+
+    monkeypatch.setattr(diff, "MAX_CHANGED_SHARE", 0.0)  # any changed line: the whole file is merged
 
     header, *lines = customers_csv.read_text().splitlines()
     if order == "shuffled":
@@ -268,7 +272,7 @@ def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_close_to_i
     # only where the digits grow, which still counts as close to id order
     path = tmp_path / f"{order}.csv"
     path.write_text("\n".join([header, *lines]) + "\n")
-    # the file without its first line first: the second file does not start with it, so it is merged whole
+    # the file without its first line first: the second file does not start with it (nor compares line by line)
     earlier = tmp_path / "earlier.csv"
     earlier.write_text("\n".join([header, *lines[1:]]) + "\n")
     import_file(engine, earlier, settings(), 1)
