@@ -50,6 +50,9 @@ PASSWORD_PLACEHOLDER = "change-me"
 DASHBOARD_TITLE = "Customer segments"
 _NAMESPACE = uuid.UUID("5b0e7f3c-2d7e-4c55-9a55-7d1f3f0c2a11")
 _TIME_TYPES = ("timestamp", "date")
+LEGEND_WIDTH = 250  # px for a legend on the right: "S3 High income, low spending" unabridged
+HELD_COLOR = "#D1495B"  # held nights and the hold line
+STATUS_COLORS = {"held": HELD_COLOR, "published": "#1F77B4"}  # the run charts' series, by run_history.status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,7 +343,7 @@ def _timeseries(x_axis: str, metrics: list, groupby: list[str], viz_type: str, x
     other a category axis."""
     return {
         "x_axis": x_axis, "metrics": metrics, "groupby": groupby, "adhoc_filters": [], "row_limit": 10000,
-        "x_axis_sort_asc": True, "show_legend": True, "legendType": "scroll", "legendOrientation": "top",
+        "x_axis_sort_asc": True, "show_legend": True, "legendType": "plain", "legendOrientation": "top",
         "x_axis_title": x_title, "x_axis_title_margin": 30, "y_axis_title": y_title, "y_axis_title_margin": 50,
         "y_axis_title_position": "Left", "y_axis_format": y_format, "rich_tooltip": True, "markerEnabled": True,
         "markerSize": 8, "x_axis_time_format": "%Y-%m-%d", "truncateYAxis": False,
@@ -353,7 +356,7 @@ def _threshold(name: str, value: float) -> dict[str, Any]:
     return {"name": name, "annotationType": "FORMULA", "sourceType": "", "value": f"{value:g}", "overrides": {},
             "show": True, "showLabel": True, "showMarkers": False, "hideLine": False, "titleColumn": "",
             "descriptionColumns": [], "timeColumn": "", "intervalEndColumn": "",
-            "color": {"r": 209, "g": 73, "b": 91, "a": 1}, "opacity": "opacityMedium", "style": "dashed", "width": 1}
+            "color": HELD_COLOR, "opacity": "opacityMedium", "style": "dashed", "width": 1}
 
 
 def _number_formats(view: View, shown: list[str]) -> dict[str, dict[str, str]]:
@@ -390,22 +393,25 @@ def plan_charts(views: dict[str, View], segmentation: str = DEFAULT, max_size_ps
             "Segment sizes", profiles.name, "pie",
             {"groupby": [segment], "metric": _sql_metric(share, "Share of customers"),
              "adhoc_filters": mine(profiles), "row_limit": 100, "sort_by_metric": True, "show_labels": True,
-             "label_type": "value", "labels_outside": True, "label_line": True, "show_legend": True,
-             "legendType": "scroll", "legendOrientation": "right", "innerRadius": 30, "outerRadius": 65,
+             "label_type": "value", "labels_outside": False, "label_line": False, "show_legend": True,
+             "legendType": "plain", "legendOrientation": "right", "legendMargin": LEGEND_WIDTH, "legendSort": "asc",
+             "innerRadius": 0, "outerRadius": 80,
              "number_format": ".1%", "show_total": False, "color_scheme": "supersetColors", "viz_type": "pie"},
             (segment, "customer_share_pct" if "customer_share_pct" in profiles.column_names else "customer_share"),
             "Share of customers per segment of the latest published run, in percent with one decimal as the"
-            " view's customer_share_pct."))
+            " view's customer_share_pct.", width=5))
     features = views.get("current_segment_features")
     if features is not None:
         segment = _segment_column(features)
         params = _timeseries("label", [_metric("index", "MAX", "Index")], [segment], "echarts_timeseries_bar",
-                             "Feature", "Index (100 = average)")
-        params["adhoc_filters"] = [_where("category IS NULL"), *mine(features)]
+                             "", "Index (100 = average)")  # horizontal: features down the side, indexes across
+        params.update(adhoc_filters=[_where("category IS NULL"), *mine(features)], orientation="horizontal",
+                      legendOrientation="right",
+                      legendMargin=LEGEND_WIDTH, legendSort="asc")
         charts.append(Chart(
             "Feature indexes (100 = average customer)", features.name, "echarts_timeseries_bar", params,
             ("label", "index", "segment_id", "segment_name", "category"),
-            "Each segment's mean of every numeric feature against all customers' mean (= 100)."))
+            "Each segment's mean of every numeric feature against all customers' mean (= 100).", width=7))
     if profiles is not None:  # full width, under the two small charts
         shown = ["segment_id", "segment_name", "customer_count", *(_percent_columns(profiles) or ["customer_share"])]
         shown += [name for name in profiles.column_names if name.startswith("avg_")] + ["recommendation"]
@@ -421,26 +427,28 @@ def plan_charts(views: dict[str, View], segmentation: str = DEFAULT, max_size_ps
         segment = _segment_column(history)
         params = _timeseries("published_date", [_metric("customer_count", "SUM", "Customers")], [segment],
                              "echarts_timeseries_line", "Published on", "Customers")
-        params.update(time_grain_sqla="P1D", adhoc_filters=[
+        params.update(time_grain_sqla="P1D", legendOrientation="right", legendMargin=LEGEND_WIDTH, legendSort="asc",
+                      adhoc_filters=[
             _temporal_range("published_date"), _where("is_latest_of_day"), *mine(history)])
         charts.append(Chart(
             "Segment sizes over time", history.name, "echarts_timeseries_line", params,
             ("published_date", "customer_count", "segment_id", "segment_name", "is_latest_of_day"),
-            "Customers per segment by the day its run was published (the day's last run).", over_time=True))
+            "Customers per segment by the day its run was published (the day's last run).", width=12,
+            over_time=True))
     runs = views.get("run_history")
     if runs is not None:
         base = [_temporal_range("started_at"), _where("status in ('published', 'held')"), *mine(runs)]
         silhouette = _timeseries("started_at", [_metric("silhouette", "MAX", "Silhouette")], ["status"],
-                                 "echarts_timeseries_line", "Night (when the run started)", "Silhouette", ".2f")
-        silhouette.update(adhoc_filters=base, time_grain_sqla=None)
+                                 "echarts_timeseries_line", "Night (the day the run started)", "Silhouette", ".2f")
+        silhouette.update(adhoc_filters=base, time_grain_sqla="P1D")
         charts.append(Chart(
             "Silhouette per night", runs.name, "echarts_timeseries_line", silhouette,
             ("started_at", "silhouette", "status"),
             "Mean silhouette of every published and held run (-1 to 1, higher = clearer segments); held runs"
             " are their own series.", over_time=True))
         drift = _timeseries("started_at", [_metric("size_psi", "MAX", "Size drift (PSI)")], ["status"],
-                            "echarts_timeseries_line", "Night (when the run started)", "PSI", ".2f")
-        drift.update(adhoc_filters=base, time_grain_sqla=None,
+                            "echarts_timeseries_line", "Night (the day the run started)", "PSI", ".2f")
+        drift.update(adhoc_filters=base, time_grain_sqla="P1D",
                      annotation_layers=[_threshold(f"held above {max_size_psi:g}", max_size_psi)])
         charts.append(Chart(
             "Segment size drift (PSI) per night", runs.name, "echarts_timeseries_line", drift,
@@ -518,6 +526,9 @@ def native_filters(plans: list[Chart], charts: list[dict], chart_ids: list[int],
     return found
 
 
+HEIGHTS = {"Segment profiles": 60, "Nights": 38, "Customers moving between segments": 70}  # grid units of 8 px
+
+
 def dashboard_title(segmentation: str) -> str:
     return DASHBOARD_TITLE if segmentation == DEFAULT else f"{DASHBOARD_TITLE}: {segmentation}"
 
@@ -544,7 +555,7 @@ def dashboard_config(charts: list[dict], widths: list[int], database: str, label
         used += width
         key = f"CHART-{number}"
         position[row]["children"].append(key)
-        height = 50 if chart["viz_type"] != "table" else 60
+        height = HEIGHTS.get(chart["slice_name"], 50)
         position[key] = {"type": "CHART", "id": key, "children": [], "parents": ["ROOT_ID", "GRID_ID", row],
                          "meta": {"uuid": chart["uuid"], "sliceName": chart["slice_name"], "width": width,
                                   "height": height, "chartId": number}}
@@ -593,6 +604,7 @@ def bundle_files(connection: Connection, url: sa.URL, dataset: Dataset, user: st
             files[f"charts/{prefix}{_slug(plan.title)}.yaml"] = chart
         label_colors = {label: segment_color(segment_id) for label, segment_id
                         in segment_labels(connection, views, segmentation.schema, segmentation.name).items()}
+        label_colors.update(STATUS_COLORS)
         filters = native_filters(plans, charts, chart_ids, datasets, segmentation.name)
         files[f"dashboards/{_slug(dashboard_title(segmentation.name))}.yaml"] = dashboard_config(
             charts, [plan.width for plan in plans], database, label_colors, segmentation.name, filters, chart_ids)
