@@ -397,7 +397,8 @@ def plan_charts(views: dict[str, View], segmentation: str = DEFAULT, max_size_ps
              "legendType": "plain", "legendOrientation": "right", "legendMargin": LEGEND_WIDTH, "legendSort": "asc",
              "innerRadius": 0, "outerRadius": 80,
              "number_format": ".1%", "show_total": False, "color_scheme": "supersetColors", "viz_type": "pie"},
-            (segment, "customer_share_pct" if "customer_share_pct" in profiles.column_names else "customer_share"),
+            ("segment_id", "segment_name",
+             "customer_share_pct" if "customer_share_pct" in profiles.column_names else "customer_share"),
             "Share of customers per segment of the latest published run, in percent with one decimal as the"
             " view's customer_share_pct.", width=5))
     features = views.get("current_segment_features")
