@@ -50,7 +50,8 @@ PASSWORD_PLACEHOLDER = "change-me"
 DASHBOARD_TITLE = "Customer segments"
 _NAMESPACE = uuid.UUID("5b0e7f3c-2d7e-4c55-9a55-7d1f3f0c2a11")
 _TIME_TYPES = ("timestamp", "date")
-LEGEND_WIDTH = 250  # px for a legend on the right: "S3 High income, low spending" unabridged
+LEGEND_WIDTH = 290  # px for a legend on the right: "S1 Average income, average spending" unabridged
+PIE_LEGEND_WIDTH = 250  # the pie's legend needs no room for a line marker
 HELD_COLOR = "#D1495B"  # held nights and the hold line
 STATUS_COLORS = {"held": HELD_COLOR, "published": "#1F77B4"}  # the run charts' series, by run_history.status
 
@@ -394,7 +395,7 @@ def plan_charts(views: dict[str, View], segmentation: str = DEFAULT, max_size_ps
             {"groupby": [segment], "metric": _sql_metric(share, "Share of customers"),
              "adhoc_filters": mine(profiles), "row_limit": 100, "sort_by_metric": True, "show_labels": True,
              "label_type": "value", "labels_outside": False, "label_line": False, "show_legend": True,
-             "legendType": "plain", "legendOrientation": "right", "legendMargin": LEGEND_WIDTH, "legendSort": "asc",
+             "legendType": "plain", "legendOrientation": "right", "legendMargin": PIE_LEGEND_WIDTH, "legendSort": "asc",
              "innerRadius": 0, "outerRadius": 80,
              "number_format": ".1%", "show_total": False, "color_scheme": "supersetColors", "viz_type": "pie"},
             ("segment_id", "segment_name",
