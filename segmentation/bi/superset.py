@@ -16,7 +16,8 @@ are shown as "S<id> <full name>" everywhere (a calculated column `segment` of ea
 with segment_id and segment_name), never cut at the first comma. docs/dashboards.md shows them.
 
 UUIDs are derived from the database's name and the object's name, so importing a newer
-bundle of the same database updates the objects instead of adding copies. The database
+bundle of the same database never adds copies (Superset 6.1's dashboard import overwrites the
+dashboards but keeps charts and datasets it already has: delete those first). The database
 entry carries Superset's password mask: the password is typed in Superset after import.
 """
 
