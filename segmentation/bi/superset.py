@@ -42,6 +42,7 @@ from segmentation.palette import segment_color
 SCHEMA = "segmentation"
 DEFAULT = "default"  # the segmentation without a name; its views are in SCHEMA
 SEGMENT = "segment"  # the calculated column every chart shows a segment by: "S<id> <name>"
+COMPARED = "every segmentation"  # the dashboard of them all (not a segmentation's name: those have no space)
 VERSION = "1.0.0"  # Superset's import/export format
 PASSWORD_MASK = "XXXXXXXXXX"  # what Superset writes for a password in its own exports
 # Superset refuses a masked password without a `password` field ("Must provide a password"),
@@ -55,6 +56,8 @@ LEGEND_WIDTH = 290  # px for a legend on the right: "S1 Average income, average 
 PIE_LEGEND_WIDTH = 250  # the pie's legend needs no room for a line marker
 HELD_COLOR = "#D1495B"  # held nights and the hold line
 STATUS_COLORS = {"held": HELD_COLOR, "published": "#1F77B4"}  # the run charts' series, by run_history.status
+#: each segmentation's series on the dashboard of every segmentation, in order (red stays for held runs)
+SEGMENTATION_COLORS = ("#1F77B4", "#2CA02C", "#9467BD", "#8C564B", "#17BECF", "#7F7F7F", "#BCBD22", "#E377C2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -482,6 +485,49 @@ def plan_charts(views: dict[str, View], segmentation: str = DEFAULT, max_size_ps
     return charts
 
 
+def plan_compared_charts(views: dict[str, View], max_size_psi: float = 0.25) -> list[Chart]:
+    """The charts of the dashboard of every segmentation, on the cross views of schema
+    `segmentation` (rows of every segmentation, a `segmentation` column): customers per
+    segmentation over time, silhouette and drift per night of each (held runs their own
+    series), and every night of every segmentation."""
+    charts = []
+    history, runs = views.get("segment_profile_history"), views.get("run_history")
+    if history is not None and "segmentation" in history.column_names:
+        params = _timeseries("published_date", [_metric("customer_count", "SUM", "Customers")], ["segmentation"],
+                             "echarts_timeseries_line", "Published on", "Customers")
+        params.update(time_grain_sqla="P1D", legendOrientation="right", legendMargin=LEGEND_WIDTH, legendSort="asc",
+                      adhoc_filters=[_temporal_range("published_date"), _where("is_latest_of_day")])
+        charts.append(Chart(
+            "Customers per segmentation over time", history.name, "echarts_timeseries_line", params,
+            ("published_date", "customer_count", "segmentation", "is_latest_of_day"),
+            "Customers segmented by each segmentation, by the day its run was published.", width=12, over_time=True))
+    if runs is not None and "segmentation" in runs.column_names:
+        base = [_temporal_range("started_at"), _where("status in ('published', 'held')")]
+        for title, column, label, extra in (
+            ("Silhouette per night, every segmentation", "silhouette", "Silhouette", {}),
+            ("Segment size drift (PSI) per night, every segmentation", "size_psi", "PSI",
+             {"annotation_layers": [_threshold(f"held above {max_size_psi:g}", max_size_psi)]}),
+        ):
+            params = _timeseries("started_at", [_metric(column, "MAX", label)], ["segmentation", "status"],
+                                 "echarts_timeseries_line", "Night (the day the run started)", label, ".2f")
+            params.update(adhoc_filters=base, time_grain_sqla="P1D", **extra)
+            charts.append(Chart(title, runs.name, "echarts_timeseries_line", params,
+                                ("started_at", column, "segmentation", "status"),
+                                f"{label} of every published and held run of each segmentation; a series per"
+                                " segmentation and status (held runs in red).", over_time=True))
+        shown = [name for name in ("segmentation", "run_id", "started_at", "status", "k", "silhouette", "size_psi",
+                                   "n_customers", "error") if name in runs.column_names]
+        charts.append(Chart(
+            "Nights of every segmentation", runs.name, "table",
+            {"query_mode": "raw", "all_columns": shown, "order_by_cols": ['["run_id", false]'], "groupby": [],
+             "adhoc_filters": [_temporal_range("started_at")], "row_limit": 1000, "server_page_length": 15,
+             "show_cell_bars": False, "viz_type": "table", "table_timestamp_format": "%Y-%m-%d %H:%M",
+             "column_config": {"silhouette": {"d3NumberFormat": ".3f"}, "size_psi": {"d3NumberFormat": ".3f"}}},
+            tuple(shown), "Every run of every segmentation, newest first, with the reason for held and failed ones.",
+            width=12, over_time=True))
+    return charts
+
+
 def chart_config(chart: Chart, database: str, datasets: dict[str, dict], key: str = "") -> dict[str, Any]:
     """Superset's chart entry; `key` tells the charts of one segmentation's dashboard from another's."""
     dataset_uuid = datasets[chart.view]["uuid"]
@@ -498,7 +544,9 @@ def chart_config(chart: Chart, database: str, datasets: dict[str, dict], key: st
 def native_filters(plans: list[Chart], charts: list[dict], chart_ids: list[int], datasets: dict[str, dict],
                    segmentation: str) -> list[dict[str, Any]]:
     """The dashboard's filter bar: Published date (a time range, on the charts over time) and
-    Segment (the `segment` values of the latest run, on every chart with a `segment` column)."""
+    Segment (the `segment` values of the latest run, on every chart with a `segment` column);
+    on the dashboard of every segmentation (`segmentation` COMPARED), Segmentation instead of
+    Segment (the names in run_history, on every chart)."""
     over_time = [number for plan, number in zip(plans, chart_ids) if plan.over_time]
     others = [number for plan, number in zip(plans, chart_ids) if not plan.over_time]
     empty = {"extraFormData": {}, "filterState": {}, "ownState": {}}
@@ -510,6 +558,20 @@ def native_filters(plans: list[Chart], charts: list[dict], chart_ids: list[int],
         "description": "When the runs were published (the nights, for the run charts). The charts of the latest"
                        " run (sizes, indexes, profiles) always show the latest run.",
     }]
+    if segmentation == COMPARED:
+        runs = next((datasets[plan.view] for plan in plans if plan.view == "run_history"), None)
+        if runs is not None:
+            found.append({
+                "id": "NATIVE_FILTER-segmentation", "name": "Segmentation",
+                "filterType": "filter_select", "type": "NATIVE_FILTER",
+                "targets": [{"datasetUuid": runs["uuid"], "column": {"name": "segmentation"}}],
+                "controlValues": {"enableEmptyFilter": False, "defaultToFirstItem": False, "multiSelect": True,
+                                  "searchAllOptions": False, "inverseSelection": False, "sortAscending": True},
+                "defaultDataMask": empty, "cascadeParentIds": [],
+                "scope": {"rootPath": ["ROOT_ID"], "excluded": []}, "chartsInScope": list(chart_ids),
+                "tabsInScope": [], "description": "The segmentations to show (default is the one without a name).",
+            })
+        return found
     segmented = [(plan, chart, number) for plan, chart, number in zip(plans, charts, chart_ids)
                  if any(column["column_name"] == SEGMENT for column in datasets[plan.view]["columns"])]
     source = next((datasets[plan.view] for plan, _, _ in segmented if plan.view == "current_segment_profiles"), None)
@@ -533,6 +595,8 @@ HEIGHTS = {"Segment profiles": 60, "Nights": 38, "Customers moving between segme
 
 
 def dashboard_title(segmentation: str) -> str:
+    if segmentation == COMPARED:
+        return f"{DASHBOARD_TITLE}: every segmentation"
     return DASHBOARD_TITLE if segmentation == DEFAULT else f"{DASHBOARD_TITLE}: {segmentation}"
 
 
@@ -563,7 +627,7 @@ def dashboard_config(charts: list[dict], widths: list[int], database: str, label
                          "meta": {"uuid": chart["uuid"], "sliceName": chart["slice_name"], "width": width,
                                   "height": height, "chartId": number}}
     return {
-        "dashboard_title": title, "description": None, "css": "", "slug": f"segments-{_slug(segmentation)}",
+        "dashboard_title": title, "description": None, "css": "", "slug": "segments--compared" if segmentation == COMPARED else f"segments-{_slug(segmentation)}",
         "certified_by": None, "certification_details": None, "published": True,
         "uuid": _uuid(database, "dashboard", title), "position": position,
         "metadata": {"color_scheme": "supersetColors", "label_colors": label_colors, "shared_label_colors": [],
@@ -590,7 +654,9 @@ def bundle_files(connection: Connection, url: sa.URL, dataset: Dataset, user: st
     entry = _slug(database_name(url))
     files: dict[str, Any] = {f"databases/{entry}.yaml": database_config(url, user, database_uuid)}
     next_id = 1
-    for segmentation in read_segmentations(connection, dataset):
+    segmentations = read_segmentations(connection, dataset)
+    cross: tuple[dict[str, View], dict[str, dict]] | None = None
+    for segmentation in segmentations:
         views = read_views(connection, segmentation.schema)
         datasets = {name: dataset_config(view, segmentation.dataset, database, database_uuid, segmentation.schema)
                     for name, view in views.items()}
@@ -611,6 +677,22 @@ def bundle_files(connection: Connection, url: sa.URL, dataset: Dataset, user: st
         filters = native_filters(plans, charts, chart_ids, datasets, segmentation.name)
         files[f"dashboards/{_slug(dashboard_title(segmentation.name))}.yaml"] = dashboard_config(
             charts, [plan.width for plan in plans], database, label_colors, segmentation.name, filters, chart_ids)
+        if segmentation.is_default:
+            cross = (views, datasets)
+    if len(segmentations) > 1 and cross is not None:  # one more dashboard: every segmentation side by side
+        views, datasets = cross
+        plans = plan_compared_charts(views, max_size_psi)
+        charts = [chart_config(plan, database, datasets, "every segmentation/") for plan in plans]
+        chart_ids = list(range(next_id, next_id + len(charts)))
+        for plan, chart in zip(plans, charts):
+            files[f"charts/compared_{_slug(plan.title)}.yaml"] = chart
+        label_colors = {}
+        for number, item in enumerate(segmentations):
+            colour = SEGMENTATION_COLORS[number % len(SEGMENTATION_COLORS)]
+            label_colors.update({item.name: colour, f"{item.name}, published": colour, f"{item.name}, held": HELD_COLOR})
+        filters = native_filters(plans, charts, chart_ids, datasets, COMPARED)
+        files["dashboards/Customer_segments_compared.yaml"] = dashboard_config(
+            charts, [plan.width for plan in plans], database, label_colors, COMPARED, filters, chart_ids)
     files = {"metadata.yaml": {"version": VERSION, "type": "Dashboard",
                                "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat()}, **files}
     return {f"{root}/{path}": yaml.safe_dump(content, sort_keys=False, allow_unicode=True)

@@ -19,6 +19,8 @@ from tests.integration.test_bi_access import populated  # noqa: F401 - two publi
 CHART_TITLES = {"Segment sizes", "Segment profiles", "Feature indexes (100 = average customer)",
                 "Segment sizes over time", "Silhouette per night", "Segment size drift (PSI) per night", "Nights",
                 "Customers moving between segments"}
+COMPARED_TITLES = {"Customers per segmentation over time", "Silhouette per night, every segmentation",
+                   "Segment size drift (PSI) per night, every segmentation", "Nights of every segmentation"}
 
 
 def parsed_bundle(engine, user="superset"):
@@ -224,17 +226,20 @@ def test_the_filter_bar_has_a_published_date_and_a_segment_filter_scoped_to_the_
 
 @pytest.fixture
 def two_segmentations(populated, tmp_path):
-    """The two published runs of `populated` (default) and an order log as segmentation rfm."""
+    """The two published runs of `populated` (default) and two nights of an order log as
+    segmentation rfm (two, so that its Sankey has a pair of runs to draw)."""
     settings = load_settings(database_url="postgresql://unused@localhost/unused", write_report=False,
                              gap_references=2, stability_resamples=2, segmentation="rfm")
-    run_once(populated, settings, orders_path=write_order_sample(tmp_path / "orders.csv", 1500))
+    for seed, rows in ((7, 1500), (8, 1700)):
+        run_once(populated, settings, orders_path=write_order_sample(tmp_path / f"orders{seed}.csv", rows, seed))
     return populated
 
 
 def test_each_segmentation_has_its_own_dashboard_on_its_own_views(two_segmentations):
     files = parsed_bundle(two_segmentations)
     boards = dashboards(files)
-    assert set(boards) == {"Customer segments", "Customer segments: rfm"}
+    assert set(boards) == {"Customer segments", "Customer segments: rfm", "Customer segments: every segmentation"}
+    compared = boards.pop("Customer segments: every segmentation")
     datasets = {content["uuid"]: content for content in by_prefix(files, "datasets/").values()}
     names = [dataset["table_name"] for dataset in datasets.values()]
     assert len(names) == len(set(names))  # Superset on SQLite keeps table names unique across schemas
@@ -265,3 +270,22 @@ def test_each_segmentation_has_its_own_dashboard_on_its_own_views(two_segmentati
     profiles = {column["column_name"]: column for dataset in rfm if dataset["table_name"].startswith(
         "current_segment_profiles") for column in dataset["columns"]}
     assert profiles["avg_recency_days"]["verbose_name"].startswith("Average recency")  # under rfm's declaration
+
+    # the dashboard of every segmentation: the cross views, a Segmentation filter on every chart
+    charts = charts_of(files, compared)
+    assert {chart["slice_name"] for chart in charts.values()} == COMPARED_TITLES
+    filters = {item["name"]: item for item in compared["metadata"]["native_filter_configuration"]}
+    assert set(filters) == {"Published date", "Segmentation"}
+    assert sorted(filters["Segmentation"]["chartsInScope"]) == sorted(charts)
+    (target,) = filters["Segmentation"]["targets"]
+    assert datasets[target["datasetUuid"]]["table_name"] == "run_history" and target["column"]["name"] == "segmentation"
+    with two_segmentations.connect() as connection:
+        for chart in charts.values():
+            dataset = datasets[chart["dataset_uuid"]]
+            assert dataset["schema"] == "segmentation" and "segmentation" in chart["params"].get(
+                "groupby", []) + chart["params"].get("all_columns", [])
+            names = set(connection.execute(sa.text(
+                f"select distinct segmentation from segmentation.{dataset['table_name']}")).scalars())
+            assert names == {"default", "rfm"}, chart["slice_name"]
+    colours = compared["metadata"]["label_colors"]
+    assert colours["default"] != colours["rfm"] and colours["rfm, held"] == colours["default, held"]
