@@ -25,7 +25,11 @@ from segmentation.bi import superset
 from segmentation.dataset import MALL
 from tests.browser import chromium, chromium_command
 from tests.integration.test_bi_access import populated  # noqa: F401 - fixture
-from tests.integration.test_superset_bundle import CHART_TITLES, two_segmentations  # noqa: F401 - fixture
+from tests.integration.test_superset_bundle import (  # noqa: F401 - fixture
+    CHART_TITLES,
+    COMPARED_TITLES,
+    two_segmentations,
+)
 
 pytestmark = pytest.mark.superset
 
@@ -40,6 +44,8 @@ PUBLIC_ROLE_LIKE = "Admin"
 WTF_CSRF_ENABLED = False
 TALISMAN_ENABLED = False
 """
+COMPARED = "Customer segments: every segmentation"
+TITLES = {"Customer segments": CHART_TITLES, "Customer segments: rfm": CHART_TITLES, COMPARED: COMPARED_TITLES}
 #: what Superset writes into a chart or the page when a query or the chart's form data is wrong
 FAILURES = ("Sankey is a DAG", "Unexpected error", "permission denied", "does not exist", "Data error",
             "Request is incorrect", "No results were returned", "Not a valid")
@@ -113,9 +119,10 @@ def test_superset_imports_a_dashboard_per_segmentation_with_its_filters(two_segm
     assert "error" not in instance.imported.stderr.lower().replace("error_", ""), instance.imported.stderr[-2000:]
     boards = {title: json.loads(metadata) for title, metadata in
               instance.metadata("select dashboard_title, json_metadata from dashboards")}
-    assert set(boards) == {"Customer segments", "Customer segments: rfm"}
+    assert set(boards) == set(TITLES)
     charts = instance.metadata("select slice_name, viz_type from slices")
-    assert len(charts) == 2 * len(CHART_TITLES) and {title for title, _ in charts} == CHART_TITLES
+    assert len(charts) == 2 * len(CHART_TITLES) + len(COMPARED_TITLES)
+    assert {title for title, _ in charts} == CHART_TITLES | COMPARED_TITLES
     datasets = dict(instance.metadata("select id, table_name from tables"))
     assert {"current_segment_profiles", "current_segment_profiles (rfm)", "run_history (rfm)"} <= set(datasets.values())
     placed = {title: {chart_id for (chart_id,) in instance.metadata(
@@ -123,9 +130,11 @@ def test_superset_imports_a_dashboard_per_segmentation_with_its_filters(two_segm
         f" where dashboard_title = '{title}'")} for title in boards}
     for title, metadata in boards.items():
         filters = {item["name"]: item for item in metadata["native_filter_configuration"]}
-        assert set(filters) == {"Published date", "Segment"}, title
-        (target,) = filters["Segment"]["targets"]  # the bundle's dataset uuid became Superset's dataset id
-        assert datasets[target["datasetId"]].startswith("current_segment_profiles")
+        chosen = "Segmentation" if title == COMPARED else "Segment"
+        assert set(filters) == {"Published date", chosen}, title
+        (target,) = filters[chosen]["targets"]  # the bundle's dataset uuid became Superset's dataset id
+        assert datasets[target["datasetId"]] == ("run_history" if title == COMPARED else "current_segment_profiles"
+                                                 if title == "Customer segments" else "current_segment_profiles (rfm)")
         for item in filters.values():  # scopes name the imported charts of this dashboard
             assert set(item["chartsInScope"]) | set(item["scope"]["excluded"]) == placed[title], title
 
@@ -152,15 +161,17 @@ def test_every_imported_dashboard_renders_every_chart(two_segmentations, superse
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert set(pages) == {"Customer segments", "Customer segments: rfm"}
+    assert set(pages) == set(TITLES)
     for title, (shot, dom) in pages.items():
         assert shot.stat().st_size > 20_000, title  # a picture, not a blank page
-        for chart in CHART_TITLES:
+        for chart in TITLES[title]:
             assert chart in dom, f"chart {chart!r} not on the rendered dashboard {title!r}"
         for failure in FAILURES:
             assert failure not in dom, (title, failure)
-        assert "Published date" in dom and "Segment" in dom  # the filter bar
-        assert dom.count("<canvas") + dom.count("<svg") >= 6, title  # the ECharts charts drew something
+        assert "Published date" in dom and "Segment" in dom  # the filter bar (Segment or Segmentation)
+        drawn = dom.count("<canvas") + dom.count("<svg")  # the ECharts charts drew something
+        tables = {"Segment profiles", "Nights", "Nights of every segmentation"}
+        assert drawn >= len(TITLES[title] - tables), title
 
 
 def _wait_until_up(url: str, seconds: float = 120) -> None:
