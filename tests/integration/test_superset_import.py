@@ -2,8 +2,8 @@
 each dashboard renders every chart without an error.
 
 Optional (marker `superset`): it needs Superset installed in a venv of its own, found at
-$SUPERSET_VENV (default /tmp/superset-venv; see docs/dashboards.md, "Trying it"), and Debian's
-`chromium` for the rendering test. Without them each test skips, saying what is missing. The
+$SUPERSET_VENV (default /tmp/superset-venv; see docs/testing.md), and Debian's `chromium`
+for the rendering test. Without them each test skips, saying what is missing. The
 Superset it starts is a throwaway on 127.0.0.1 with its metadata (SQLite, Superset's quick-start
 default) in the test's temporary folder; the data stay in the test's PostgreSQL database.
 """
@@ -55,7 +55,7 @@ FAILURES = ("Sankey is a DAG", "Unexpected error", "permission denied", "does no
 def superset_command():
     command = SUPERSET_VENV / "bin" / "superset"
     if not command.is_file():
-        pytest.skip(f"Superset is not installed at {SUPERSET_VENV} (set SUPERSET_VENV, or: {INSTALL})")
+        pytest.skip(f"Superset is not installed at {SUPERSET_VENV} (set SUPERSET_VENV; see docs/testing.md)")
     probe = subprocess.run([str(SUPERSET_VENV / "bin" / "python"), "-c", "import superset.cli.main"],
                            capture_output=True, text=True, timeout=120)
     if probe.returncode != 0:  # e.g. 6.1.0 from PyPI without rich or cachetools
