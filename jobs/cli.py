@@ -531,7 +531,7 @@ def bi_superset(
     out: Annotated[Path, typer.Option("--out", help="zip file to write", dir_okay=False)],
     user: Annotated[str, typer.Option("--user", help="the login role Superset connects as (see `segment db grant-reader`)")] = "superset",
 ) -> None:
-    """Write a Superset import bundle: the database entry, a dataset per view, charts and a dashboard.
+    """Write a Superset import bundle: the database entry, and per segmentation a dataset per view, charts and a dashboard with filters (docs/dashboards.md).
 
     Import it with `superset import-dashboards -p FILE -u ADMIN` or the UI (Dashboards > Import), then set the password of the database "Customer segments (DATABASE)" in Superset (the bundle carries a placeholder).
     """
@@ -541,8 +541,9 @@ def bi_superset(
     with db.database(settings) as engine:
         db.upgrade(engine)
         with engine.connect() as connection:
-            charts = write_bundle(connection, engine.url, settings.declaration, out, user)
-    console.print(f"wrote {out}: {charts} charts on the segmentation views of {engine.url.database}; "
+            charts = write_bundle(connection, engine.url, settings.declaration, out, user, settings.max_size_psi)
+    console.print(f"wrote {out}: {charts} charts (a dashboard per segmentation) on the segmentation views of "
+                  f"{engine.url.database}; "
                   f"import it with `superset import-dashboards -p {out} -u ADMIN`, then set the password of "
                   f"the database \"{database_name(engine.url)}\" (user {user}) in Superset")
 

@@ -177,11 +177,11 @@ def test_bi_superset_writes_an_import_bundle_of_the_views(database_url, customer
     out = tmp_path / "bundle.zip"
     result = segment("bi", "superset", "--out", str(out), "--user", "bi_reader", env=env)
     assert result.returncode == 0, result.stderr
-    assert "6 charts" in result.stdout and "superset import-dashboards" in result.stdout
+    assert "8 charts" in result.stdout and "superset import-dashboards" in result.stdout
     with zipfile.ZipFile(out) as bundle:
         names = [name.split("/", 1)[1] for name in bundle.namelist()]
     assert "metadata.yaml" in names and "dashboards/Customer_segments.yaml" in names
-    assert sum(name.startswith("charts/") for name in names) == 6
+    assert sum(name.startswith("charts/") for name in names) == 8
     assert any(name.startswith("datasets/") and name.endswith("/current_segment_profiles.yaml") for name in names)
 
 
