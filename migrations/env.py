@@ -36,8 +36,10 @@ def _run(connection: sa.Connection) -> None:
     with context.begin_transaction():
         context.run_migrations()
         if set(context.get_context().get_current_heads()) == set(context.get_head_revisions()):
+            from segmentation import citus
             from segmentation.publish import views
 
+            citus.ensure(connection)  # a database given the citus extension after 0012 is distributed now
             views.ensure_every(connection)
 
 

@@ -120,7 +120,7 @@ def database(settings: Settings) -> Iterator[Engine]:
             url = sqlalchemy_url(settings.database_url)
         else:
             url = stack.enter_context(embedded_server(settings.pgdata_dir))
-        engine = make_engine(url)
+        engine = make_engine(url, citus=settings.citus)
         stack.callback(engine.dispose)
         check_connection(engine)
         yield engine
@@ -129,17 +129,19 @@ def database(settings: Settings) -> Iterator[Engine]:
 APPLICATION_NAME = "segment"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, citus: str = "auto") -> Engine:
     """An engine for `url`; connections are checked before use so a restarted server is survived.
 
     Sessions show as application_name `segment` in pg_stat_activity. JIT compilation is off in
     them: the job's statements are long generated expressions over many rows, whose compilation
     (inlining and optimisation) cost more than it saved (a night's reassignment at 10M customers:
-    11.6 s with JIT, 2.3 s without).
+    11.6 s with JIT, 2.3 s without). With `citus` "off" each session carries
+    `segmentation.citus = off`, which the upgrade reads (`segmentation.citus.wanted`).
     """
-    engine = sa.create_engine(
-        make_url(url), pool_pre_ping=True, connect_args={"application_name": APPLICATION_NAME}
-    )
+    arguments = {"application_name": APPLICATION_NAME}
+    if citus != "auto":
+        arguments["options"] = f"-c segmentation.citus={citus}"  # a validated literal: auto | off
+    engine = sa.create_engine(make_url(url), pool_pre_ping=True, connect_args=arguments)
     sa.event.listen(engine, "connect", _session_settings)
     return engine
 
@@ -334,7 +336,9 @@ def attach_partition(connection: Connection, table: str, segmentation_id: int) -
     number = int(segmentation_id)
     connection.exec_driver_sql(f"alter table {child} alter column segmentation_id set default {number}")
     connection.exec_driver_sql(f"alter table {parent} attach partition {child} for values in ({number})")
-    if table in COUNTED_TABLES:
+    from segmentation import citus
+
+    if table in COUNTED_TABLES and citus.foreign_writes_seen(connection):
         connection.exec_driver_sql(
             f"create trigger {partition_name(table, segmentation_id)}_changed after insert or update or delete or truncate"
             f" on {child} for each statement execute function {INTERNAL_SCHEMA}.count_table_change()"
@@ -349,6 +353,9 @@ def create_standalone(connection: Connection, table: str, segmentation_id: int, 
     including = "including defaults" + (" including indexes" if keys else "")
     connection.exec_driver_sql(f"create table {child} (like {INTERNAL_SCHEMA}.{table} {including})")
     connection.exec_driver_sql(f"alter table {child} alter column segmentation_id set default {int(segmentation_id)}")
+    from segmentation import citus
+
+    citus.distribute_like(connection, child)
     return child
 
 
@@ -665,14 +672,14 @@ def mark_abandoned(connection: Connection) -> tuple[int, int]:
     """
     runs = connection.execute(
         sa.text(
-            "update segmentation_internal.runs set status = 'abandoned', finished_at = clock_timestamp(),"
+            "update segmentation_internal.runs set status = 'abandoned', finished_at = statement_timestamp(),"
             " error = coalesce(error, 'the process ended before the run finished')"
             " where status = 'running'"
         )
     ).rowcount
     batches = connection.execute(
         sa.text(
-            "update segmentation_internal.import_batches set status = 'abandoned', finished_at = clock_timestamp(),"
+            "update segmentation_internal.import_batches set status = 'abandoned', finished_at = statement_timestamp(),"
             " error = coalesce(error, 'the process ended before the import finished; nothing was loaded')"
             " where status = 'running'"
         )

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Engine
 
-from segmentation import db, features, ingest, profiling, publish, segmentations
+from segmentation import citus, db, features, ingest, profiling, publish, segmentations
 from segmentation.errors import (
     Cancelled,
     ConfigurationError,
@@ -373,8 +373,9 @@ def _read(engine: Engine, settings: Settings, run_id: int, segmentation_id: int)
             ),
             {"id": segmentation_id},
         ).one()
-    reliable = (
-        dataset_id is not None and previous is not None and previous.through_batch_id is not None
+        counted = citus.foreign_writes_seen(connection)  # on Citus writes from outside the job are not
+    reliable = (  # counted: changed customers are then found by comparing every one
+        counted and dataset_id is not None and previous is not None and previous.through_batch_id is not None
         and previous.foreign_version == foreign
     )
     return _Read(customers, n_customers, sample, dataset_id, previous, next_free_id, latest, through, foreign, reliable)

@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         default=0, ge=0, le=DAY_SECONDS, description="how long a run waits for another run's lock before giving up"
     )
 
+    citus: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: on a database with the citus extension, distribute the per-customer tables by customer_id"
+        " at the upgrade (docs/citus.md); off: leave every table on the coordinator",
+    )
     db_retries: int = Field(default=3, ge=0, le=100, description="new attempts after a lost database connection")
     db_retry_delay_seconds: float = Field(
         default=5, ge=0, le=3600, description="wait before the first retry; doubles with each further retry"

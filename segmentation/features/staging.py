@@ -23,6 +23,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from segmentation import citus
 from segmentation.dataset import Dataset
 
 #: customers validated and written per chunk: the most a `source` read holds in memory at once
@@ -48,6 +49,7 @@ def create(connection: Connection, run_id: int) -> sql.Composed:
         cursor.execute(
             sql.SQL('create unlogged table {} (customer_id text collate "C", attributes text[])').format(table)
         )
+    citus.distribute_like(connection, table)
     return table
 
 

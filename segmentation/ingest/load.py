@@ -134,7 +134,7 @@ def fail_batch(connection: Connection, batch_id: int, message: str) -> None:
     message = storable(message)
     connection.execute(
         sa.text(
-            "update segmentation_internal.import_batches set status = 'failed', finished_at = clock_timestamp(),"
+            "update segmentation_internal.import_batches set status = 'failed', finished_at = statement_timestamp(),"
             " error = :error where batch_id = :batch_id"
         ),
         {"batch_id": batch_id, "error": message},
@@ -294,7 +294,7 @@ def load_file(
         sa.text(
             """
             update segmentation_internal.import_batches set
-                status = 'succeeded', finished_at = clock_timestamp(), source_sha256 = :sha256,
+                status = 'succeeded', finished_at = statement_timestamp(), source_sha256 = :sha256,
                 rows_read = :rows_read, rows_inserted = :rows_inserted, rows_updated = :rows_updated,
                 rows_unchanged = :rows_unchanged, rows_rejected = :rows_rejected,
                 rows_deactivated = :rows_deactivated

@@ -30,6 +30,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from segmentation import citus
 from segmentation.ingest.source import _BOM, BLOCK_BYTES
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,9 @@ def previous_import(connection: Connection, kind: str, key: str, segmentation_id
     last, when nothing has written them (or the table, from outside the job) since, it was read
     under `key` and its rejects are all stored."""
     version, foreign = _versions(connection, kind, segmentation_id)
+    if not citus.foreign_writes_seen(connection):
+        log.debug("%s: on Citus writes from outside the job are not counted; reading the whole file", kind)
+        return None
     found = connection.execute(
         sa.text(
             """

@@ -321,7 +321,7 @@ def load_orders(
            covers_table=counts["covers_table"], reasons=reasons)
     assignments = ", ".join(f"{name} = :{name}" for name in BATCH_COUNTS)  # constant names, no data
     connection.execute(
-        sa.text(f"update segmentation_internal.import_batches set status = 'succeeded', finished_at = clock_timestamp(),"
+        sa.text(f"update segmentation_internal.import_batches set status = 'succeeded', finished_at = statement_timestamp(),"
                 f" source_sha256 = :sha256, {assignments} where batch_id = :batch_id"),
         {"sha256": source.digest.hexdigest(), "batch_id": batch_id, **counted},
     )

@@ -21,7 +21,7 @@ import logging
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from segmentation import db
+from segmentation import citus, db
 from segmentation.dataset import Dataset
 from segmentation.features import staging
 
@@ -173,23 +173,21 @@ def stage_customers(
             for name in dataset.names
         ]
         statement = sql.SQL(
-            "create unlogged table {table} as"
-            ' select cast(coalesce(customer.customer_id, rfm.customer_id) as text) collate "C" as customer_id,'
+            'select cast(coalesce(customer.customer_id, rfm.customer_id) as text) collate "C" as customer_id,'
             " cast(array[{columns}] as text[]) as attributes,"
             " customer.customer_id is null as has_no_attributes, rfm.customer_id is null as has_no_orders"
             " from (select customer_id, attributes from {customers}"
             "       where is_active and dataset_id = {dataset_id}) as customer"
             " full join {rfm} on rfm.customer_id = customer.customer_id"
-        ).format(table=table, columns=sql.SQL(", ").join(selected), dataset_id=sql.Literal(dataset_id), rfm=rfm,
+        ).format(columns=sql.SQL(", ").join(selected), dataset_id=sql.Literal(dataset_id), rfm=rfm,
                  customers=sql.SQL(db.partition("customers", segmentation_id)))
     else:
         statement = sql.SQL(
-            "create unlogged table {table} as"
-            ' select cast(rfm.customer_id as text) collate "C" as customer_id, cast(array[{columns}] as text[]) as attributes,'
+            'select cast(rfm.customer_id as text) collate "C" as customer_id, cast(array[{columns}] as text[]) as attributes,'
             " false as has_no_attributes, false as has_no_orders from {rfm}"
-        ).format(table=table, columns=sql.SQL(", ").join(rfm_value[name] for name in dataset.names), rfm=rfm)
+        ).format(columns=sql.SQL(", ").join(rfm_value[name] for name in dataset.names), rfm=rfm)
+    citus.create_table_as(connection, table, statement, unlogged=True)
     with connection.connection.driver_connection.cursor() as cursor:
-        cursor.execute(statement)
         cursor.execute(
             sql.SQL(
                 "select count(*), count(*) filter (where has_no_attributes), count(*) filter (where has_no_orders) from {}"

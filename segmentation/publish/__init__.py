@@ -70,7 +70,7 @@ def end_run(connection: Connection, run_id: int, status: str, error: str | None)
     """Record a run that did not publish (failed, held or cancelled) with its reason."""
     connection.execute(
         sa.text(
-            "update segmentation_internal.runs set status = :status, error = :error, finished_at = clock_timestamp()"
+            "update segmentation_internal.runs set status = :status, error = :error, finished_at = statement_timestamp()"
             " where run_id = :run_id and status = 'running'"
         ),
         {"run_id": run_id, "status": status, "error": error},
@@ -233,7 +233,7 @@ def store_results(
             ),
             [{**row, "run_id": run_id} for row in _records(feature_rows[FEATURE_COLUMNS])],
         )
-    published = "clock_timestamp()" if status == "published" else "null"
+    published = "statement_timestamp()" if status == "published" else "null"
     updated = connection.execute(
         sa.text(
             f"""
@@ -242,7 +242,7 @@ def store_results(
                 silhouette = :silhouette, n_customers = :n_customers, n_imputed = cast(:n_imputed as jsonb),
                 size_psi = :size_psi, max_centroid_shift = :max_centroid_shift, n_outliers = :n_outliers,
                 error = :error, reject_share = :reject_share, forced_reason = :forced_reason,
-                finished_at = clock_timestamp(),
+                finished_at = statement_timestamp(),
                 published_at = {published}, generation_id = :generation_id, model = cast(:model as jsonb),
                 statistics = cast(:statistics as jsonb), through_batch_id = :through_batch_id,
                 foreign_version = :foreign_version, model_kept = :model_kept, n_reassigned = :n_reassigned,

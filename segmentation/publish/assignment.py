@@ -31,6 +31,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from segmentation import citus
 from segmentation.dataset import Dataset
 from segmentation.features import (
     MISSING_CATEGORY,
@@ -170,10 +171,12 @@ def _lowest_label_case(k: int, distance, allowed) -> sql.Composable:
     return sql.SQL("(case {} end)").format(sql.SQL(" ").join(branches))
 
 
-def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable, run_id: int) -> sql.Composed:
+def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable, run_id: int,
+                     volatile: bool = True) -> sql.Composed:
     """The select of the run's per-customer rows (the columns of `customer_segments`) from
     `customers`, a relation of (customer_id, attributes). Each step is a subquery kept apart
-    (see _ONCE), so that a value is computed once, not once per use."""
+    (see _ONCE), so that a value is computed once, not once per use; without `volatile` (Citus
+    refuses a volatile function in a distributed `insert ... select`) the steps may merge."""
     centroids = fitted.model.cluster_centers_.astype(np.float64)
     k = len(centroids)
     scaled = [expression for _, expression in encoded_columns(fitted.encoder, dataset)]
@@ -229,7 +232,7 @@ def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable
         ),
         encoded=sql.SQL(", ").join(sql.SQL("{} as {}").format(value, name) for value, name in zip(scaled, feature)),
         customers=customers,
-        once=_ONCE,
+        once=_ONCE if volatile else sql.SQL("1 as once"),
     )
 
 
@@ -283,7 +286,7 @@ def write_generation(
     """
     join, previous = _previous(previous_generation)
     statement = sql.SQL(
-        "create table {table} as select cast({run} as bigint) as generation_id,"
+        "select cast({run} as bigint) as generation_id,"
         " cast({segmentation} as integer) as segmentation_id, new.customer_id, new.segment_id,"
         " {since} as since_run_id,"
         " new.run_id, new.distance_to_centroid, new.second_segment_id, new.margin_to_second, new.is_outlier,"
@@ -294,13 +297,10 @@ def write_generation(
             "case when old.segment_id = new.segment_id then old.since_run_id else cast({} as bigint) end"
             if previous_generation is not None else "cast({} as bigint)"
         ).format(sql.Literal(int(run_id))),
-        previous=previous, query=assignment_query(fitted, dataset, customers, run_id), join=join,
+        previous=previous, join=join,
+        query=assignment_query(fitted, dataset, customers, run_id, citus.volatile_allowed(connection)),
     )
-    raw = connection.connection.driver_connection
-    with raw.cursor() as cursor:
-        _parallel(cursor)
-        cursor.execute(statement)
-        return cursor.rowcount
+    return citus.create_table_as(connection, generation_table(run_id), statement, unlogged=False, prepare=_parallel)
 
 
 def write_changes(
@@ -315,8 +315,7 @@ def write_changes(
     """
     join, previous = _previous(generation)
     statement = sql.SQL(
-        "create unlogged table {table} as"
-        " select new.customer_id, new.segment_id, new.distance_to_centroid, new.second_segment_id,"
+        "select new.customer_id, new.segment_id, new.distance_to_centroid, new.second_segment_id,"
         " new.margin_to_second, new.is_outlier, new.attributes, {previous}"
         " from ({query}) as new{join}"
         " where old.customer_id is null or old.attributes is distinct from new.attributes"
@@ -325,13 +324,12 @@ def write_changes(
         " from segmentation_internal.current_segments as old"
         " where old.generation_id = {generation} and old.customer_id in (select gone.customer_id from {gone} as gone)"
     ).format(
-        table=changes_table(run_id), previous=previous, query=assignment_query(fitted, dataset, changed, run_id),
+        previous=previous, query=assignment_query(fitted, dataset, changed, run_id, citus.volatile_allowed(connection)),
         join=join, generation=sql.Literal(int(generation)), gone=gone,
     )
+    written = citus.create_table_as(connection, changes_table(run_id), statement, unlogged=True)
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
-        cursor.execute(statement)
-        written = cursor.rowcount
         cursor.execute(sql.SQL("alter table {} add primary key (customer_id)").format(changes_table(run_id)))
         cursor.execute(sql.SQL("analyze {}").format(changes_table(run_id)))
     return written

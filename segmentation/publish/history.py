@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from segmentation import db
+from segmentation import citus, db
 from segmentation.dataset import Dataset
 from segmentation.model.fitting import Fitted
 from segmentation.publish.assignment import changes_table, generation_table
@@ -130,12 +130,14 @@ def _key(connection: Connection, generation: int, dataset: Dataset) -> None:
     """The generation's primary key and, for whole ids, the index lookups by id use (the views show
     the id as bigint: `views.customer_key`)."""
     table = generation_table(generation)
-    _execute(connection, sql.SQL("alter table {} alter column is_outlier set default false,"
-                                 " alter column generation_id set not null, alter column segmentation_id set not null,"
-                                 " alter column customer_id set not null, alter column segment_id set not null,"
-                                 " alter column since_run_id set not null, alter column run_id set not null,"
-                                 " alter column distance_to_centroid set not null, alter column is_outlier set not null,"
-                                 " add check (generation_id = {})").format(table, sql.Literal(int(generation))))
+    columns = sql.SQL("alter column is_outlier set default false,"
+                      " alter column generation_id set not null, alter column segmentation_id set not null,"
+                      " alter column customer_id set not null, alter column segment_id set not null,"
+                      " alter column since_run_id set not null, alter column run_id set not null,"
+                      " alter column distance_to_centroid set not null, alter column is_outlier set not null")
+    check = sql.SQL("add check (generation_id = {})").format(sql.Literal(int(generation)))
+    for changes in citus.alter_table_steps(connection, [columns, check]):
+        _execute(connection, sql.SQL("alter table {} {}").format(table, changes))
     _execute(connection, sql.SQL("alter table {} add primary key (generation_id, customer_id)").format(table))
     if dataset.id_type == "whole":
         _execute(connection, sql.SQL("create index {} on {} ((cast(customer_id as bigint)))").format(
@@ -317,7 +319,7 @@ def prune(connection: Connection, segmentation_id: int, history_days: int, sampl
                 f"delete from {db.partition('segment_stretches', segmentation_id)} as stretch"
                 " using segmentation_internal.runs as ended"
                 " where ended.run_id = stretch.to_run_id"
-                " and ended.published_at < clock_timestamp() - make_interval(days => :days)"
+                " and ended.published_at < statement_timestamp() - make_interval(days => :days)"
             ),
             {"days": history_days},
         ).rowcount

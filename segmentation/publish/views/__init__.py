@@ -169,7 +169,7 @@ def ensure_views(connection: Connection, target: Target, dataset: Dataset) -> li
         raw.execute(sql.SQL("grant select on {} to {}").format(view, sql.Identifier(READER_ROLE)))
         raw.execute(
             "insert into segmentation_internal.view_versions (schema_name, view_name, signature) values (%s, %s, %s)"
-            " on conflict (schema_name, view_name) do update set signature = excluded.signature, updated_at = now()",
+            " on conflict (schema_name, view_name) do update set signature = excluded.signature, updated_at = excluded.updated_at",
             (target.schema, name, signature),
         )
         recreated.append(name)
