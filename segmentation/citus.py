@@ -109,6 +109,7 @@ def ensure(connection: Connection) -> list[str]:
     if not wanted(connection):
         return []
     made = []
+    kept = _view_descriptions(connection)
     for table, trigger in _counting_triggers(connection):
         connection.exec_driver_sql(f"drop trigger {trigger} on {table}")  # names read from the catalog above
     for table in REFERENCE:
@@ -128,8 +129,41 @@ def ensure(connection: Connection) -> list[str]:
     _relax_foreign_key_tracking(connection)
     if made:
         _truncate_local_copies(connection, made)
+        _restore(connection, kept)
         log.info("distributed the schema on Citus: %s", ", ".join(made))
     return made
+
+
+def _view_descriptions(connection: Connection) -> list[tuple[str, tuple]]:
+    """The comments and reader grants of the job's views, as (statement, parameters): Citus
+    recreates the views that depend on a table it distributes, without them."""
+    rows = connection.exec_driver_sql(
+        "select format('%%I.%%I', namespace.nspname, view.relname), obj_description(view.oid, 'pg_class'),"
+        " has_table_privilege(%s, view.oid, 'select'),"
+        " array(select format('%%I', attribute.attname) || '=' || col_description(view.oid, attribute.attnum)"
+        "       from pg_attribute as attribute where attribute.attrelid = view.oid and attribute.attnum > 0"
+        "       and col_description(view.oid, attribute.attnum) is not null order by attribute.attnum)"
+        " from pg_class as view join pg_namespace as namespace on namespace.oid = view.relnamespace"
+        " where view.relkind = 'v' and (namespace.nspname = 'segmentation' or namespace.nspname like 'segments\\_%%')"
+        " and exists (select 1 from pg_roles where rolname = %s)",
+        (READER_ROLE, READER_ROLE),
+    ).all()
+    statements = []
+    for view, comment, granted, columns in rows:
+        if comment is not None:
+            statements.append((f"comment on view {view} is %s", (comment,)))
+        for column in columns:
+            name, _, text = column.partition("=")
+            statements.append((f"comment on column {view}.{name} is %s", (text,)))
+        if granted:
+            statements.append((f"grant select on {view} to {READER_ROLE}", ()))
+    return statements
+
+
+def _restore(connection: Connection, statements: list[tuple[str, tuple]]) -> None:
+    raw = connection.connection.driver_connection
+    for statement, parameters in statements:  # names quoted by format('%I') above
+        raw.execute(sql.SQL(statement.replace("%s", "{}")).format(*map(sql.Literal, parameters)))
 
 
 def _relax_foreign_key_tracking(connection: Connection) -> None:
@@ -179,6 +213,38 @@ def undistribute(connection: Connection) -> None:
                 f"create trigger {trigger} after insert or update or delete or truncate on {relation}"
                 f" for each statement execute function {INTERNAL}.count_table_change()"
             )
+
+
+#: the role BI tools read the views as (segmentation.db.READER_ROLE)
+READER_ROLE = "segmentation_reader"
+
+
+def grant_reader(connection: Connection) -> list[str]:
+    """On Citus, let the reader role select the tables its views read; returns their names.
+
+    PostgreSQL checks a view's tables against the view's owner, but Citus runs the view's query
+    on the shards as the user who queries it, so the reader needs USAGE on the tables' schema
+    and SELECT on each table (Citus copies the grant to every shard, on every node, and to the
+    shards of tables distributed later). The reader still cannot write anything, nor take the
+    run lock, nor read `customers`, the import's tables or the rejected lines (no view reads
+    them); it can read those tables beside the views, which a single server does not allow
+    (docs/citus.md). No-op on a single server.
+    """
+    if not distributed(connection):
+        return []
+    tables = list(connection.exec_driver_sql(
+        "select distinct source.relname from pg_depend as dependency"
+        " join pg_rewrite as rule on rule.oid = dependency.objid"
+        " join pg_class as source on source.oid = dependency.refobjid"
+        " where dependency.classid = 'pg_rewrite'::regclass and source.relnamespace = to_regnamespace(%s)"
+        " and source.relkind in ('r', 'p') and source.oid <> rule.ev_class order by 1",
+        (INTERNAL,),
+    ).scalars())
+    raw = connection.connection.driver_connection
+    raw.execute(sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(INTERNAL), sql.Identifier(READER_ROLE)))
+    for table in tables:
+        raw.execute(sql.SQL("grant select on {} to {}").format(sql.Identifier(INTERNAL, table), sql.Identifier(READER_ROLE)))
+    return tables
 
 
 def foreign_writes_seen(connection: Connection) -> bool:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from segmentation import view_columns
+from segmentation import citus, view_columns
 from segmentation.dataset import Dataset, from_description
 from segmentation.publish.views.customers import (
     customer_history_sql,
@@ -173,6 +173,7 @@ def ensure_views(connection: Connection, target: Target, dataset: Dataset) -> li
             (target.schema, name, signature),
         )
         recreated.append(name)
+    citus.grant_reader(connection)  # on Citus the reader reads the tables' shards itself
     return recreated
 
 
