@@ -299,6 +299,26 @@ def alter_table_steps(connection: Connection, changes: list[sql.Composable]) -> 
     return list(changes)
 
 
+def close_stretches(connection: Connection, source: sql.Composable, segmentation_id: int, run_id: int) -> tuple[int, int]:
+    """`publish.history._close_stretches` on Citus: the insert of the closed stretches, then the count
+    of those who moved and left, each run on the workers (the single-server form, one statement
+    whose modifying CTE returns the closed rows, would gather them on the coordinator)."""
+    changed = sql.SQL("from {} where previous_segment_id is not null and previous_segment_id is distinct from segment_id"
+                      ).format(source)
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor:
+        cursor.execute(sql.SQL(
+            "insert into segmentation_internal.segment_stretches"
+            " (segmentation_id, customer_id, segment_id, from_run_id, to_run_id, next_segment_id)"
+            " select {segmentation}, customer_id, previous_segment_id, previous_since_run_id, {run}, segment_id {changed}"
+        ).format(segmentation=sql.Literal(int(segmentation_id)), run=sql.Literal(int(run_id)), changed=changed))
+        cursor.execute(sql.SQL(
+            "select count(*) filter (where segment_id is not null), count(*) filter (where segment_id is null) {}"
+        ).format(changed))
+        moved, left = cursor.fetchone()
+    return int(moved), int(left)
+
+
 def volatile_allowed(connection: Connection) -> bool:
     """False on Citus, which refuses volatile functions in a distributed `insert ... select`."""
     return not distributed(connection)

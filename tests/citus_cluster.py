@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -147,3 +148,70 @@ def fresh_database(nodes: list[tuple[str, int]], user: str = USER) -> Iterator[s
                 _url(port, "postgres", host, user), autocommit=True
             ) as connection:
                 connection.execute(f"drop database if exists {name} with (force)")
+
+
+#: a command Citus sends to a shard (its deparsed text names shards: customers_102008) or its own bookkeeping
+SHARD_COMMAND = re.compile(r"_[0-9]{6}\b|^(EXPLAIN \(|BEGIN TRANSACTION|SELECT (lock_shard_resources|assign_distributed|worker_))")
+
+
+class PlanLog:
+    """Citus's distributed plan of every statement the job runs on the coordinator.
+
+    `auto_explain` (a PostgreSQL contrib module) is preloaded for the database's sessions and
+    reports each executed statement's plan as a NOTICE, which every psycopg connection opened
+    inside the block hands to this log. Citus's plan shows where the work ran: `Task Count: 32`
+    over the shards on the workers, or `INSERT/SELECT method: pull to coordinator`, or a
+    `Distributed Subplan` whose rows pass through the coordinator.
+
+    `with PlanLog(url) as plans:` (a superuser URL of the database, to set the module up), then
+    `plans.entries`: (statement text, plan text), in the order they ran.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.entries: list[tuple[str, str]] = []
+        self._connect = None
+
+    def __enter__(self) -> PlanLog:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            name = connection.info.dbname
+            for setting, value in (("session_preload_libraries", "auto_explain"), ("auto_explain.log_min_duration", "0"),
+                                   ("auto_explain.log_level", "notice")):
+                connection.execute(f"alter database {name} set {setting} = '{value}'")  # constants and a generated name
+        log, connect = self, psycopg.Connection.connect
+        self._connect = connect
+
+        def connect_and_listen(*args, **kwargs):
+            connection = connect(*args, **kwargs)
+            connection.add_notice_handler(log._notice)
+            return connection
+
+        psycopg.connect = psycopg.Connection.connect = connect_and_listen  # SQLAlchemy calls psycopg.connect
+        return self
+
+    def __exit__(self, *exc) -> None:
+        psycopg.connect = psycopg.Connection.connect = self._connect
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute(f"alter database {connection.info.dbname} reset session_preload_libraries")
+
+    def _notice(self, diagnostic) -> None:
+        text = diagnostic.message_primary or ""
+        if "plan:" not in text:
+            return
+        body = text.split("plan:", 1)[1]
+        lines = body.strip().split("\n")
+        statement = lines[0].removeprefix("Query Text: ") if lines else ""
+        if SHARD_COMMAND.search(statement):  # Citus's own command on a shard of the coordinator, relayed
+            return
+        self.entries.append((" ".join(statement.split()), "\n".join(lines[1:])))
+
+    def pulled(self) -> list[tuple[str, str]]:
+        """Statements whose rows went through the coordinator: an INSERT ... SELECT pulled there,
+        or a subplan's intermediate result (the coordinator collects it, then sends it on)."""
+        return [(statement, plan) for statement, plan in self.entries
+                if "pull to coordinator" in plan or "Distributed Subplan" in plan]
+
+    def on_workers(self, pattern: str) -> list[tuple[str, str]]:
+        """Statements matching the regular expression `pattern` (case-insensitive) and the plan of each."""
+        found = re.compile(pattern, re.IGNORECASE)
+        return [(statement, plan) for statement, plan in self.entries if found.search(statement)]

@@ -236,7 +236,7 @@ def load_file(
     counts = None
     table = db.partition("customers", segmentation_id)
     empty = not db.partition_exists(connection, "customers", segmentation_id) or connection.execute(
-        sa.text(f"select not exists (select 1 from {table})")
+        sa.text(f"select not exists (select 1 from {table} limit 1)")  # limit: on Citus each shard stops at one row
     ).scalar_one()
     if not empty:
         counts, source, reasons = _prefix_load(

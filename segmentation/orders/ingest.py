@@ -282,7 +282,7 @@ def load_orders(
     connection.exec_driver_sql("set local work_mem = '256MB'")
     db.importing(connection)
     orders = db.ensure_partition(connection, "orders", segmentation_id)
-    empty = connection.execute(sa.text(f"select not exists (select 1 from {orders})")).scalar_one()
+    empty = connection.execute(sa.text(f"select not exists (select 1 from {orders} limit 1)")).scalar_one()  # limit: see ingest.load
     previous = None if empty else previous_import(connection, "orders", key, segmentation_id)
     if previous is not None and any(FUTURE in pattern for pattern in previous.reject_patterns):
         previous = None  # its lines from the future may be valid today: read the whole file

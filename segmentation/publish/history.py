@@ -67,6 +67,8 @@ def _close_stretches(connection: Connection, source: sql.Composable, segmentatio
     previous_since_run_id, segment_id) whose segment changed (segment_id null: it left);
     returns (moved, left)."""
     db.ensure_partition(connection, "segment_stretches", segmentation_id)
+    if citus.distributed(connection):  # Citus gathers a modifying CTE's rows on the coordinator: two statements
+        return citus.close_stretches(connection, source, segmentation_id, run_id)
     rows = _rows(connection, sql.SQL(
         "with closed as (insert into segmentation_internal.segment_stretches"
         " (segmentation_id, customer_id, segment_id, from_run_id, to_run_id, next_segment_id)"
