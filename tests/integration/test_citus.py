@@ -123,9 +123,9 @@ def test_a_customer_export_gives_the_same_k_segments_ids_and_profiles_as_one_ser
         run_once(target, settings(), csv_path=first)
         run_once(target, settings(model_tolerance=0), csv_path=second)
     assert_same_answers(answers(engine), answers(citus_engine))
-    assert rows(engine, "select customer_id, segment_id, valid_from, valid_to from segmentation.customer_segment_history"
-                        " order by 1, 3") == rows(citus_engine, "select customer_id, segment_id, valid_from, valid_to"
-                                                              " from segmentation.customer_segment_history order by 1, 3")
+    history = ("select customer_id, segment_id, valid_to is null from segmentation.customer_segment_history"
+               " order by customer_id, valid_from")  # the times are each run's own
+    assert rows(engine, history) == rows(citus_engine, history)
 
 
 def test_an_order_log_gives_the_same_k_segments_ids_and_profiles_as_one_server(citus_engine, engine, tmp_path):
@@ -195,7 +195,7 @@ def _kill_worker_backends(citus_nodes, database: str) -> int:
             killed += connection.execute(
                 "select count(pg_terminate_backend(pid)) from pg_stat_activity"
                 " where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'"
-            ).scalar()
+            ).fetchone()[0]
     return killed
 
 
