@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from segmentation import db
 from tests.conftest import published_assignment
 
-HEAD = "0011"
+HEAD = "0012"
 
 SEGMENT_COLUMNS = ("segment_label", "segment_order", "segment_color")
 TRANSITION_COLUMNS = {
