@@ -145,12 +145,15 @@ def main() -> None:
     parser.add_argument("--customers", type=Path)
     parser.add_argument("--orders", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--targets", nargs="+", default=["single", "cluster"], choices=["single", "cluster"])
     arguments = parser.parse_args()
     results = []
     for kind, path in (("customers", arguments.customers), ("orders", arguments.orders)):
         if path is None:
             continue
         for target, url in (("single", arguments.single), ("cluster", arguments.cluster)):
+            if target not in arguments.targets:
+                continue
             results.append(measure(target, url, kind, path))
             print(json.dumps(results[-1]), flush=True)
             arguments.out.write_text(json.dumps(results, indent=1))
