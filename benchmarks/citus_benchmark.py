@@ -110,7 +110,7 @@ def published(engine: sa.Engine, schema: str) -> dict:
 
 
 def measure(target: str, url: str, kind: str, path: Path) -> dict:
-    name = f"bench_{kind}_{target}"
+    name = f"bench_{kind}_{target}_{int(time.time())}"
     database = fresh(target, url, name)
     engine = db.make_engine(db.sqlalchemy_url(database))
     handler = Lines()

@@ -31,6 +31,7 @@ job runs exactly the statements it ran before.
 from __future__ import annotations
 
 import logging
+import re
 
 import sqlalchemy as sa
 from psycopg import sql
@@ -127,6 +128,9 @@ def ensure(connection: Connection) -> list[str]:
             )
             made.append(name)
     _relax_foreign_key_tracking(connection)
+    # the imports' stage tables (`create_stage`): made here, since Citus cannot create a schema on the
+    # workers in a transaction that has already run parallel statements
+    connection.exec_driver_sql(f"create schema if not exists {STAGE_SCHEMA}")
     if made:
         _truncate_local_copies(connection, made)
         _restore(connection, kept)
@@ -317,6 +321,40 @@ def close_stretches(connection: Connection, source: sql.Composable, segmentation
         ).format(changed))
         moved, left = cursor.fetchone()
     return int(moved), int(left)
+
+
+#: where an import's stage tables live on Citus (a temporary table cannot be distributed)
+STAGE_SCHEMA = "segmentation_stage"
+
+
+def create_stage(connection: Connection, statement: str) -> bool:
+    """On Citus, an import's temporary stage: `statement` ("create temporary table NAME (COLUMNS)
+    on commit drop") becomes an unlogged table of STAGE_SCHEMA distributed like customers, which
+    the rest of the transaction finds by its bare NAME (the schema goes first on its search
+    path), so that the merge joins it with customers shard by shard. It outlives the transaction
+    until the next import replaces it. False, and nothing done, on a single server."""
+    if not distributed(connection):
+        return False
+    found = re.fullmatch(r"\s*create temporary table (\w+) \((.*)\) on commit drop\s*", statement, re.DOTALL)
+    if found is None:
+        raise ValueError(f"not a temporary stage table: {statement[:80]}")
+    name, columns = found.groups()
+    connection.exec_driver_sql(f"drop table if exists {STAGE_SCHEMA}.{name}")  # the job's own constant names
+    connection.exec_driver_sql(f"create unlogged table {STAGE_SCHEMA}.{name} ({columns})")
+    distribute_like(connection, f"{STAGE_SCHEMA}.{name}")
+    connection.exec_driver_sql("select set_config('search_path', %s || ', ' || current_setting('search_path'), true)",
+                               (STAGE_SCHEMA,))
+    return True
+
+
+def create_stage_as(connection: Connection, name: str, query: sql.Composable) -> bool:
+    """On Citus, the temporary `create temporary table NAME on commit drop as QUERY` of an import as
+    a distributed table of STAGE_SCHEMA (see `create_stage`). False, and nothing done, on a single server."""
+    if not distributed(connection):
+        return False
+    connection.exec_driver_sql(f"drop table if exists {STAGE_SCHEMA}.{name}")
+    create_table_as(connection, sql.Identifier(STAGE_SCHEMA, name), query, unlogged=True)
+    return True
 
 
 def volatile_allowed(connection: Connection) -> bool:

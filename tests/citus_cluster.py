@@ -198,12 +198,14 @@ class PlanLog:
         text = diagnostic.message_primary or ""
         if "plan:" not in text:
             return
-        body = text.split("plan:", 1)[1]
-        lines = body.strip().split("\n")
-        statement = lines[0].removeprefix("Query Text: ") if lines else ""
+        body = text.split("plan:", 1)[1].lstrip("\n").removeprefix("Query Text: ")
+        lines = body.split("\n")
+        # the plan starts at its top node, the first unindented line with a cost
+        first = next((at for at, line in enumerate(lines) if "(cost=" in line and not line.startswith(" ")), len(lines))
+        statement = " ".join(" ".join(lines[:first]).split())
         if SHARD_COMMAND.search(statement):  # Citus's own command on a shard of the coordinator, relayed
             return
-        self.entries.append((" ".join(statement.split()), "\n".join(lines[1:])))
+        self.entries.append((statement, "\n".join(lines[first:])))
 
     def pulled(self) -> list[tuple[str, str]]:
         """Statements whose rows went through the coordinator: an INSERT ... SELECT pulled there,
