@@ -229,13 +229,14 @@ def test_a_worker_backend_killed_in_a_stage_leaves_the_views_and_the_next_run_su
         return result
 
     monkeypatch.setattr(module, function_name, and_kill)
+    error = None
     try:
         run_once(citus_engine, settings(model_tolerance=0), csv_path=second)
-        failed = False
-    except Exception:
-        failed = True
+    except Exception as raised:
+        error = raised
+    failed = error is not None
     monkeypatch.undo()
-    assert killed and killed[0] > 0
+    assert killed and killed[0] > 0, f"the stage was not reached: {error!r}"
     citus_engine.dispose()
     if failed:  # nothing of the run is visible
         after = answers(citus_engine)
