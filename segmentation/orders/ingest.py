@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
-from segmentation import db
+from segmentation import citus, db
 from segmentation.dataset import Column, Dataset
 from segmentation.errors import ImportRefused, describe
 from segmentation.ingest.dates import FUTURE, parse_order_date, plain_date_through
@@ -283,6 +283,12 @@ def load_orders(
     db.importing(connection)
     orders = db.ensure_partition(connection, "orders", segmentation_id)
     empty = connection.execute(sa.text(f"select not exists (select 1 from {orders} limit 1)")).scalar_one()  # limit: see ingest.load
+    if not empty and citus.distributed(connection):
+        raise ImportRefused(
+            f"{path}: on Citus an order log can be imported only into a segmentation without orders for now: merging it"
+            " with stored order lines pairs them by their row address, which a sharded table does not have"
+            " (docs/citus.md); start a new segmentation or clear its orders"
+        )
     previous = None if empty else previous_import(connection, "orders", key, segmentation_id)
     if previous is not None and any(FUTURE in pattern for pattern in previous.reject_patterns):
         previous = None  # its lines from the future may be valid today: read the whole file

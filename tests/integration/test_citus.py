@@ -290,3 +290,12 @@ def test_the_tests_cluster_helper_says_why_it_skips_without_citus(monkeypatch, t
     monkeypatch.delenv("CITUS_TEST_URL", raising=False)
     monkeypatch.setattr(citus_cluster, "_libdir", lambda bindir: Path(tmp_path))
     assert "Citus is not installed" in citus_cluster.why_not()
+
+
+def test_a_second_order_log_is_refused_on_citus_naming_why_and_the_published_run_stays(citus_engine, tmp_path):
+    orders = write_order_sample(tmp_path / "orders.csv", 3000, seed=4)
+    run_once(citus_engine, settings(segmentation="shop"), orders_path=orders)
+    before = answers(citus_engine, "segments_shop")
+    with pytest.raises(Exception, match="only into a segmentation without orders"):
+        run_once(citus_engine, settings(segmentation="shop"), orders_path=orders)
+    assert answers(citus_engine, "segments_shop")["customers"] == before["customers"]
