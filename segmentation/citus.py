@@ -323,8 +323,8 @@ def close_stretches(connection: Connection, source: sql.Composable, segmentation
     return int(moved), int(left)
 
 
-#: where an import's stage tables live on Citus (a temporary table cannot be distributed)
-STAGE_SCHEMA = "segmentation_stage"
+#: where an import's stage tables live on Citus (a temporary table cannot be distributed); `segment db reset` drops it
+STAGE_SCHEMA = "segmentation_stage"  # the same as segmentation.db.STAGE_SCHEMA (which cannot import this module early)
 
 
 def create_stage(connection: Connection, statement: str) -> bool:

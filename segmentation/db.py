@@ -635,8 +635,10 @@ def grant_reader(engine: Engine, role: str) -> None:
         raw.execute(sql.SQL("grant {} to {}").format(sql.Identifier(READER_ROLE), sql.Identifier(role)))
 
 
-#: every schema the job keeps its data in (tables, views, Alembic's version table)
-OWNED_SCHEMAS = (SCHEMA, INTERNAL_SCHEMA)
+#: the imports' stage tables on Citus (`segmentation.citus.create_stage`)
+STAGE_SCHEMA = "segmentation_stage"
+#: every schema the job keeps its data in (tables, views, Alembic's version table, Citus's stages)
+OWNED_SCHEMAS = (SCHEMA, INTERNAL_SCHEMA, STAGE_SCHEMA)
 
 
 def reset(lock: RunLock) -> tuple[list[str], str | None]:
