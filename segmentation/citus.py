@@ -37,6 +37,8 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from segmentation.db import STAGE_SCHEMA  # where an import's stage tables live (a temporary table cannot be distributed)
+
 log = logging.getLogger(__name__)
 
 INTERNAL = "segmentation_internal"
@@ -323,8 +325,6 @@ def close_stretches(connection: Connection, source: sql.Composable, segmentation
     return int(moved), int(left)
 
 
-#: where an import's stage tables live on Citus (a temporary table cannot be distributed); `segment db reset` drops it
-STAGE_SCHEMA = "segmentation_stage"  # the same as segmentation.db.STAGE_SCHEMA (which cannot import this module early)
 
 
 def create_stage(connection: Connection, statement: str) -> bool:
