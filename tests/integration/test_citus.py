@@ -299,3 +299,12 @@ def test_a_second_order_log_is_refused_on_citus_naming_why_and_the_published_run
     with pytest.raises(Exception, match="only into a segmentation without orders"):
         run_once(citus_engine, settings(segmentation="shop"), orders_path=orders)
     assert answers(citus_engine, "segments_shop")["customers"] == before["customers"]
+
+
+def test_a_downgrade_below_0012_refuses_on_a_distributed_schema_and_changes_nothing(citus_engine):
+    db.upgrade(citus_engine)
+    with pytest.raises(Exception, match="cannot turn the job's tables back into plain ones"):
+        db.downgrade(citus_engine, "0011")
+    with citus_engine.connect() as connection:
+        assert db.current_revision(connection) == "0012"
+        assert citus.distributed(connection)
