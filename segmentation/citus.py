@@ -336,12 +336,15 @@ def create_stage(connection: Connection, statement: str) -> bool:
 
 
 def create_stage_as(connection: Connection, name: str, query: sql.Composable) -> bool:
-    """On Citus, the temporary `create temporary table NAME on commit drop as QUERY` of an import as
-    a distributed table of STAGE_SCHEMA (see `create_stage`). False, and nothing done, on a single server."""
+    """On Citus, a `create temporary table NAME on commit drop as QUERY` (an import's changes, a
+    run's changed customers) as a distributed table of STAGE_SCHEMA, found by its bare NAME for the
+    rest of the transaction (see `create_stage`). False, and nothing done, on a single server."""
     if not distributed(connection):
         return False
     connection.exec_driver_sql(f"drop table if exists {STAGE_SCHEMA}.{name}")
     create_table_as(connection, sql.Identifier(STAGE_SCHEMA, name), query, unlogged=True)
+    connection.exec_driver_sql("select set_config('search_path', %s || ', ' || current_setting('search_path'), true)",
+                               (STAGE_SCHEMA,))
     return True
 
 
