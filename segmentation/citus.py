@@ -53,8 +53,6 @@ REFERENCE = (
     "segmentations", "datasets", "import_batches", "import_rejects", "runs", "k_evaluations", "segment_features",
     "segment_profiles", "segment_transitions", "run_samples", "table_versions", "view_versions",
 )
-#: per-statement triggers counting writes from outside the job (migration 0010): not allowed on Citus
-COUNTING_TRIGGERS = {"customers": "customers_changed", "orders": "orders_changed"}
 #: the setting, also readable by the server session (`segmentation.citus`): "auto" or "off"
 SETTING = "segmentation.citus"
 
@@ -200,25 +198,15 @@ def _truncate_local_copies(connection: Connection, names: list[str]) -> None:
 
 
 def undistribute(connection: Connection) -> None:
-    """Back to plain tables on the coordinator (every row copied back), with the counting
-    triggers of migration 0010: the downgrade of 0012."""
-    if not installed(connection):
+    """The downgrade of 0012: nothing on a single server; on a distributed schema, a refusal
+    (Citus's `undistribute_table` cannot take the job's tables with identity columns, and the
+    identity cannot be dropped on a Citus table), before anything changes."""
+    if not installed(connection) or not _citus_kind(connection, f"{INTERNAL}.runs"):
         return
-    for table in reversed(DISTRIBUTED + REFERENCE):
-        name = f"{INTERNAL}.{table}"
-        if _is_citus_table(connection, name):
-            connection.exec_driver_sql("select undistribute_table(%s, cascade_via_foreign_keys => true)", (name,))
-    for table in COUNTING_TRIGGERS:
-        relations = [f"{INTERNAL}.{table}"] + list(connection.exec_driver_sql(
-            "select cast(inhrelid as regclass)::text from pg_inherits where inhparent = to_regclass(%s)",
-            (f"{INTERNAL}.{table}",),
-        ).scalars())
-        for relation in relations:
-            trigger = relation.split(".")[-1] + "_changed"
-            connection.exec_driver_sql(
-                f"create trigger {trigger} after insert or update or delete or truncate on {relation}"
-                f" for each statement execute function {INTERNAL}.count_table_change()"
-            )
+    raise RuntimeError(
+        "this schema is distributed on Citus, which cannot turn the job's tables back into plain ones (their"
+        " identity columns); to leave Citus, copy the data out (docs/citus.md)"
+    )
 
 
 #: the role BI tools read the views as (segmentation.db.READER_ROLE)
@@ -348,12 +336,15 @@ def create_stage(connection: Connection, statement: str) -> bool:
 
 
 def create_stage_as(connection: Connection, name: str, query: sql.Composable) -> bool:
-    """On Citus, the temporary `create temporary table NAME on commit drop as QUERY` of an import as
-    a distributed table of STAGE_SCHEMA (see `create_stage`). False, and nothing done, on a single server."""
+    """On Citus, a `create temporary table NAME on commit drop as QUERY` (an import's changes, a
+    run's changed customers) as a distributed table of STAGE_SCHEMA, found by its bare NAME for the
+    rest of the transaction (see `create_stage`). False, and nothing done, on a single server."""
     if not distributed(connection):
         return False
     connection.exec_driver_sql(f"drop table if exists {STAGE_SCHEMA}.{name}")
     create_table_as(connection, sql.Identifier(STAGE_SCHEMA, name), query, unlogged=True)
+    connection.exec_driver_sql("select set_config('search_path', %s || ', ' || current_setting('search_path'), true)",
+                               (STAGE_SCHEMA,))
     return True
 
 

@@ -14,8 +14,9 @@ passes to its sessions as `segmentation.citus`), `segmentation.citus.ensure`:
 - distributes `customers`, `orders`, `current_segments` and `segment_stretches`
   by customer_id, co-located with `customers` (their partitions follow their parent).
 
-On a single server it changes nothing. The downgrade copies every row back to plain tables on
-the coordinator and restores the counting triggers. See docs/citus.md.
+On a single server it changes nothing, nor does its downgrade. On a distributed schema the
+downgrade refuses, before anything changes: Citus cannot turn tables with identity columns back
+into plain ones. See docs/citus.md.
 """
 
 from alembic import op

@@ -364,12 +364,10 @@ def _merge(
     """
     if any_rejects:  # else skip a scan of the whole stage
         with _step("rejects"):
-            connection.execute(
-                sa.text(
-                    "insert into segmentation_internal.import_rejects (batch_id, line_number, raw_line, reason)"
-                    " select :batch_id, line_number, raw_line, reason from import_stage where reason is not null"
-                ),
-                {"batch_id": batch_id},
+            connection.exec_driver_sql(  # the batch id spelled out: Citus plans no bound parameter in a select list here
+                "insert into segmentation_internal.import_rejects (batch_id, line_number, raw_line, reason)"
+                f" select cast({int(batch_id)} as bigint), line_number, raw_line, reason from import_stage"
+                " where reason is not null"
             )
     customers = db.partition("customers", segmentation_id)
     with _step("analyze"):

@@ -26,7 +26,7 @@ import logging
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from segmentation import db
+from segmentation import citus, db
 from segmentation.dataset import Dataset
 from segmentation.model.fitting import Fitted
 from segmentation.profiling.statistics import SegmentStatistics
@@ -74,16 +74,14 @@ def find_changes(
     if through_batch_id is not None and dataset_id is not None:
         how = f"customers changed by imports after batch {through_batch_id}"
         statement = sql.SQL(
-            "create temporary table run_changed on commit drop as"
-            " select customer_id, attributes, is_active and dataset_id = {dataset} as present"
+            "select customer_id, attributes, is_active and dataset_id = {dataset} as present"
             " from {customers} where last_batch_id > {through}"
         ).format(dataset=sql.Literal(int(dataset_id)), through=sql.Literal(int(through_batch_id)),
                  customers=sql.SQL(db.partition("customers", segmentation_id)))
     else:
         how = "customers compared with the published rows"
         statement = sql.SQL(
-            "create temporary table run_changed on commit drop as"
-            " select new.customer_id, new.attributes, true as present from {customers} as new"
+            "select new.customer_id, new.attributes, true as present from {customers} as new"
             " left join segmentation_internal.current_segments as old"
             " on old.generation_id = {generation} and old.customer_id = new.customer_id"
             " where old.customer_id is null or old.attributes is distinct from new.attributes"
@@ -92,8 +90,10 @@ def find_changes(
             " where old.generation_id = {generation}"
             " and not exists (select 1 from {customers} as new where new.customer_id = old.customer_id)"
         ).format(customers=customers, generation=sql.Literal(int(generation)))
+    if not citus.create_stage_as(connection, "run_changed", statement):  # on Citus a temporary table would gather them
+        with raw.cursor() as cursor:
+            cursor.execute(sql.SQL("create temporary table run_changed on commit drop as {}").format(statement))
     with raw.cursor() as cursor:
-        cursor.execute(statement)
         cursor.execute("analyze run_changed")
         cursor.execute("select count(*) filter (where present), count(*) filter (where not present) from run_changed")
         n_changed, n_gone = cursor.fetchone()
