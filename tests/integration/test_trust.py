@@ -138,8 +138,8 @@ def test_the_report_has_every_section_and_image(engine, customers_csv, data_dir)
     assert path.startswith(str(data_dir))
     html = open(path, encoding="utf-8").read()
     sections = re.findall(r"<h2>(.*?)</h2>", html)
-    assert sections == ["Summary", "The data", "Choosing the number of segments", "The segments",
-                        "Segment profiles", "What changed since the last run"]
+    assert sections == ["The segments", "Segment averages", "What changed since the last run",  # marketers first
+                        "About this run", "The data", "Choosing the number of segments", "Glossary"]
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(images) == 6 and all(len(image) > 10_000 and alt.strip() for alt, image in images)
     for text in ("High income, high spending", "Premium offers", "on the shuffled reference",  # the packaged sample
