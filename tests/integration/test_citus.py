@@ -317,6 +317,11 @@ def test_the_tests_cluster_helper_says_why_it_skips_without_citus(monkeypatch, t
     monkeypatch.delenv("CITUS_TEST_URL", raising=False)
     monkeypatch.setattr(citus_cluster, "_libdir", lambda bindir: Path(tmp_path))
     assert "Citus is not installed" in citus_cluster.why_not()
+    (tmp_path / "citus.so").touch()  # installed: the tests still ask to be asked for
+    monkeypatch.delenv("CITUS_TESTS", raising=False)
+    assert "run only with CITUS_TESTS=1" in citus_cluster.why_not()
+    monkeypatch.setenv("CITUS_TESTS", "1")
+    assert citus_cluster.why_not() is None
 
 
 def test_a_second_order_log_is_refused_on_citus_naming_why_and_the_published_run_stays(citus_engine, tmp_path):
