@@ -4,6 +4,11 @@ The version table lives in `segmentation_internal` at every revision, so the sch
 tools browse never lists it. Databases migrated by earlier versions of the job have it in
 `segmentation`: it is moved, in the migration's transaction, before Alembic reads it.
 
+Views are code (segmentation.publish.views), not migrations: after an upgrade that reaches the
+head revision, every segmentation's views are (re)created from its stored declaration in the
+same transaction, where their SQL changed. Below head (after a downgrade) a migration that
+dropped them leaves them to the job of that revision, which recreates them on its next run.
+
 The job passes its own connection (`config.attributes["connection"]`); plain `alembic`
 on the command line reads the same settings as the job instead.
 """
@@ -30,6 +35,12 @@ def _run(connection: sa.Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if set(context.get_context().get_current_heads()) == set(context.get_head_revisions()):
+            from segmentation import citus
+            from segmentation.publish import views
+
+            citus.ensure(connection)  # a database given the citus extension after 0012 is distributed now
+            views.ensure_every(connection)
 
 
 def run_migrations_online() -> None:

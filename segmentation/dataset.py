@@ -14,10 +14,15 @@ settings module validates it with `parse_dataset` and `parse_rules`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
+import math
 import re
+import unicodedata
 from typing import Any, Literal
+
+from segmentation import view_columns
 
 ColumnType = Literal["number", "whole", "category", "boolean"]
 COLUMN_TYPES: tuple[str, ...] = ("number", "whole", "category", "boolean")
@@ -30,6 +35,8 @@ RESERVED_NAMES = frozenset({
     "customer_id", "segment_id", "segment_name", "distance_to_centroid", "run_id", "published_at",
     "second_segment_id", "margin_to_second", "is_outlier", "is_active",
 })
+#: Largest bound a range may have: numbers beyond 1e15 are refused at import anyway.
+MAX_BOUND = 1e15
 #: Accepted spellings of booleans (lower case), and what they mean.
 BOOLEAN_WORDS = {"yes": True, "y": True, "true": True, "t": True, "1": True,
                  "no": False, "n": False, "false": False, "f": False, "0": False}
@@ -50,7 +57,9 @@ class Column:
     spellings, matched case-insensitively, plus `value_aliases`: spelling -> value).
     `transform` "log" applies log(1 + x) before scaling (for skewed money and counts).
     `level_words` (low, average, high) name the levels in segment names; by default
-    "low <label>" and so on.
+    "low <label>" and so on. `better` says which way is good for the business ("higher" or
+    "lower", numbers and booleans only): advice builds on a segment's strengths and works on
+    its weaknesses.
     """
 
     name: str
@@ -65,6 +74,7 @@ class Column:
     transform: Literal["none", "log"] = "none"
     aliases: tuple[str, ...] = ()
     level_words: tuple[str, str, str] | None = None
+    better: Literal["higher", "lower"] | None = None
 
     @property
     def is_numeric(self) -> bool:
@@ -80,6 +90,11 @@ class Column:
         if self.level_words:
             return self.level_words[LEVELS.index(level)]
         return f"{level} {self.label}"
+
+    @property
+    def has_ratio(self) -> bool:
+        """Whether "a quarter above the average" means something: the values cannot go below zero."""
+        return self.transform == "log" or (self.minimum is not None and self.minimum >= 0)
 
     def canonical_value(self, text: str) -> str | None:
         """The declared spelling of category `text` (case-insensitive), or None if not allowed."""
@@ -172,6 +187,9 @@ class Dataset:
         }
         if self.derived:  # absent otherwise, so that declarations stored before orders compare equal
             described["derived"] = list(self.derived)
+        for spec, column in zip(described["columns"], self.columns):  # likewise absent unless declared
+            if column.better:
+                spec["better"] = column.better
         return described
 
 
@@ -238,7 +256,42 @@ MALL = Dataset(
 
 # --- parsing what users write ------------------------------------------------------------------
 
-_COLUMN_KEYS = {"from", "type", "label", "unit", "min", "max", "values", "transform"}
+
+def unknown_key(where: str, key: str, expected: set[str] | tuple[str, ...]) -> str:
+    """The message for an unknown key: the likely one when there is one, else every key expected."""
+    close = difflib.get_close_matches(key, sorted(expected), n=1)
+    hint = f"did you mean {close[0]}?" if close else f"expected {', '.join(sorted(expected))}"
+    return f"{where}: unknown key {key!r}; {hint}"
+
+
+#: characters that reorder the text shown around them (bidirectional overrides and isolates)
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_CONTROL_NAMES = {"\x1b": "escape", "\x00": "NUL", "\t": "tab", "\n": "line break", "\r": "carriage return"}
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of `text` (ESC, NUL, a line break...) as U+XXXX with its name, or None.
+
+    Texts users write (labels, units, recommendations) are printed on terminals and in
+    reports: an escape sequence in them would drive the terminal.
+    """
+    for character in text:
+        if unicodedata.category(character) == "Cc" or character in _BIDI_CONTROLS:
+            name = _CONTROL_NAMES.get(character) or unicodedata.name(character, "").lower()
+            return f"U+{ord(character):04X}" + (f" ({name})" if name else "")
+    return None
+
+
+def _text(where: str, value: Any) -> str:
+    """A text users wrote, refused when it holds a control character."""
+    text = str(value)
+    found = control_character(text)
+    if found:
+        raise ValueError(f"{where}: contains the control character {found}; remove it")
+    return text
+
+
+_COLUMN_KEYS = {"from", "type", "label", "unit", "min", "max", "values", "transform", "words", "better"}
 _DATASET_KEYS = {"id_column", "id_type", "columns"}
 
 
@@ -251,7 +304,7 @@ def parse_dataset(raw: dict[str, Any] | None) -> Dataset:
         return MALL
     unknown = set(raw) - _DATASET_KEYS
     if unknown:
-        raise ValueError(f"dataset: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_DATASET_KEYS))}")
+        raise ValueError(unknown_key("dataset", sorted(unknown)[0], _DATASET_KEYS))
     id_column = raw.get("id_column")
     if not isinstance(id_column, str) or not id_column.strip():
         raise ValueError("dataset.id_column: name the export's customer id header, e.g. id_column = \"CustomerID\"")
@@ -272,7 +325,9 @@ def parse_dataset(raw: dict[str, Any] | None) -> Dataset:
             )
         sources[key] = f"dataset.columns.{name}"
         columns.append(column)
-    return Dataset(id_column=id_column.strip(), id_type=id_type, columns=tuple(columns))
+    dataset = Dataset(id_column=_text("dataset.id_column", id_column.strip()), id_type=id_type, columns=tuple(columns))
+    view_columns.check(dataset)
+    return dataset
 
 
 def _parse_column(name: str, spec: Any) -> Column:
@@ -285,7 +340,7 @@ def _parse_column(name: str, spec: Any) -> Column:
         raise ValueError(f"{where}: expected a table with from and type")
     unknown = set(spec) - _COLUMN_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_COLUMN_KEYS))}")
+        raise ValueError(unknown_key(where, sorted(unknown)[0], _COLUMN_KEYS))
     column_type = spec.get("type")
     if column_type not in COLUMN_TYPES:
         raise ValueError(f"{where}.type: {column_type!r} is not one of {', '.join(COLUMN_TYPES)}")
@@ -296,15 +351,25 @@ def _parse_column(name: str, spec: Any) -> Column:
     for key, value in (("min", minimum), ("max", maximum)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(f"{where}.{key}: expected a number")
+        if value is not None and not (math.isfinite(value) and abs(value) <= MAX_BOUND):
+            raise ValueError(f"{where}.{key}: {value!r} is not a finite number within ±1e15; give a number or leave it out")
         if value is not None and column_type not in ("number", "whole"):
             raise ValueError(f"{where}.{key}: only number and whole columns have a range")
     if minimum is not None and maximum is not None and minimum > maximum:
         raise ValueError(f"{where}: min {minimum} is above max {maximum}")
     values = spec.get("values")
     if values is not None:
-        if column_type != "category" or not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+        if (column_type != "category" or not isinstance(values, list) or not values
+                or not all(isinstance(v, str) and v.strip() for v in values)):
             raise ValueError(f"{where}.values: a list of category names, for type = \"category\" only")
-        values = tuple(value.strip() for value in values)
+        values = tuple(_text(f"{where}.values", value.strip()) for value in values)
+        seen: dict[str, str] = {}
+        for value in values:
+            if value.lower() in seen:
+                raise ValueError(
+                    f"{where}.values: {value!r} repeats {seen[value.lower()]!r} (values are matched in any case); list it once"
+                )
+            seen[value.lower()] = value
     transform = spec.get("transform", "none")
     if transform not in ("none", "log"):
         raise ValueError(f"{where}.transform: {transform!r} is not none or log")
@@ -312,13 +377,40 @@ def _parse_column(name: str, spec: Any) -> Column:
         raise ValueError(f"{where}.transform: log applies to number and whole columns only")
     if transform == "log" and (minimum is None or minimum < 0):
         raise ValueError(f"{where}.transform: log needs min = 0 (or above), so that every value has a logarithm")
-    label = spec.get("label") or name.replace("_", " ")
+    label = _text(f"{where}.label", spec.get("label") or name.replace("_", " "))
     unit = spec.get("unit")
+    better = spec.get("better")
+    if better is not None and better not in ("higher", "lower"):
+        raise ValueError(f"{where}.better: {better!r} is not \"higher\" or \"lower\" (which way is good for the business)")
+    if better is not None and column_type == "category":
+        raise ValueError(f"{where}.better: only number, whole and boolean columns have a direction; not a category")
     return Column(
-        name=name, source=source.strip(), type=column_type, label=str(label), unit=None if unit is None else str(unit),
+        name=name, source=_text(f"{where}.from", source.strip()), type=column_type, label=label,
+        unit=None if unit is None else _text(f"{where}.unit", unit),
         minimum=None if minimum is None else float(minimum), maximum=None if maximum is None else float(maximum),
-        values=values, transform=transform,
+        values=values, transform=transform, level_words=_parse_words(where, spec.get("words"), column_type, label),
+        better=better,
     )
+
+
+def _parse_words(where: str, words: Any, column_type: str, label: str) -> tuple[str, str, str] | None:
+    """`words = ["younger", "older"]` (low end, high end) or three words with the middle:
+    how segment names say a number column's levels."""
+    if words is None:
+        return None
+    if column_type not in ("number", "whole"):
+        raise ValueError(f"{where}.words: only number and whole columns have low and high ends")
+    if (not isinstance(words, list) or len(words) not in (2, 3)
+            or not all(isinstance(word, str) and word.strip() for word in words)):
+        raise ValueError(
+            f"{where}.words: two phrases for the low and the high end, e.g. words = [\"younger\", \"older\"]"
+            " (or three, with the middle one)"
+        )
+    words = [_text(f"{where}.words", word.strip()) for word in words]
+    low, middle, high = (words[0], f"average {label}", words[1]) if len(words) == 2 else words
+    if len({low, middle, high}) < 3:
+        raise ValueError(f"{where}.words: the phrases must differ, or segment names could not tell the levels apart")
+    return low, middle, high
 
 
 def parse_rules(raw: Any) -> tuple[Rule, ...]:
@@ -336,9 +428,10 @@ def parse_rules(raw: Any) -> tuple[Rule, ...]:
             raise ValueError(f"{where}.text: the recommendation, as a sentence")
         unknown = set(entry) - {"when", "text", "append"}
         if unknown:
-            raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected when, text, append")
+            raise ValueError(unknown_key(where, sorted(unknown)[0], ("when", "text", "append")))
         when = tuple((str(feature), str(level)) for feature, level in entry["when"].items())
-        rules.append(Rule(when=when, text=entry["text"].strip(), append=bool(entry.get("append", False))))
+        text = _text(f"{where}.text", entry["text"].strip())
+        rules.append(Rule(when=when, text=text, append=bool(entry.get("append", False))))
     return tuple(rules)
 
 
@@ -376,6 +469,7 @@ def from_description(description: dict[str, Any] | None) -> Dataset:
             label=spec.get("label") or spec["name"].replace("_", " "), unit=spec.get("unit"),
             minimum=spec.get("min"), maximum=spec.get("max"),
             values=tuple(spec["values"]) if spec.get("values") else None, transform=spec.get("transform") or "none",
+            better=spec.get("better"),
         )
         for spec in description.get("columns", [])
     )

@@ -1,5 +1,10 @@
 """Errors that the command line turns into a one-line reason and a non-zero exit code."""
 
+from __future__ import annotations
+
+import errno
+import os
+
 
 class SegmentationError(Exception):
     """A failure a user can act on; its message is shown as it is (one line)."""
@@ -21,6 +26,12 @@ class ImportRefused(SegmentationError):
 
 class RunLocked(SegmentationError):
     """Another run holds the lock and did not finish within the wait allowed."""
+
+    exit_code = 4
+
+
+class LockTimeout(SegmentationError):
+    """Readers kept a lock that publishing needs (a view to drop) past every try; nothing was published."""
 
     exit_code = 4
 
@@ -67,3 +78,30 @@ class DatabaseError(SegmentationError):
 
 class Cancelled(BaseException):
     """SIGTERM asked the job to stop (a BaseException so no `except Exception` swallows it)."""
+
+
+#: what to do about the file system errors an import or a report meets, by errno
+_OS_ADVICE = {
+    errno.ENOENT: "check the path",
+    errno.EACCES: "check the file's permissions",
+    errno.EPERM: "check the file's permissions",
+    errno.EISDIR: "give a file, not a folder",
+    errno.EIO: "the disk or network share failed to read or write it; copy the file to a local disk and try again",
+    errno.ENOSPC: "the disk is full; free some space and try again",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+}
+
+
+def describe(error: BaseException) -> str:
+    """A failure as the one line a user reads: our own messages as they are; a file system error
+    as "PATH: what happened (errno N); what to do"; anything else by its message alone, never
+    Python's class name ("OSError: [Errno 5] ...")."""
+    if isinstance(error, SegmentationError):
+        return str(error)
+    if isinstance(error, OSError) and error.errno is not None:
+        where = f"{error.filename}: " if error.filename is not None else ""
+        what = (error.strerror or os.strerror(error.errno)).lower()
+        advice = _OS_ADVICE.get(error.errno)
+        return f"{where}{what} (errno {error.errno})" + (f"; {advice}" if advice else "")
+    text = " ".join(str(error).split())
+    return f"unexpected failure: {text}" if text else "unexpected failure without a message; see the log"

@@ -11,7 +11,11 @@ Each test gets its own database, cloned from a template migrated to head once pe
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
+import threading
+import time
 import shutil
 import tempfile
 import uuid
@@ -37,6 +41,18 @@ def _docker_answers() -> bool:
         return True
     except Exception:
         return False
+
+
+#: folders whose tests are slow (a database per test, `segment` processes) unless marked quick
+SLOW_FOLDERS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast subset, `pytest -m "not slow"`: the unit tests (less those marked slow) and the
+    integration and end-to-end tests marked quick. The full suite (plain `pytest`) runs everything."""
+    for item in items:
+        if item.path.parent.name in SLOW_FOLDERS and item.get_closest_marker("quick") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -156,3 +172,48 @@ def customers_csv() -> Path:
     path = packaged_sample()
     assert path.is_file(), f"packaged sample missing: {path}"
     return path
+
+
+def published_assignment(
+    engine: sa.Engine, segmentation: str = "default",
+    columns: str = "customer_id, segment_id, distance_to_centroid, attributes",
+) -> list[tuple]:
+    """The segmentation's published assignment (`current_segments` rows of its latest published
+    run), `columns` of each customer, in customer id order."""
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(sa.text(
+            f"select {columns} from segmentation_internal.current_segments where generation_id = ("
+            " select runs.generation_id from segmentation_internal.runs as runs"
+            " join segmentation_internal.segmentations as names using (segmentation_id)"
+            " where names.name = :name and runs.status = 'published'"
+            " order by runs.published_at desc, runs.run_id desc limit 1) order by customer_id"
+        ), {"name": segmentation})]
+
+
+class _WebhookReceiver(http.server.BaseHTTPRequestHandler):
+    """Records each POST as (path, content type, JSON body); answers `status` after `delay` seconds."""
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+        time.sleep(self.server.delay)
+        self.send_response(self.server.status)
+        self.end_headers()
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[http.server.ThreadingHTTPServer]:
+    """A real HTTP server on 127.0.0.1 (a free port) in a thread, standing in for a chat or pager webhook.
+
+    `.received` lists what was posted; set `.delay` (seconds) and `.status` to make it slow or failing.
+    """
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebhookReceiver)
+    server.received, server.delay, server.status = [], 0.0, 204
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -24,13 +24,16 @@ from segmentation.features.encoding import (
     fit_encoder,
     indicator_divisor,
     make_scaler,
+    scaler_from_parameters,
     scaler_parameters,
     typed_values,
+    unusable_feature,
 )
 from segmentation.features.source_table import stage_source
 
 __all__ = [
     "MISSING_CATEGORY", "SAMPLE_BUCKETS", "Encoded", "Encoder", "count_active_customers", "encode", "fit_encoder",
     "imported_customers", "indicator_divisor", "make_scaler", "read_active_customers", "read_customers",
-    "read_sample", "scaler_parameters", "stage_source", "typed_values",
+    "read_sample", "scaler_from_parameters", "scaler_parameters", "stage_source", "typed_values",
+    "unusable_feature",
 ]

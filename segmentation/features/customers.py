@@ -15,6 +15,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from segmentation import db
 from segmentation.dataset import Dataset
 
 
@@ -39,11 +40,11 @@ def _frame_from_csv(buffer: io.BytesIO, dataset: Dataset, extra: tuple[str, ...]
     return frame.astype(object).where(frame.notna(), None)
 
 
-def imported_customers(dataset_id: int) -> sql.Composable:
-    """The active customers imported under the declaration `dataset_id`, as (customer_id, attributes)."""
+def imported_customers(dataset_id: int, segmentation_id: int) -> sql.Composable:
+    """The segmentation's active customers imported under the declaration `dataset_id`, as (customer_id, attributes)."""
     return sql.SQL(
-        "(select customer_id, attributes from segmentation_internal.customers where is_active and dataset_id = {})"
-    ).format(sql.Literal(int(dataset_id)))
+        "(select customer_id, attributes from {} where is_active and dataset_id = {})"
+    ).format(sql.SQL(db.partition("customers", segmentation_id)), sql.Literal(int(dataset_id)))
 
 
 def _customers_query(dataset: Dataset, customers: sql.Composable, condition: sql.Composable = sql.SQL("true")) -> sql.Composed:
@@ -65,17 +66,17 @@ def read_customers(connection: Connection, dataset: Dataset, customers: sql.Comp
     return _frame_from_csv(_copy_out(connection, _customers_query(dataset, customers)), dataset)
 
 
-def read_active_customers(connection: Connection, dataset: Dataset, dataset_id: int) -> pd.DataFrame:
-    """Active customers imported under the declaration `dataset_id` (see `read_customers`)."""
-    return read_customers(connection, dataset, imported_customers(dataset_id))
+def read_active_customers(connection: Connection, dataset: Dataset, dataset_id: int, segmentation_id: int) -> pd.DataFrame:
+    """The segmentation's active customers imported under the declaration `dataset_id` (see `read_customers`)."""
+    return read_customers(connection, dataset, imported_customers(dataset_id, segmentation_id))
 
 
-def count_active_customers(connection: Connection, dataset_id: int) -> tuple[int, int]:
-    """Active customers imported under the declaration `dataset_id`, and those imported under
-    another one (left out of the fit), in one scan."""
+def count_active_customers(connection: Connection, dataset_id: int, segmentation_id: int) -> tuple[int, int]:
+    """The segmentation's active customers imported under the declaration `dataset_id`, and those
+    imported under another one (left out of the fit), in one scan."""
     mine, other = connection.exec_driver_sql(
         "select count(*) filter (where dataset_id = %s), count(*) filter (where dataset_id <> %s)"
-        " from segmentation_internal.customers where is_active", (dataset_id, dataset_id)
+        f" from {db.partition('customers', segmentation_id)} where is_active", (dataset_id, dataset_id)
     ).one()
     return mine, other
 

@@ -106,6 +106,34 @@ class Encoder:
         )
 
 
+def unusable_feature(frame: pd.DataFrame, dataset: Dataset, features: list[str], n_customers: int) -> str | None:
+    """Why K-Means cannot use a feature of `frame` (the customers fitted on: all, or a seeded
+    sample of the `n_customers`), as one sentence naming the feature; None when all can be used.
+
+    A feature is unusable when no customer has a value (a column empty on every line, or
+    all NULL in a source), or when every customer has the same one once missing values are
+    imputed (a number's median, a boolean's most common value; for a category, missing is a
+    category of its own). Segments, names and advice resting on it would be made up.
+    """
+    customers = f"the {len(frame):,} customers" + (
+        f" of the seeded sample (of {n_customers:,})" if len(frame) < n_customers else "")
+    for name in features:
+        column = dataset.column(name)
+        values = typed_values(frame, column)
+        known = values.dropna()
+        where = f"feature {name}" + (f" (column {column.source!r})" if column.source != name else "")
+        if known.empty:
+            return f"{where} has no value for any of {customers}; fill it in the data or leave it out of features"
+        missing_is_a_category = column.type == "category" and len(known) < len(values)
+        if known.nunique() == 1 and not missing_is_a_category:
+            value = known.iloc[0]
+            shown = {1.0: "true", 0.0: "false"}[value] if column.type == "boolean" else value
+            shown = f"{shown:g}" if isinstance(shown, float) else repr(shown)
+            return (f"{where} has one value only ({shown}) among {customers}; it cannot set segments apart:"
+                    " leave it out of features")
+    return None
+
+
 def fit_encoder(frame: pd.DataFrame, dataset: Dataset, features: list[str], scaling: str) -> Encoder:
     """Learn the encoding of `features` (declared names) from a customers frame (all or a sample)."""
     fills, categories, shares, numeric_parts = {}, {}, {}, {}
@@ -162,6 +190,25 @@ def scaler_parameters(scaler) -> tuple[np.ndarray, np.ndarray] | None:
     if isinstance(scaler, RobustScaler):
         return scaler.center_, scaler.scale_
     return None
+
+
+def scaler_from_parameters(method: str, parameters: list | None, n_numeric: int):
+    """A fitted `make_scaler(method)` transformer with the given (centre, scale) per numeric
+    column (from `scaler_parameters`), or None without numeric columns: it transforms exactly as
+    the scaler those parameters came from."""
+    if n_numeric == 0:
+        return None
+    scaler = make_scaler(method)
+    if method == "none":
+        return scaler.fit(np.zeros((1, n_numeric)))
+    centre, scale = (np.array(values, dtype=np.float64) for values in parameters)
+    if method == "standard":
+        scaler.mean_, scaler.scale_, scaler.var_ = centre, scale, scale**2
+        scaler.n_samples_seen_ = np.int64(1)
+    else:
+        scaler.center_, scaler.scale_ = centre, scale
+    scaler.n_features_in_ = n_numeric
+    return scaler
 
 
 def make_scaler(method: str):

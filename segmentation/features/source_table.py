@@ -13,6 +13,7 @@ from psycopg import sql
 from sqlalchemy.engine import Connection
 
 from segmentation.dataset import BOOLEAN_WORDS, Column, Dataset
+from segmentation.db import DATABASE_ERRORS
 from segmentation.errors import SegmentationError
 from segmentation.features import staging
 from segmentation.features.customers import _copy_out_chunks, _frame_from_csv
@@ -32,15 +33,11 @@ def stage_source(
     table or column, a NULL or repeated id, or a value that breaks its column's rules is one
     SegmentationError before any fit (the caller rolls back, and the staging table with it).
     """
-    schema, _, table_part = source.rpartition(".")
-    exists = connection.exec_driver_sql("select to_regclass(%s) is not null", (source,)).scalar()
-    if not exists:
-        raise SegmentationError(f"source {source}: no such table or view (or no permission to see it)")
+    relation, table_name = resolve(connection, source)
     present = {
         row[0]
         for row in connection.exec_driver_sql(
-            "select attname from pg_attribute where attrelid = to_regclass(%s) and attnum > 0 and not attisdropped",
-            (source,),
+            "select attname from pg_attribute where attrelid = %s and attnum > 0 and not attisdropped", (relation,)
         )
     }
     by_lower = {name.lower(): name for name in present}
@@ -52,7 +49,6 @@ def stage_source(
             f" it has {', '.join(sorted(present)[:20])}"
         )
     resolved = [name if name in present else by_lower[name.lower()] for name in wanted]
-    table_name = sql.Identifier(*( [schema, table_part] if schema else [table_part]))
     statement = sql.SQL("copy (select {} from {}) to stdout with (format csv)").format(
         sql.SQL(", ").join(sql.SQL("cast({} as text)").format(sql.Identifier(name)) for name in resolved), table_name
     )
@@ -78,6 +74,29 @@ def stage_source(
             f"source {source}: {dataset.id_column} {customer_id!r} appears {times} times; expected one row per customer"
         )
     return written
+
+
+def resolve(connection: Connection, source: str) -> tuple[int, sql.Identifier]:
+    """The relation `source` names, resolved once by PostgreSQL's own rules (`to_regclass`: an
+    unquoted part folds to lower case, a double-quoted one is kept, an unqualified name follows
+    the search_path): its oid, and its schema and name from pg_class, quoted, so that the
+    relation whose columns are checked is the one read. SegmentationError when there is none.
+    """
+    try:
+        with connection.begin_nested():
+            found = connection.exec_driver_sql(
+                "select relation.oid, namespace.nspname, relation.relname from pg_class as relation"
+                " join pg_namespace as namespace on namespace.oid = relation.relnamespace"
+                " where relation.oid = to_regclass(%s)", (source,)
+            ).one_or_none()
+    except DATABASE_ERRORS:  # a name PostgreSQL cannot parse (settings check the syntax first)
+        found = None
+    if found is None:
+        raise SegmentationError(
+            f"source {source}: no such table or view (or no permission to see it); a part in mixed case needs"
+            " double quotes: crm.\"CustomerFeatures\""
+        )
+    return int(found[0]), sql.Identifier(found[1], found[2])
 
 
 class _NullIds(Exception):

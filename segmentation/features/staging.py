@@ -23,6 +23,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from segmentation import citus
 from segmentation.dataset import Dataset
 
 #: customers validated and written per chunk: the most a `source` read holds in memory at once
@@ -48,6 +49,7 @@ def create(connection: Connection, run_id: int) -> sql.Composed:
         cursor.execute(
             sql.SQL('create unlogged table {} (customer_id text collate "C", attributes text[])').format(table)
         )
+    citus.distribute_like(connection, table)
     return table
 
 
@@ -62,7 +64,7 @@ def write_frames(connection: Connection, table: sql.Composable, frames: Iterable
     with connection.connection.driver_connection.cursor() as cursor:
         with cursor.copy(sql.SQL("copy {} (customer_id, attributes) from stdin").format(table)) as copy:
             for frame in frames:
-                columns = [_copy_text(frame["customer_id"]), _copy_text(array_literals(frame[list(dataset.names)]))]
+                columns = [copy_text(frame["customer_id"]), copy_text(array_literals(frame[list(dataset.names)]))]
                 if len(frame):
                     copy.write(("\n".join(map("\t".join, zip(*columns))) + "\n").encode())
                 written += len(frame)
@@ -100,7 +102,7 @@ def drop_leftovers(connection: Connection) -> list[str]:
     return list(names)
 
 
-def _copy_text(values: pd.Series) -> np.ndarray:
+def copy_text(values: pd.Series) -> np.ndarray:
     """Text values escaped for COPY's text format, NULL as \\N."""
     text = values.astype(object)
     joined = "".join(text.dropna())  # one scan of one string: much faster than a regex per value

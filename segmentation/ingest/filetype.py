@@ -9,7 +9,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from segmentation.errors import ImportRefused
+from segmentation.errors import ImportRefused, describe
 
 #: leading bytes of files that are not CSV text -> what the file is and what to do instead
 _SIGNATURES = (
@@ -53,3 +53,18 @@ def refuse_what_is_not_csv(path: Path) -> None:
     for signature, what in _SIGNATURES:
         if start.startswith(signature):
             raise ImportRefused(f"{path} {what}")
+
+
+def check_readable(path: Path, what: str = "file") -> None:
+    """Raise ImportRefused unless `path` is a file this process can read (said before any batch
+    or run row is written: a missing file uses up no id and touches nothing). `what` names it
+    in the message, e.g. "--csv"."""
+    if path.is_dir():
+        raise ImportRefused(f"{path} ({what}) is a folder; give the CSV file itself")
+    if not path.exists():
+        raise ImportRefused(f"{path} ({what}): no such file; check the path")
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as error:
+        raise ImportRefused(f"{path} ({what}): cannot be read: {describe(error).removeprefix(f'{path}: ')}") from None

@@ -21,7 +21,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from segmentation import db
 from segmentation.dataset import MALL, Dataset
-from segmentation.errors import SegmentationError
+from segmentation.errors import ImportRefused, describe
+from segmentation.ingest import diff
+from segmentation.ingest.changed import ChangedLinesFallBack, changed_load
+from segmentation.ingest.filetype import check_readable
 from segmentation.ingest.merge import (
     TailConflict,
     _staged_load,
@@ -41,7 +44,6 @@ from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
 
-PRIMARY_KEY = "customers_pkey"
 #: memory of the server backend for building the primary key of a first load (10M ids: ~400 MB to sort in memory)
 INDEX_BUILD_MEMORY = "512MB"
 MAX_ERROR_CHARACTERS = 2000  # of a failure stored on the batch row (our own messages are shorter)
@@ -74,6 +76,8 @@ class ImportResult:
     ignored_columns: tuple[str, ...] = ()
     #: a full export rejected more than max_reject_share: nobody was marked inactive
     deactivation_skipped: bool = False
+    #: SHA-256 of the file (hex)
+    sha256: str | None = None
 
     def summary(self) -> str:
         text = (
@@ -111,14 +115,15 @@ def ensure_dataset(connection: Connection, dataset: Dataset) -> int:
     ).scalar_one()
 
 
-def begin_batch(connection: Connection, source_name: str, export_mode: str) -> int:
-    """Insert a `running` batch row and return its id (commit it before the data transaction)."""
+def begin_batch(connection: Connection, source_name: str, export_mode: str, segmentation_id: int,
+                kind: str = "customers") -> int:
+    """Insert a `running` batch row of the segmentation and return its id (commit it before the data transaction)."""
     return connection.execute(
         sa.text(
-            "insert into segmentation_internal.import_batches (source_name, export_mode)"
-            " values (:source_name, :export_mode) returning batch_id"
+            "insert into segmentation_internal.import_batches (source_name, export_mode, segmentation_id, kind)"
+            " values (:source_name, :export_mode, :segmentation_id, :kind) returning batch_id"
         ),
-        {"source_name": source_name, "export_mode": export_mode},
+        {"source_name": source_name, "export_mode": export_mode, "segmentation_id": segmentation_id, "kind": kind},
     ).scalar_one()
 
 
@@ -129,36 +134,58 @@ def fail_batch(connection: Connection, batch_id: int, message: str) -> None:
     message = storable(message)
     connection.execute(
         sa.text(
-            "update segmentation_internal.import_batches set status = 'failed', finished_at = clock_timestamp(),"
+            "update segmentation_internal.import_batches set status = 'failed', finished_at = statement_timestamp(),"
             " error = :error where batch_id = :batch_id"
         ),
         {"batch_id": batch_id, "error": message},
     )
 
 
-def import_file(engine: Engine, path: Path, settings: Settings) -> ImportResult:
-    """Import one CSV under `settings.declaration`: all its rows or none, the batch row recording the outcome."""
+def kept_file(engine: Engine, settings: Settings, segmentation_id: int) -> diff.Kept:
+    """Where the segmentation's last imported customer file is kept for the next import to compare with."""
+    return diff.Kept(settings.data_dir / "imports" / db.database_folder_name(engine.url) / f"segmentation-{segmentation_id}")
+
+
+def import_file(engine: Engine, path: Path, settings: Settings, segmentation_id: int) -> ImportResult:
+    """Import one CSV into the segmentation's customers under `settings.declaration`: all its rows
+    or none, the batch row recording the outcome. A copy of the file is kept afterwards, so that the
+    next import can read only the lines that changed (`diff`)."""
+    check_readable(path)
+    kept = kept_file(engine, settings, segmentation_id)
+    try:
+        before = path.stat()
+    except OSError:
+        before = None
     with engine.begin() as connection:
-        batch_id = begin_batch(connection, path.name, settings.export_mode)
+        batch_id = begin_batch(connection, path.name, settings.export_mode, segmentation_id)
     try:
         with engine.begin() as connection:
             result = load_file(
                 connection,
                 path,
                 batch_id,
+                segmentation_id=segmentation_id,
+                kept=kept,
                 dataset=settings.declaration,
                 column_map=settings.column_map,
                 export_mode=settings.export_mode,
                 max_reject_share=settings.max_reject_share,
+                encoding=settings.encoding,
+                decimal_separator=settings.decimal_separator,
             )
     except BaseException as error:
-        message = str(error) if isinstance(error, SegmentationError) else f"{type(error).__name__}: {error}"
+        message = describe(error)
         try:
             with engine.begin() as connection:
                 fail_batch(connection, batch_id, db.redact(" ".join(message.split())))
         except Exception:  # the server is gone: the next run marks the batch abandoned
             log.warning("import batch %d: could not record its failure", batch_id)
         raise
+    after = path.stat()
+    if before is not None and (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+        kept.keep(path, batch_id, result.sha256)
+    else:  # the file changed while it was read: the copy could not be trusted
+        kept.forget()
     return result
 
 
@@ -171,46 +198,69 @@ def load_file(
     path: Path,
     batch_id: int,
     *,
+    segmentation_id: int,
+    kept: diff.Kept | None = None,
     dataset: Dataset | None = None,
     column_map: dict[str, str] | None = None,
     export_mode: str = "full",
     max_reject_share: float = 0.05,
+    encoding: str = "utf-8",
+    decimal_separator: str = "auto",
 ) -> ImportResult:
-    """Stream `path`, read under `dataset` (default: the mall's), into `customers` inside the caller's transaction.
+    """Stream `path`, read under `dataset` (default: the mall's), into the segmentation's partition of
+    `customers` inside the caller's transaction.
 
-    Into an empty `customers` table the valid lines are copied straight in ("first load");
+    Into a segmentation without customers the valid lines are copied straight in ("first load");
     when the file starts with the file of the last import that wrote `customers`, read under
     the same declaration, only the lines after it are staged and merged ("unchanged prefix",
     see `segmentation.ingest.prefix`; the whole file is merged instead when a line after it
     names an active customer); otherwise, or when an id repeats in the file, they go through a
-    staging table and a set-based merge ("merge"). In a full export customers missing from the file become
+    staging table and a set-based merge ("merge"). The file is decoded in `encoding`; its numbers
+    mark decimals as `decimal_separator` says. In a full export customers missing from the file become
     inactive, unless more than `max_reject_share` of the lines were rejected (then nobody
     is). Raises ImportRefused (and loads nothing, once the caller rolls back) for a missing
     or unreadable file, an empty file, a file that is not CSV text, a bad or too long header
     or invalid UTF-8.
     """
     started = time.monotonic()
+    if not path.is_file():  # before any attempt to recognise it as the last file, changed or grown
+        raise ImportRefused(f"{path}: no such file")
     dataset = dataset or MALL
     column_map = column_map or {}
     dataset_id = ensure_dataset(connection, dataset)
+    db.importing(connection)
     # everything that decides how a line is read (the fingerprint leaves out headers and ranges)
+    reading = {"encoding": encoding, "decimal_separator": decimal_separator}
     key = reading_key("customers", dataset.id_column, dataset.id_type, dataset.id_aliases,
-                      [dataclasses.asdict(column) for column in dataset.columns], sorted(column_map.items()))
+                      [dataclasses.asdict(column) for column in dataset.columns], sorted(column_map.items()), reading)
     counts = None
-    empty = connection.execute(sa.text("select not exists (select 1 from segmentation_internal.customers)")).scalar_one()
+    table = db.partition("customers", segmentation_id)
+    empty = not db.partition_exists(connection, "customers", segmentation_id) or connection.execute(
+        sa.text(f"select not exists (select 1 from {table} limit 1)")  # limit: on Citus each shard stops at one row
+    ).scalar_one()
     if not empty:
         counts, source, reasons = _prefix_load(
-            connection, path, batch_id, dataset, dataset_id, column_map, export_mode, max_reject_share, key
+            connection, path, batch_id, dataset, dataset_id, column_map, export_mode, max_reject_share, key,
+            segmentation_id, reading,
+        )
+    if not empty and counts is None and kept is not None:
+        counts, source, reasons = _changed_load(
+            connection, path, kept, batch_id, dataset, dataset_id, column_map, export_mode, max_reject_share, key,
+            segmentation_id, reading,
         )
     if empty:
         try:
             with connection.begin_nested():
-                counts, source, reasons = _first_load(connection, path, batch_id, dataset, dataset_id, column_map)
+                counts, source, reasons = _first_load(
+                    connection, path, batch_id, dataset, dataset_id, column_map, segmentation_id, reading
+                )
         except _DuplicateInFile:
             log.info("%s: a customer id repeats in the file; loading through the staging table", path)
     if counts is None:
+        db.ensure_partition(connection, "customers", segmentation_id)
         counts, source, reasons = _staged_load(
-            connection, path, batch_id, dataset, dataset_id, column_map, export_mode, max_reject_share
+            connection, path, batch_id, dataset, dataset_id, column_map, export_mode, max_reject_share, segmentation_id,
+            reading,
         )
     result = ImportResult(
         batch_id=batch_id,
@@ -229,6 +279,7 @@ def load_file(
         top_reasons=sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:3],
         ignored_columns=source.layout.ignored,
         deactivation_skipped=counts.get("deactivation_skipped", False),
+        sha256=source.digest.hexdigest(),
     )
     # a bug, never bad input: refuse rather than lose lines
     accounted = result.rows_inserted + result.rows_updated + result.rows_unchanged + result.rows_rejected
@@ -236,13 +287,14 @@ def load_file(
         raise RuntimeError(f"{path}: {result.rows_read} lines read but {accounted} accounted for")
     if sum(reasons.values()) != result.rows_rejected:
         raise RuntimeError(f"{path}: {result.rows_rejected} lines rejected but {sum(reasons.values())} reasons counted")
-    record(connection, batch_id, "customers", path, key=key, reusable=not counts["open_at_end"],
+    db.count_import(connection, "customers", segmentation_id)
+    record(connection, batch_id, "customers", path, segmentation_id, key=key, reusable=not counts["open_at_end"],
            covers_table=empty or counts["covers_table"], reasons=reasons)
     connection.execute(
         sa.text(
             """
             update segmentation_internal.import_batches set
-                status = 'succeeded', finished_at = clock_timestamp(), source_sha256 = :sha256,
+                status = 'succeeded', finished_at = statement_timestamp(), source_sha256 = :sha256,
                 rows_read = :rows_read, rows_inserted = :rows_inserted, rows_updated = :rows_updated,
                 rows_unchanged = :rows_unchanged, rows_rejected = :rows_rejected,
                 rows_deactivated = :rows_deactivated
@@ -261,33 +313,66 @@ def load_file(
 
 
 def _prefix_load(connection: Connection, path: Path, batch_id: int, dataset: Dataset, dataset_id: int,
-                 column_map: dict[str, str], export_mode: str, max_reject_share: float, key: str):
+                 column_map: dict[str, str], export_mode: str, max_reject_share: float, key: str,
+                 segmentation_id: int, reading: dict):
     """(counts, source, reasons) of reading only the tail of a file that starts with the last import's
     file (`prefix`), or (None, None, None) when it does not or the tail may change what the prefix did."""
-    previous = previous_import(connection, "customers", key)
+    previous = previous_import(connection, "customers", key, segmentation_id)
     # a full export deactivates customers it does not name: the prefix must name every active one
     if previous is None or (export_mode == "full" and not previous.covers_table):
         return None, None, None
     prefix = match(path, previous)
     if prefix is None:
-        log.info("%s: does not start with the file of batch %d; reading the whole file", path, previous.batch_id)
+        log.info("%s: does not start with the file of batch %d", path, previous.batch_id)
         return None, None, None
     prepare_session(connection)
-    source = _open(path, dataset, column_map).tail(previous.source_bytes, prefix.lines + 1, prefix.digest)
+    source = _open(path, dataset, column_map, **reading).tail(previous.source_bytes, prefix.lines + 1, prefix.digest)
     try:
         with connection.begin_nested():
-            return _tail_load(connection, source, prefix, batch_id, dataset, dataset_id, export_mode, max_reject_share)
+            return _tail_load(connection, source, prefix, batch_id, dataset, dataset_id, export_mode, max_reject_share,
+                              segmentation_id)
     except TailConflict:
         log.info("%s: a line after the file of batch %d names an active customer; reading the whole file",
                  path, previous.batch_id)
         return None, None, None
 
 
+def _changed_load(connection: Connection, path: Path, kept: diff.Kept, batch_id: int, dataset: Dataset,
+                  dataset_id: int, column_map: dict[str, str], export_mode: str, max_reject_share: float, key: str,
+                  segmentation_id: int, reading: dict):
+    """(counts, source, reasons) of reading only the lines that differ from the last import's file,
+    kept beside the data (`diff`, `changed`), or (None, None, None) when that file is not kept or
+    only the whole file can say what changed."""
+    previous = previous_import(connection, "customers", key, segmentation_id)
+    # a full export deactivates customers it does not name: the last file must have named every active one
+    if previous is None or (export_mode == "full" and not previous.covers_table):
+        return None, None, None
+    copy = kept.matching(previous.batch_id, previous.source_sha256)
+    if copy is None:
+        return None, None, None
+    prepare_session(connection)
+    try:
+        with connection.begin_nested():
+            found = changed_load(connection, path, copy, previous, batch_id, dataset, dataset_id, column_map,
+                                 export_mode, max_reject_share, segmentation_id, reading)
+    except ChangedLinesFallBack:
+        log.info("%s: the changed lines alone cannot say what the file does; reading the whole file", path)
+        return None, None, None
+    if found is None:
+        log.info("%s: too different from the file of batch %d to read only its changed lines; reading the whole"
+                 " file", path, previous.batch_id)
+        return None, None, None
+    return found
+
+
 def _first_load(
-    connection: Connection, path: Path, batch_id: int, dataset: Dataset, dataset_id: int, column_map: dict[str, str]
+    connection: Connection, path: Path, batch_id: int, dataset: Dataset, dataset_id: int, column_map: dict[str, str],
+    segmentation_id: int, reading: dict,
 ):
-    """COPY valid lines straight into the empty `customers`; rejects go to a spool file first."""
-    source = _open(path, dataset, column_map)
+    """COPY valid lines straight into a new partition of `customers` for the segmentation (an empty
+    one is replaced), then key and attach it; rejects go to a spool file first.
+    `reading`: the keyword arguments of `source._open` (encoding, decimal_separator)."""
+    source = _open(path, dataset, column_map, **reading)
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
         n_rejected = 0
 
@@ -297,21 +382,21 @@ def _first_load(
             spool.write(f"{batch_id},{number},{_csv_quoted(line)},{_csv_quoted(reason)}\n")
 
         writer = _Writer(source.layout, dataset, f",{batch_id},{batch_id},{dataset_id}", reject)
-        statement = _copy_statement(
-            "segmentation_internal.customers", ("customer_id", "attributes", "first_batch_id", "last_batch_id", "dataset_id")
-        )
         # Keeping the primary key up to date row by row doubled the time of a 10M-row load; one
-        # sorted build afterwards is cheaper, and the table is empty (the constraint comes back
-        # with the caller's savepoint if anything fails).
-        connection.exec_driver_sql(f"alter table segmentation_internal.customers drop constraint {PRIMARY_KEY}")
+        # sorted build afterwards is cheaper: the rows go into a table of their own, keyed and
+        # attached as the segmentation's partition once loaded (all undone with the caller's
+        # savepoint if anything fails).
+        if db.partition_exists(connection, "customers", segmentation_id):
+            connection.exec_driver_sql(f"drop table {db.partition('customers', segmentation_id)}")
+        table = db.create_standalone(connection, "customers", segmentation_id, keys=False)
+        statement = _copy_statement(table, ("customer_id", "attributes", "first_batch_id", "last_batch_id", "dataset_id"))
         _stream(connection, source, statement, writer, expect="valid")
         connection.exec_driver_sql(f"set local maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
         try:
-            connection.exec_driver_sql(
-                f"alter table segmentation_internal.customers add constraint {PRIMARY_KEY} primary key (customer_id)"
-            )
+            connection.exec_driver_sql(f"alter table {table} add primary key (segmentation_id, customer_id)")
         except sa.exc.IntegrityError:
             raise _DuplicateInFile from None
+        db.attach_partition(connection, "customers", segmentation_id)
         if n_rejected:
             spool.seek(0)
             raw_connection = connection.connection.driver_connection

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
+from segmentation import citus, db
 from segmentation.dataset import Dataset
 from segmentation.ingest.prefix import METHOD, Prefix, copy_rejects
 from segmentation.ingest.records import (
@@ -74,15 +75,20 @@ def _staged_load(
     column_map: dict[str, str],
     export_mode: str,
     max_reject_share: float,
+    segmentation_id: int,
+    reading: dict | None = None,
 ):
-    """COPY every line into a staging table (rejects with their reason), then merge by set operations."""
-    source = _open(path, dataset, column_map)
+    """COPY every line into a staging table (rejects with their reason), then merge by set operations
+    into the segmentation's customers. `reading`: the keyword arguments of `source._open` (encoding,
+    decimal_separator)."""
+    source = _open(path, dataset, column_map, **(reading or {}))
     writer, reasons, unique = _stage(connection, source, dataset)
     rejected = sum(reasons.values())
     valid = writer.rows_read - rejected
     deactivate = export_mode == "full" and not _too_many_rejects(path, rejected, writer.rows_read, max_reject_share)
     counts = _merge(
-        connection, batch_id, dataset_id, deactivate=deactivate, merge_join=unique, any_rejects=rejected > 0
+        connection, batch_id, dataset_id, segmentation_id, deactivate=deactivate, merge_join=unique,
+        any_rejects=rejected > 0,
     )
     return {
         **counts,
@@ -126,7 +132,8 @@ def _stage(connection: Connection, source: _Source, dataset: Dataset) -> tuple[_
     the stage has a unique index on the valid records' ids.
     """
     prepare_session(connection)
-    connection.exec_driver_sql(STAGE_TABLE)
+    if not citus.create_stage(connection, STAGE_TABLE):
+        connection.exec_driver_sql(STAGE_TABLE)
 
     def reject(number: int, customer_id: str | None, line: str, reason: str) -> str:
         known = "" if customer_id is None else _csv_quoted(customer_id)
@@ -150,12 +157,13 @@ def _stage(connection: Connection, source: _Source, dataset: Dataset) -> tuple[_
 MAX_PROBED_SHARE = 0.05
 
 
-def _few_against(connection: Connection, tail_records: int) -> bool:
+def _few_against(connection: Connection, tail_records: int, segmentation_id: int) -> bool:
     """Whether `tail_records` are few enough against the stored customers (MAX_PROBED_SHARE) to look
     each up in the primary key: the planner, costing each lookup as a read from disk, hashes all
     10M customers for a tail of 100,000 instead (2-3 s per join here, where the key is in memory)."""
     stored = connection.execute(
-        sa.text("select reltuples from pg_class where oid = cast('segmentation_internal.customers' as regclass)")
+        sa.text("select reltuples from pg_class where oid = cast(:table as regclass)"),
+        {"table": db.partition("customers", segmentation_id)},
     ).scalar_one()
     return tail_records <= MAX_PROBED_SHARE * stored
 
@@ -165,7 +173,7 @@ class TailConflict(Exception):
 
 
 def _tail_load(connection: Connection, source: _Source, prefix: Prefix, batch_id: int, dataset: Dataset,
-               dataset_id: int, export_mode: str, max_reject_share: float):
+               dataset_id: int, export_mode: str, max_reject_share: float, segmentation_id: int):
     """Merge only the tail of a file whose prefix is the last import's file (`prefix`).
 
     The prefix's lines are unchanged (its customers are stored as it left them) and its
@@ -183,15 +191,15 @@ def _tail_load(connection: Connection, source: _Source, prefix: Prefix, batch_id
         writer, tail_reasons, _ = _stage(connection, source, dataset)
         with _step("tail lines of active customers"):
             connection.exec_driver_sql("analyze import_stage")
-            probes = _few_against(connection, writer.rows_read)
+            probes = _few_against(connection, writer.rows_read, segmentation_id)
             if probes:  # look the tail's ids up in the primary key instead of hashing every customer
                 connection.exec_driver_sql("set local enable_hashjoin = off")
                 connection.exec_driver_sql("set local enable_mergejoin = off")
             if connection.exec_driver_sql(
-                """
+                f"""
                 select exists (
                     select 1 from import_stage as stage
-                    join segmentation_internal.customers as current on current.customer_id = stage.customer_id
+                    join {db.partition("customers", segmentation_id)} as current on current.customer_id = stage.customer_id
                     where stage.reason is null and current.is_active
                 )
                 """
@@ -200,8 +208,8 @@ def _tail_load(connection: Connection, source: _Source, prefix: Prefix, batch_id
         tail_read, tail_rejected = writer.rows_read, sum(tail_reasons.values())
         open_at_end = writer.open_at_end
         reasons += tail_reasons
-        counts = _merge(connection, batch_id, dataset_id, deactivate=False, merge_join=False,
-                        any_rejects=tail_rejected > 0)
+        counts = _merge(connection, batch_id, dataset_id, segmentation_id, deactivate=False, merge_join=False,
+                        any_rejects=tail_rejected > 0, few=bool(probes))
         if probes:
             connection.exec_driver_sql("set local enable_hashjoin to default")
             connection.exec_driver_sql("set local enable_mergejoin to default")
@@ -262,7 +270,7 @@ def _reject_superseded(connection: Connection, path: Path, writer: _Writer) -> t
             wanted[first + offset] = record_number
     lines: dict[int, list[str]] = collections.defaultdict(list)
     found = 0
-    for number, text in _numbered_lines(path, hashlib.sha256(), lambda *_: None):
+    for number, text in _numbered_lines(path, hashlib.sha256(), lambda *_: None, writer.layout.encoding):
         if number in wanted:
             lines[wanted[number]].append(text)
             found += 1
@@ -300,7 +308,7 @@ def _shown(customer_id: str) -> str:
     return f"{customer_id[:MAX_QUOTED_CHARACTERS]}... ({len(customer_id) - MAX_QUOTED_CHARACTERS} more characters)"
 
 
-def _both_in_id_order(connection: Connection) -> bool:
+def _both_in_id_order(connection: Connection, customers: str) -> bool:
     """Whether the stage and `customers` are both stored in (or close to) id order.
 
     Judged on a sample of whole pages (about ORDER_SAMPLE_ROWS rows) in the order they are stored: the share of rows
@@ -309,8 +317,10 @@ def _both_in_id_order(connection: Connection) -> bool:
     order break it every other row. pg_stats' correlation could not tell these apart (0.82 at
     1M such ids, -0.12 at 3M).
     """
-    connection.exec_driver_sql("analyze segmentation_internal.customers")
-    for table in ("import_stage", "segmentation_internal.customers"):
+    if citus.distributed(connection):  # the sample's window would gather each table on the coordinator
+        return False
+    connection.exec_driver_sql(f"analyze {customers}")
+    for table in ("import_stage", customers):
         rows = connection.execute(
             sa.text("select reltuples from pg_class where oid = cast(:table as regclass)"), {"table": table}
         ).scalar_one()
@@ -330,9 +340,11 @@ def _both_in_id_order(connection: Connection) -> bool:
 
 
 def _merge(
-    connection: Connection, batch_id: int, dataset_id: int, *, deactivate: bool, merge_join: bool, any_rejects: bool
+    connection: Connection, batch_id: int, dataset_id: int, segmentation_id: int, *, deactivate: bool,
+    merge_join: bool, any_rejects: bool, few: bool = False,
 ) -> dict[str, int]:
-    """Store the stage's rejects, update changed customers, insert new ones, deactivate missing ones.
+    """Store the stage's rejects, update the segmentation's changed customers, insert new ones,
+    deactivate missing ones.
 
     A customer changed when its attributes, its declaration (dataset_id) or is_active differ;
     attributes are compared as the text PostgreSQL prints for the stored array, which the stage
@@ -346,19 +358,21 @@ def _merge(
 
     With `deactivate` (a full export), active customers with no line in the file become
     inactive; a line that was rejected but whose id could be read keeps its customer active.
+    With `few` (the changed lines of a full export), the stage's customers are looked up in the
+    primary key instead (`db.index_lookups`). When the import wrote more than a tenth of the
+    customers, their statistics are gathered again for the nights that follow.
     """
     if any_rejects:  # else skip a scan of the whole stage
         with _step("rejects"):
-            connection.execute(
-                sa.text(
-                    "insert into segmentation_internal.import_rejects (batch_id, line_number, raw_line, reason)"
-                    " select :batch_id, line_number, raw_line, reason from import_stage where reason is not null"
-                ),
-                {"batch_id": batch_id},
+            connection.exec_driver_sql(  # the batch id spelled out: Citus plans no bound parameter in a select list here
+                "insert into segmentation_internal.import_rejects (batch_id, line_number, raw_line, reason)"
+                f" select cast({int(batch_id)} as bigint), line_number, raw_line, reason from import_stage"
+                " where reason is not null"
             )
+    customers = db.partition("customers", segmentation_id)
     with _step("analyze"):
         connection.exec_driver_sql("analyze import_stage")
-        merge_join = merge_join and _both_in_id_order(connection)
+        merge_join = merge_join and _both_in_id_order(connection, customers)
     log.debug("matching the stage with customers by %s", "a merge join of the id indexes" if merge_join else "the planner's choice")
     # Only the stage's valid records take part in the join, so that its partial unique index
     # gives them in id order (with every record the planner sorted 10M rows on disk: 19 s).
@@ -374,26 +388,32 @@ def _merge(
         ) if any_rejects else sql.SQL("")
         join = sql.SQL("full join")
         gone = sql.SQL("or (stage.customer_id is null and current.is_active {kept})").format(kept=kept)
+    match = sql.SQL("current.customer_id = stage.customer_id")
+    if few and not deactivate:
+        match = sql.SQL("current.segmentation_id = {} and {}").format(sql.Literal(int(segmentation_id)), match)
     with _step("changed, new and missing customers"):
+        if few:
+            db.index_lookups(connection.connection.driver_connection)
         if merge_join:
             connection.exec_driver_sql("set local enable_hashjoin = off")
             connection.exec_driver_sql("set local enable_nestloop = off")
-        statement = sql.SQL(
+        select = sql.SQL(
             """
-            create temporary table import_changes on commit drop as
             select coalesce(stage.customer_id, current.customer_id) as customer_id,
                    cast(stage.attributes as text[]) as attributes,
                    current.customer_id is null as is_new, stage.customer_id is null as is_gone
             from (select customer_id, attributes from import_stage where reason is null) as stage
-            {join} segmentation_internal.customers as current on current.customer_id = stage.customer_id
+            {join} {customers} as current on {match}
             where (stage.customer_id is not null
                    and (current.customer_id is null
                         or (cast(current.attributes as text), current.dataset_id, current.is_active)
                            is distinct from (stage.attributes, {dataset_id}, true)))
             {gone}
             """
-        ).format(join=join, gone=gone, dataset_id=sql.Literal(dataset_id))
-        connection.exec_driver_sql(statement.as_string(connection.connection.driver_connection))
+        ).format(join=join, gone=gone, dataset_id=sql.Literal(dataset_id), customers=sql.SQL(customers), match=match)
+        if not citus.create_stage_as(connection, "import_changes", select):
+            statement = sql.SQL("create temporary table import_changes on commit drop as {}").format(select)
+            connection.exec_driver_sql(statement.as_string(connection.connection.driver_connection))
         if merge_join:
             connection.exec_driver_sql("set local enable_hashjoin to default")
             connection.exec_driver_sql("set local enable_nestloop to default")
@@ -401,23 +421,24 @@ def _merge(
     with _step("update, insert, deactivate"):
         updated = connection.execute(
             sa.text(
-                """
-                update segmentation_internal.customers as current
+                f"""
+                update {customers} as current
                 set attributes = changed.attributes,
                     dataset_id = :dataset_id,
                     is_active = true,
                     last_batch_id = :batch_id,
                     updated_at = now()
                 from import_changes as changed
-                where not changed.is_new and not changed.is_gone and changed.customer_id = current.customer_id
+                where not changed.is_new and not changed.is_gone
+                  and current.segmentation_id = :segmentation and changed.customer_id = current.customer_id
                 """
             ),
-            {"batch_id": batch_id, "dataset_id": dataset_id},
+            {"batch_id": batch_id, "dataset_id": dataset_id, "segmentation": segmentation_id},
         ).rowcount
         inserted = connection.execute(
             sa.text(
-                """
-                insert into segmentation_internal.customers (customer_id, attributes, dataset_id, first_batch_id, last_batch_id)
+                f"""
+                insert into {customers} (customer_id, attributes, dataset_id, first_batch_id, last_batch_id)
                 select customer_id, attributes, :dataset_id, :batch_id, :batch_id
                 from import_changes
                 where is_new
@@ -429,13 +450,22 @@ def _merge(
         if deactivate:
             deactivated = connection.execute(
                 sa.text(
-                    """
-                    update segmentation_internal.customers as current
+                    f"""
+                    update {customers} as current
                     set is_active = false, last_batch_id = :batch_id, updated_at = now()
                     from import_changes as changed
-                    where changed.is_gone and changed.customer_id = current.customer_id
+                    where changed.is_gone
+                      and current.segmentation_id = :segmentation and changed.customer_id = current.customer_id
                     """
                 ),
-                {"batch_id": batch_id},
+                {"batch_id": batch_id, "segmentation": segmentation_id},
             ).rowcount
+    if few:
+        db.planner_defaults(connection.connection.driver_connection)
+    written = inserted + updated + deactivated
+    counted = connection.execute(sa.text("select reltuples from pg_class where oid = cast(:table as regclass)"),
+                                 {"table": customers}).scalar_one()
+    if written and (counted < 0 or written > 0.1 * counted):  # never analyzed (-1), or a tenth rewritten
+        with _step("analyze customers"):
+            connection.exec_driver_sql(f"analyze {customers}")
     return {"inserted": inserted, "updated": updated, "deactivated": deactivated}

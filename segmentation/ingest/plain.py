@@ -123,11 +123,12 @@ def _magnitudes(least: Decimal | None, most: Decimal | None, digits: int, fracti
     return "(?:" + "|".join(parts) + ")" if parts else None
 
 
-def _numeric_plain(column: Column) -> str:
-    """Values of a number or whole column that are valid and already in their stored form."""
+def _numeric_plain(column: Column, point: bool = True) -> str:
+    """Values of a number or whole column that are valid and already in their stored form
+    (without `point`, where a point is not a decimal mark: whole values only)."""
     low, high = _bounds(column)
-    fraction = column.type == "number"
-    digits = PLAIN_NUMBER_DIGITS if fraction else MAX_WHOLE_DIGITS
+    fraction = column.type == "number" and point
+    digits = PLAIN_NUMBER_DIGITS if column.type == "number" else MAX_WHOLE_DIGITS
     parts = []
     if high is None or high >= 0:
         positive = _magnitudes(low, high, digits, fraction)
@@ -170,10 +171,11 @@ def _spellings(column: Column) -> dict[str, str]:
     return spellings
 
 
-def _value_plain(column: Column, delimiter: str) -> str:
-    """Regex of one declared column's plain values (empty included)."""
+def _value_plain(column: Column, delimiter: str, point: bool = True) -> str:
+    """Regex of one declared column's plain values (empty included); `point`: whether a point
+    marks decimals in the file."""
     if column.type in ("number", "whole"):
-        numeric = _numeric_plain(column)
+        numeric = _numeric_plain(column, point)
         return numeric + "?" if numeric else ""
     if column.type == "boolean" or column.values is not None:
         spellings = sorted(_spellings(column), key=lambda form: (-len(form), form))
@@ -212,7 +214,7 @@ def plain_line_pattern(layout: ColumnLayout, dataset: Dataset = MALL, quotes: bo
         if name is None:  # an ignored column: anything without quotes or delimiters
             value = f'[^{re.escape(delimiter)}"\\n\\r]*'
         else:
-            value = _value_plain(columns[name], delimiter)
+            value = _value_plain(columns[name], delimiter, "." in layout.decimal_marks)
         if quotes:
             fields.append(f'(?:{value}|"(?:{value})")' if value else '(?:|"")')
         else:
@@ -238,7 +240,7 @@ def verbatim_line_pattern(layout: ColumnLayout, dataset: Dataset = MALL) -> str 
     fields = [f"(?:{_id_plain(dataset, delimiter)})"]
     for column in dataset.columns:
         if column.type in ("number", "whole"):
-            value = _numeric_plain(column)
+            value = _numeric_plain(column, "." in layout.decimal_marks)
         elif column.type == "boolean" or column.values is not None:
             stored = sorted({stored for form, stored in _spellings(column).items()
                              if form == stored and array_element(stored) == stored and delimiter not in stored},

@@ -3,12 +3,14 @@
 A nightly export is usually yesterday's file with lines appended. Every succeeded batch
 records its file's length and SHA-256 (`import_batches.source_bytes`, `source_sha256`), a
 hash of what its lines were read under (`reading_key`), the version of the table it wrote
-when it finished (`table_versions`, counted by a trigger on every statement that writes
-`customers` or `orders`, whoever runs it), whether the table is covered by the file
-(`covers_table`) and its rejects' reasons (`reject_patterns`).
+when it finished (`table_versions`: the job's imports count their writes per segmentation; a
+trigger counts every other statement that writes `customers` or `orders`, whoever runs it, under
+segmentation 0), whether the table is covered by the file (`covers_table`) and its rejects'
+reasons (`reject_patterns`).
 
-A later import of the same kind may skip the first `source_bytes` bytes when that batch is
-the last to have written the table (the version is unchanged), its rejects are all still
+A later import of the same kind into the same segmentation may skip the first `source_bytes`
+bytes when that batch is the last to have written the segmentation's rows and nothing else has
+written the table since (both versions are unchanged), its rejects are all still
 stored, it was read under the same key, and the new file starts with the same bytes, which
 end in a line end, in a file whose line ends are LF or CRLF. Those lines are then read as
 they were: unchanged, the rejected ones rejected again with the same line numbers, raw text
@@ -28,12 +30,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from segmentation import citus
 from segmentation.ingest.source import _BOM, BLOCK_BYTES
 
 log = logging.getLogger(__name__)
 
 #: part of every reading key: raise it when a change to the code reads a line differently
-READER_VERSION = 1
+READER_VERSION = 2  # 2: encoding, decimal commas, future order dates, repeated order lines
 #: `import_batches.method`-like name of the path that reads only the tail
 METHOD = "unchanged prefix"
 
@@ -73,29 +76,44 @@ class Prefix:
         return collections.Counter(self.previous.reject_patterns)
 
 
-def previous_import(connection: Connection, kind: str, key: str) -> Previous | None:
-    """The succeeded batch of `kind` ('customers' or 'orders') that wrote its table last, when
-    nothing has written the table since, it was read under `key` and its rejects are all stored.
+def _versions(connection: Connection, kind: str, segmentation_id: int) -> tuple[int, int]:
+    """The version of the segmentation's rows of the table `kind` and of writes from outside the
+    job (segmentation 0), locked until the caller's transaction ends, so that a writer from
+    outside cannot change the table unseen in between (its trigger waits for the lock)."""
+    connection.execute(
+        sa.text("insert into segmentation_internal.table_versions (table_name, segmentation_id)"
+                " values (:kind, :id), (:kind, 0) on conflict do nothing"),
+        {"kind": kind, "id": int(segmentation_id)},
+    )
+    rows = dict(connection.execute(
+        sa.text("select segmentation_id, version from segmentation_internal.table_versions"
+                " where table_name = :kind and segmentation_id in (:id, 0) for update"),
+        {"kind": kind, "id": int(segmentation_id)},
+    ).all())
+    return rows[int(segmentation_id)], rows[0]
 
-    Locks the table's version row until the caller's transaction ends, so that a writer from
-    outside cannot change the table unseen in between (its trigger waits for the lock).
-    """
-    version = connection.execute(
-        sa.text("select version from segmentation_internal.table_versions where table_name = :kind for update"),
-        {"kind": kind},
-    ).scalar_one()
+
+def previous_import(connection: Connection, kind: str, key: str, segmentation_id: int) -> Previous | None:
+    """The succeeded batch of `kind` ('customers' or 'orders') that wrote the segmentation's rows
+    last, when nothing has written them (or the table, from outside the job) since, it was read
+    under `key` and its rejects are all stored."""
+    version, foreign = _versions(connection, kind, segmentation_id)
+    if not citus.foreign_writes_seen(connection):
+        log.debug("%s: on Citus writes from outside the job are not counted; reading the whole file", kind)
+        return None
     found = connection.execute(
         sa.text(
             """
             select batch.batch_id, batch.source_bytes, batch.source_sha256, batch.rows_read, batch.rows_rejected,
                    batch.covers_table, batch.reject_patterns, batch.reading_key
             from segmentation_internal.import_batches as batch
-            where batch.kind = :kind and batch.status = 'succeeded' and batch.table_version = :version
+            where batch.kind = :kind and batch.segmentation_id = :id and batch.status = 'succeeded'
+            and batch.table_version = :version and batch.foreign_version = :foreign
             order by batch.batch_id desc
             limit 1
             """
         ),
-        {"kind": kind, "version": version},
+        {"kind": kind, "version": version, "foreign": foreign, "id": int(segmentation_id)},
     ).one_or_none()
     if found is None:
         log.debug("%s: no import left the table as it is; reading the whole file", kind)
@@ -173,6 +191,7 @@ def record(
     batch_id: int,
     kind: str,
     path: Path,
+    segmentation_id: int,
     *,
     key: str,
     reusable: bool,
@@ -187,13 +206,17 @@ def record(
             update segmentation_internal.import_batches set
                 source_bytes = :source_bytes, reading_key = :key, covers_table = :covers_table,
                 reject_patterns = cast(:patterns as jsonb),
-                table_version = (select version from segmentation_internal.table_versions where table_name = :kind)
+                table_version = (select version from segmentation_internal.table_versions
+                                 where table_name = :kind and segmentation_id = :id),
+                foreign_version = (select version from segmentation_internal.table_versions
+                                   where table_name = :kind and segmentation_id = 0)
             where batch_id = :batch_id
             """
         ),
         {
             "batch_id": batch_id,
             "kind": kind,
+            "id": int(segmentation_id),
             "source_bytes": path.stat().st_size if reusable else None,
             "key": key,
             "covers_table": covers_table,

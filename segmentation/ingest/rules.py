@@ -51,13 +51,16 @@ class ColumnLayout:
     """Where the id and each declared column sit in the file, and what else the file has.
 
     `positions` maps "customer_id" and each declared column name to its field index (the
-    declared columns in declaration order).
+    declared columns in declaration order). `encoding` is the file's; `decimal_marks` the
+    characters its numbers may mark decimals with ("." or ",", or ".," for either).
     """
 
     delimiter: str
     n_fields: int
     positions: dict[str, int]
     ignored: tuple[str, ...]
+    encoding: str = "utf-8"
+    decimal_marks: str = "."
 
 
 def _quote(value: str) -> str:
@@ -157,6 +160,25 @@ def reason_pattern(reason: str) -> str:
 
 def _rejected(label: str, value: str, rest: str) -> RowRejected:
     return RowRejected(f"{label} {_quote(value)} {rest}", f"{label} '{ELLIPSIS}' {rest}")
+
+
+#: a byte the file's encoding could not decode, kept as a lone surrogate (`source`: "surrogateescape")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _undecodable(label: str, value: str, encoding: str) -> RowRejected | None:
+    """The rejection of a value holding a byte that is not text in the file's `encoding`, or None."""
+    if value.isascii():
+        return None
+    found = _ESCAPED_BYTE.search(value)
+    if found is None:
+        return None
+    byte = ord(found.group()) - 0xDC00
+    other = "cp1252" if encoding != "cp1252" else "utf-8"
+    rest = (f"holds the byte {{}} that is not {encoding} text; set the encoding setting to the file's"
+            f" (e.g. encoding = \"{other}\") or save the file as UTF-8")
+    shown = _quote(_ESCAPED_BYTE.sub("\ufffd", value))  # as the stored raw line shows it
+    return RowRejected(f"{label} {shown} {rest.format(f'{byte:#04x}')}", f"{label} '{ELLIPSIS}' {rest.format(ELLIPSIS)}")
 
 
 def _bad_character(value: str) -> str | None:
@@ -268,10 +290,25 @@ def _tiny(value: str) -> str | None:
     return None
 
 
-def parse_value(column: Column, value: str) -> str | None:
+def _decimal_point(column: Column, value: str, decimal_marks: str) -> str:
+    """A number as written with `decimal_marks`, with a point for its decimal mark; RowRejected
+    for a mark the file does not use (or both: a thousands separator)."""
+    if "," in value and "," in decimal_marks:
+        if "." in value or value.count(",") > 1:
+            raise _rejected(column.label, value, "is not a number (write it without thousands separators)")
+        return value.replace(",", ".")
+    if "," in value and re.fullmatch(r"[+-]?[0-9]*,[0-9]+", value):
+        raise _rejected(column.label, value, 'is not a number; for decimal commas set decimal_separator = ","')
+    if "." in value and "." not in decimal_marks:
+        raise _rejected(column.label, value, 'is not a number: decimal_separator is ","')
+    return value
+
+
+def parse_value(column: Column, value: str, decimal_marks: str = ".") -> str | None:
     """The stored text of one declared column's (cleaned) value; None for empty; or RowRejected.
 
-    number: decimal (ASCII digits, optional sign, point and exponent) with at most 30
+    number: decimal (ASCII digits, optional sign, a decimal mark of `decimal_marks` (stored as a
+    point) and exponent) with at most 30
     significant digits, at most 64 characters, 0 or 1e-300..1e15 in absolute value, at most
     1000 decimal places, within range, stored as written without a leading '+'; whole: [+-] and
     digits, at most 18 of them significant, within range, stored as a plain integer;
@@ -283,11 +320,12 @@ def parse_value(column: Column, value: str) -> str | None:
         return None
     kind = column.type
     if kind == "number":
+        written, value = value, _decimal_point(column, value, decimal_marks)
         if not _DECIMAL.fullmatch(value):
-            raise _rejected(column.label, value, "is not a number")
+            raise _rejected(column.label, written, "is not a number")
         problem = _number_problem(value) or _range_problem(column, Decimal(value)) or _tiny(value)
         if problem:
-            raise _rejected(column.label, value, problem)
+            raise _rejected(column.label, written, problem)
         return value[1:] if value[0] == "+" else value
     if kind == "whole":
         if not _WHOLE.fullmatch(value):
@@ -357,6 +395,25 @@ def id_in_prefix(text: str, layout: ColumnLayout, dataset: Dataset = MALL) -> st
     return None
 
 
+def line_customer_id(line: str, layout: ColumnLayout, dataset: Dataset = MALL) -> str | None:
+    """The customer id of a data line as `parse_line` reads it, without checking the other fields
+    (for lines already checked when they were imported); None where it cannot be read."""
+    with contextlib.suppress(RowRejected):
+        fields = _split(line, layout.delimiter)
+        position = layout.positions["customer_id"]
+        if position < len(fields):
+            return parse_customer_id(_clean(fields[position]), dataset.id_type)
+    return None
+
+
+def _field_value(column: Column, text: str, layout: ColumnLayout) -> str | None:
+    """`parse_value` of a field as the file has it (its encoding and decimal marks)."""
+    problem = _undecodable(column.label, text, layout.encoding)
+    if problem:
+        raise problem
+    return parse_value(column, text, layout.decimal_marks)
+
+
 def parse_line(line: str, layout: ColumnLayout, dataset: Dataset = MALL) -> ParsedLine:
     """Check and normalise one data line, or one record whose quoted fields span lines (never
     raises for any text)."""
@@ -376,9 +433,13 @@ def parse_line(line: str, layout: ColumnLayout, dataset: Dataset = MALL) -> Pars
                     customer_id = parse_customer_id(_clean(fields[id_position]), dataset.id_type)
             raise RowRejected(f"{len(fields)} fields, expected {layout.n_fields}",
                               f"{ELLIPSIS} fields, expected {layout.n_fields}")
-        customer_id = parse_customer_id(_clean(fields[id_position]), dataset.id_type)
+        id_text = _clean(fields[id_position])
+        problem = _undecodable("customer id", id_text, layout.encoding)
+        if problem:
+            raise problem
+        customer_id = parse_customer_id(id_text, dataset.id_type)
         positions = layout.positions
-        values = tuple(parse_value(column, _clean(fields[positions[column.name]])) for column in dataset.columns)
+        values = tuple(_field_value(column, _clean(fields[positions[column.name]]), layout) for column in dataset.columns)
     except RowRejected as rejected:
         return ParsedLine(customer_id, None, rejected.reason, rejected.pattern)
     return ParsedLine(customer_id, values)

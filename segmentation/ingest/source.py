@@ -66,14 +66,6 @@ class LongLine(NamedTuple):
 LONG_LINE_PATTERN = f"line is … characters long; at most {MAX_LINE_CHARACTERS:,} are read"
 
 
-def _not_utf8(source: str, line: int, data: bytes, position: int) -> ImportRefused:
-    column = position - (data.rfind(b"\n", 0, position) + 1) + 1
-    return ImportRefused(
-        f"{source} line {line}: byte {data[position]:#04x} at column {column}"
-        " is not valid UTF-8; save the export as UTF-8 and import it again"
-    )
-
-
 def _chunks(handle: BinaryIO, digest: hashlib._Hash, progress) -> Iterator[bytes]:
     """The file's bytes in pieces of at most BLOCK_BYTES (and MAX_LINE_CHARACTERS): BOM dropped,
     and in a file whose first line ends in CR alone, every CR and CRLF made LF."""
@@ -124,7 +116,7 @@ def _raw_chunks(handle: BinaryIO, digest: hashlib._Hash, progress) -> Iterator[b
 
 
 def _blocks(
-    path: Path, digest: hashlib._Hash, progress, offset: int = 0, number: int = 1
+    path: Path, digest: hashlib._Hash, progress, offset: int = 0, number: int = 1, encoding: str = "utf-8"
 ) -> Iterator[Block | LongLine]:
     """The file as `Block`s of whole lines (~BLOCK_BYTES each) and `LongLine`s, in file order.
 
@@ -132,12 +124,11 @@ def _blocks(
     has its "\\r\\n" turned into "\\n". Working on blocks rather than lines keeps the per-line
     Python cost of a plain file near zero. Memory stays bounded: a line is held only up to
     MAX_LINE_CHARACTERS characters (at most four bytes each); beyond, it is decoded piece by
-    piece (invalid UTF-8 still refuses the file) and only its length and head are kept.
-    Raises ImportRefused naming the line and column of a byte that is not UTF-8.
+    piece and only its length and head are kept. Bytes that are not valid in `encoding`
+    become lone surrogates (see the module's docstring).
     With `offset`, reading starts at that byte, the first line after it being line `number`
     (the tail of a file that starts with an earlier import's bytes; line ends LF or CRLF).
     """
-    source = str(path)
     carry = b""  # the start of a line whose end has not been read yet
     with path.open("rb") as handle:
         if offset:
@@ -149,31 +140,31 @@ def _blocks(
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
             # bytes >= characters: count them only when the bytes alone exceed the limit
-            while cut == 0 and len(data) > MAX_LINE_CHARACTERS and _characters(data) > MAX_LINE_CHARACTERS:
-                long_line, data = _skip_line(source, number, data, chunks)
+            while cut == 0 and len(data) > MAX_LINE_CHARACTERS and _characters(data, encoding) > MAX_LINE_CHARACTERS:
+                long_line, data = _skip_line(number, data, chunks, encoding)
                 progress(0, 1)
                 yield long_line
                 number += 1
                 cut = data.rfind(b"\n") + 1  # `data` is now what followed the line: part of one piece
             data, carry = data[:cut], data[cut:]
             if data:
-                yield from _decoded(source, number, data, progress)
+                yield from _decoded(number, data, progress, encoding)
                 number += data.count(b"\n")
         if carry:  # the last line has no line end (or follows a long line in the last piece)
-            yield from _decoded(source, number, carry if carry.endswith(b"\n") else carry + b"\n", progress)
+            yield from _decoded(number, carry if carry.endswith(b"\n") else carry + b"\n", progress, encoding)
 
 
-def _characters(data: bytes) -> int:
-    """About how many characters UTF-8 `data` holds (invalid bytes are found when decoding it)."""
-    return len(data.decode("utf-8", "ignore"))
+def _characters(data: bytes, encoding: str) -> int:
+    """About how many characters `data` holds."""
+    return len(data.decode(encoding, "ignore"))
 
 
-def _decoded(source: str, number: int, data: bytes, progress) -> Iterator[Block | LongLine]:
+def _decoded(number: int, data: bytes, progress, encoding: str) -> Iterator[Block | LongLine]:
     """Whole lines of bytes (from line `number`) as a Block, its first line as a LongLine if too long."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise _not_utf8(source, number + data.count(b"\n", 0, error.start), data, error.start) from None
+        text = data.decode(encoding)
+    except UnicodeDecodeError:  # rare: only then the slower error handler
+        text = data.decode(encoding, "surrogateescape")
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     first_end = text.find("\n")
@@ -188,27 +179,12 @@ def _decoded(source: str, number: int, data: bytes, progress) -> Iterator[Block 
         yield Block(number, text)
 
 
-def _skip_line(source: str, number: int, start: bytes, chunks: Iterator[bytes]) -> tuple[LongLine, bytes]:
+def _skip_line(number: int, start: bytes, chunks: Iterator[bytes], encoding: str) -> tuple[LongLine, bytes]:
     """Read a too-long line (its first bytes `start`) to its end without keeping it.
 
     Returns the LongLine and the bytes after its line end.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    seen = 0  # bytes decoded before the current piece, for the column of a bad byte
-
-    def decode(piece: bytes, final: bool = False) -> str:
-        nonlocal seen
-        try:
-            text = decoder.decode(piece, final)
-        except UnicodeDecodeError as error:
-            offset = seen + error.start + 1 - (len(error.object) - len(piece))  # counted in bytes
-            raise ImportRefused(
-                f"{source} line {number}: byte {error.object[error.start]:#04x} at byte {offset:,} of the line"
-                " is not valid UTF-8; save the export as UTF-8 and import it again"
-            ) from None
-        seen += len(piece)
-        return text
-
+    decode = codecs.getincrementaldecoder(encoding)("surrogateescape").decode
     text = decode(start)
     head, length = text[:KEPT_CHARACTERS], len(text)
     last = start[-1:]
@@ -232,12 +208,12 @@ def _skip_line(source: str, number: int, start: bytes, chunks: Iterator[bytes]) 
     return LongLine(number, head, length), rest
 
 
-def _numbered_lines(path: Path, digest: hashlib._Hash, progress) -> Iterator[tuple[int, str]]:
+def _numbered_lines(path: Path, digest: hashlib._Hash, progress, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """Yield (line number, text without line end) for every line; the header is line 1.
 
     A too-long line gives its stored raw text (its head and a note of the rest).
     """
-    for piece in _blocks(path, digest, progress):
+    for piece in _blocks(path, digest, progress, encoding=encoding):
         if isinstance(piece, LongLine):
             yield piece.number, piece.raw_text
         else:
@@ -346,7 +322,10 @@ class _Source:
     progress: _Progress
 
     @classmethod
-    def open(cls, path: Path, dataset: Dataset, column_map: dict[str, str]) -> _Source:
+    def open(cls, path: Path, dataset: Dataset, column_map: dict[str, str], encoding: str = "utf-8",
+             decimal_separator: str = "auto") -> _Source:
+        """The file opened and its header read: `encoding` decodes it, `decimal_separator` ("auto":
+        a point, and in a file delimited by ';' a comma too) says how its numbers mark decimals."""
         source = str(path)
         if not path.is_file():
             raise ImportRefused(f"{source}: no such file")
@@ -355,12 +334,14 @@ class _Source:
         refuse_what_is_not_csv(path)
         digest = hashlib.sha256()
         progress = _Progress(path)
-        blocks = _blocks(path, digest, progress)
+        blocks = _blocks(path, digest, progress, encoding=encoding)
         try:
             header_text, header_lines, rest = _header_record(source, blocks)
             delimiter = _detect_delimiter(header_text)
             header = _header_fields(source, header_text, delimiter)
-            layout = dataclasses.replace(map_header(header, dataset, column_map, source), delimiter=delimiter)
+            marks = decimal_marks(decimal_separator, delimiter)
+            layout = dataclasses.replace(map_header(header, dataset, column_map, source), delimiter=delimiter,
+                                         encoding=encoding, decimal_marks=marks)
         except BaseException:
             progress.close()
             raise
@@ -375,11 +356,22 @@ class _Source:
     def tail(self, offset: int, number: int, digest: hashlib._Hash) -> _Source:
         """This file from byte `offset` on, its first line being line `number`; `digest` has
         hashed the bytes before `offset` and goes on with the rest."""
-        return dataclasses.replace(self, blocks=_blocks(self.path, digest, self.progress, offset, number), digest=digest)
+        blocks = _blocks(self.path, digest, self.progress, offset, number, self.layout.encoding)
+        return dataclasses.replace(self, blocks=blocks, digest=digest)
 
 
-def _open(path: Path, dataset: Dataset, column_map: dict[str, str]) -> _Source:
-    source = _Source.open(path, dataset, column_map)
+def decimal_marks(decimal_separator: str, delimiter: str) -> str:
+    """The characters a number of the file may mark its decimals with: the `decimal_separator`
+    setting's, and for "auto" a point, plus a comma in a file delimited by ';' (what Excel
+    writes where the comma is the decimal mark)."""
+    if decimal_separator == "auto":
+        return ".," if delimiter == ";" else "."
+    return decimal_separator
+
+
+def _open(path: Path, dataset: Dataset, column_map: dict[str, str], encoding: str = "utf-8",
+          decimal_separator: str = "auto") -> _Source:
+    source = _Source.open(path, dataset, column_map, encoding, decimal_separator)
     ignored = source.layout.ignored
     if ignored:
         names = ", ".join(_quote(name) for name in ignored[:MAX_HEADER_NAMES])

@@ -18,7 +18,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from segmentation import features, publish
-from segmentation.errors import NothingToSegment
+from segmentation.errors import NothingToSegment, RunHeld
 from segmentation.model import clustering
 from segmentation.model import selection as model_selection
 from segmentation.settings import Settings
@@ -39,6 +39,8 @@ class Fitted:
     k_selection: str
     rationale: str
     silhouette: float | None
+    reference_silhouette: float | None
+    reference_silhouette_max: float | None
     evaluations: pd.DataFrame
     encoder: features.Encoder
     model: KMeans
@@ -67,40 +69,41 @@ def segment(
         )
     if settings.k is not None and settings.k >= n_customers:
         raise NothingToSegment(f"k = {settings.k} segments asked for, but there are only {n_customers} customers")
+    unusable = features.unusable_feature(sample, dataset, settings.features, n_customers)
+    if unusable:
+        raise RunHeld(f"run held, not published: {unusable}. The previous run stays current")
     encoder = features.fit_encoder(sample, dataset, settings.features, settings.scaling)
     encoded = encoder.transform(sample, dataset)
     scaled = encoded.matrix
 
     selection = model_selection.seeded_sample(scaled, settings.selection_sample_size, settings.random_state)
     k_max = min(settings.k_max, len(selection) - 1)
-    k_values = range(settings.k_min, k_max + 1) if settings.k is None else range(settings.k, settings.k + 1)
+    options = dict(
+        random_state=settings.random_state, n_init=settings.n_init, gap_references=settings.gap_references,
+        stability_resamples=settings.stability_resamples, silhouette_rows=settings.silhouette_rows,
+        n_jobs=settings.workers, blocks=feature_blocks(encoder),
+    )
     started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        evaluations, models = model_selection.evaluate_candidates(
-            selection,
-            k_values,
-            random_state=settings.random_state,
-            n_init=settings.n_init,
-            gap_references=settings.gap_references,
-            stability_resamples=settings.stability_resamples,
-            silhouette_rows=settings.silhouette_rows,
-            n_jobs=settings.workers,
-            return_models=True,
-        )
+        if settings.k is None:
+            evaluations, models, k, rationale = model_selection.search(
+                selection, settings.k_min, k_max, max(settings.k_ceiling, k_max),
+                min_stability=settings.min_stability, min_segment_share=settings.min_segment_share,
+                previous_k=len(previous.sizes) if previous is not None and previous.sizes else None, **options,
+            )
+            k_selection = "automatic"
+        else:
+            k = settings.k
+            evaluations, models = model_selection.evaluate_candidates(selection, range(k, k + 1), return_models=True, **options)
+            rationale = f"k = {k}: fixed by the k setting."
+            k_selection = "fixed"
         if any(issubclass(item.category, ConvergenceWarning) for item in caught):
             log.warning(
                 "K-Means found fewer distinct groups than asked for some k: the features have few distinct"
                 " values (%s); such k cannot be chosen", ", ".join(settings.features)
             )
-    log.info("evaluated k in %s on %d rows in %.1f s", list(k_values), len(selection), time.monotonic() - started)
-    if settings.k is None:
-        k, rationale = model_selection.choose_k(evaluations, settings.min_stability, settings.min_segment_share)
-        k_selection = "automatic"
-    else:
-        k = settings.k
-        rationale = f"k = {k}: fixed by the k setting."
-        k_selection = "fixed"
+    log.info("evaluated k in %s on %d rows in %.1f s", evaluations["k"].tolist(), len(selection), time.monotonic() - started)
 
     if len(selection) == len(scaled):  # the candidate was fitted on these very rows
         model = models[k]
@@ -116,12 +119,15 @@ def segment(
     spread = encoded.unscaled.std(ddof=0).to_numpy()
     ids_by_label = clustering.stable_segment_ids(centroids, sizes, spread, previous_centroids(previous, encoder.columns), next_free_id)
     on_sample = clustering.assign(model, scaled, ids_by_label)  # the fences' distances, as every customer's will be
-    silhouette = evaluations.set_index("k").loc[k, "silhouette"]
+    chosen = evaluations.set_index("k").loc[k]
+    known = lambda value: None if pd.isna(value) else float(value)  # noqa: E731
     return Fitted(
         k=k,
         k_selection=k_selection,
         rationale=rationale,
-        silhouette=None if pd.isna(silhouette) else float(silhouette),
+        silhouette=known(chosen["silhouette"]),
+        reference_silhouette=known(chosen["reference_silhouette"]),
+        reference_silhouette_max=known(chosen["reference_silhouette_max"]),
         evaluations=evaluations,
         encoder=encoder,
         model=model,
@@ -131,6 +137,12 @@ def segment(
         sample_segment_ids=on_sample.segment_ids,
         n_customers=n_customers,
     )
+
+
+def feature_blocks(encoder: features.Encoder) -> list[list[int]]:
+    """The encoded columns of each feature (a category's indicators together), by position."""
+    positions = {name: position for position, name in enumerate(encoder.columns)}
+    return [[positions[name] for name in encoder.categories.get(feature, [feature])] for feature in encoder.features]
 
 
 def previous_centroids(previous: publish.PreviousRun | None, columns: list[str]) -> dict[int, np.ndarray] | None:

@@ -12,10 +12,11 @@ declaration.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 from typing import Any, Literal
 
-from segmentation.dataset import Column, Dataset, normalise_header
+from segmentation.dataset import Column, Dataset, control_character, normalise_header, unknown_key
 
 #: header roles of an order export, in the order messages name them
 ROLES = ("customer_id", "date", "amount", "quantity", "unit_price", "order_id")
@@ -35,6 +36,19 @@ DEFAULT_SPELLINGS: dict[str, tuple[str, ...]] = {
 }
 
 _KEYS = {*ROLES, "date_format", "currency", "id_type"}
+
+#: years an order date may have: outside them a date is a placeholder or a typo
+FIRST_ORDER_YEAR, LAST_ORDER_YEAR = 1900, 2999
+
+
+def latest_order_date(tolerance_days: int, today: datetime.date | None = None) -> datetime.date:
+    """The last day an order line may be dated: `today` (default: today in UTC) plus `tolerance_days`.
+
+    A later date is impossible (the export cannot hold tomorrow's orders, give or take time
+    zones): one such line would move the default reference date and every recency with it.
+    """
+    today = today or datetime.datetime.now(datetime.timezone.utc).date()
+    return today + datetime.timedelta(days=tolerance_days)
 _STRFTIME = re.compile(r"%[YmdbBHMSyIpjf]")
 
 
@@ -72,10 +86,13 @@ def parse_orders(raw: dict[str, Any] | None) -> OrdersSpec:
     raw = raw or {}
     unknown = set(raw) - _KEYS
     if unknown:
-        raise ValueError(f"orders: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_KEYS))}")
+        raise ValueError(unknown_key("orders", sorted(unknown)[0], _KEYS))
     for key, value in raw.items():
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"orders.{key}: expected text, e.g. {key} = \"...\"")
+        found = control_character(value)
+        if found:
+            raise ValueError(f"orders.{key}: contains the control character {found}; remove it")
     if ("quantity" in raw) != ("unit_price" in raw):
         raise ValueError("orders: quantity and unit_price go together (the amount is their product)")
     if "amount" in raw and "quantity" in raw:
@@ -135,22 +152,23 @@ def rfm_columns(currency: str | None = None) -> tuple[Column, ...]:
 
     Frequency and monetary value are log-transformed: a few customers with hundreds of orders
     otherwise make one-customer segments. Monetary value may be negative (returns), which the
-    log transform treats as 0.
+    log transform treats as 0. Each says which way is good for the business (`better`), for
+    the advice of segments that no RFM kind names.
     """
     return (
         Column("recency_days", "recency_days", "whole", "recency", unit="days", minimum=0,
-               level_words=("recent", "average recency", "lapsed")),
+               level_words=("recent", "average recency", "lapsed"), better="lower"),
         Column("frequency", "frequency", "whole", "frequency", unit="orders", minimum=0, transform="log",
-               level_words=("few orders", "some orders", "many orders")),
+               level_words=("few orders", "some orders", "many orders"), better="higher"),
         Column("monetary", "monetary", "number", "monetary value", unit=currency, transform="log",
-               level_words=("low value", "average value", "high value")),
+               level_words=("low value", "average value", "high value"), better="higher"),
         Column("average_order_value", "average_order_value", "number", "average order value", unit=currency,
-               level_words=("small baskets", "average baskets", "large baskets")),
+               level_words=("small baskets", "average baskets", "large baskets"), better="higher"),
         Column("tenure_days", "tenure_days", "whole", "tenure", unit="days", minimum=0,
-               level_words=("new", "average tenure", "long-standing")),
-        Column("r_score", "r_score", "whole", "recency score", unit="1-5", minimum=1, maximum=5),
-        Column("f_score", "f_score", "whole", "frequency score", unit="1-5", minimum=1, maximum=5),
-        Column("m_score", "m_score", "whole", "monetary score", unit="1-5", minimum=1, maximum=5),
+               level_words=("new", "average tenure", "long-standing"), better="higher"),
+        Column("r_score", "r_score", "whole", "recency score", unit="1-5", minimum=1, maximum=5, better="higher"),
+        Column("f_score", "f_score", "whole", "frequency score", unit="1-5", minimum=1, maximum=5, better="higher"),
+        Column("m_score", "m_score", "whole", "monetary score", unit="1-5", minimum=1, maximum=5, better="higher"),
     )
 
 

@@ -1,4 +1,4 @@
-"""Import an order export into `segmentation_internal.orders`, with the customer import's guarantees.
+"""Import an order export into a segmentation's orders, with the customer import's guarantees.
 
 Grain: one order line. Every line ends up inserted, unchanged or in `import_rejects` (line
 number, raw text, reason); the counts add up; a refused file leaves the table as it was; the
@@ -17,7 +17,10 @@ this module adds what orders need:
 - identity: an order line is its (customer, order id, time, amount) and its position among
   identical lines of the file, so a re-import matches line for line. When the file has order
   ids it restates each order it names: stored lines of those orders that the file no longer
-  has are removed (counted as `rows_removed`).
+  has are removed (counted as `rows_removed`);
+- impossible lines: a date after today plus `order_date_tolerance_days`, and in a file with
+  order ids a line that repeats an earlier one exactly (`segmentation.orders.repeats`), are
+  rejected with their reason.
 
 Into an empty `orders` table a file with amounts is copied straight in; otherwise lines go
 through a staging table (plain lines as the file has them, read by PostgreSQL) and the
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import logging
 import re
@@ -39,11 +43,11 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection, Engine
 
-from segmentation import db
+from segmentation import citus, db
 from segmentation.dataset import Column, Dataset
-from segmentation.errors import ImportRefused, SegmentationError
-from segmentation.ingest.dates import PLAIN_DATE, parse_order_date
-from segmentation.ingest.filetype import refuse_what_is_not_csv
+from segmentation.errors import ImportRefused, describe
+from segmentation.ingest.dates import FUTURE, parse_order_date, plain_date_through
+from segmentation.ingest.filetype import check_readable, refuse_what_is_not_csv
 from segmentation.ingest.load import ImportResult, begin_batch, fail_batch
 from segmentation.ingest.merge import _step
 from segmentation.ingest.plain import _id_plain, _text_classes
@@ -66,7 +70,7 @@ from segmentation.ingest.source import (
     _header_record,
     _open,
 )
-from segmentation.orders import OrdersLayout, OrdersSpec, locate
+from segmentation.orders import OrdersLayout, OrdersSpec, latest_order_date, locate, repeats
 from segmentation.orders.merge import merge_stage
 
 log = logging.getLogger(__name__)
@@ -74,7 +78,8 @@ log = logging.getLogger(__name__)
 #: columns of an order record, in COPY order (`orders` and the stage)
 RECORD_COLUMNS = ("customer_id", "order_id", "ordered_at", "amount", "quantity", "unit_price")
 #: a plain number: what `rules.parse_value` stores unchanged and PostgreSQL's numeric reads
-_PLAIN_NUMBER = r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?"
+_PLAIN_WHOLE = r"-?(?:0|[1-9][0-9]{0,14})"
+_PLAIN_NUMBER = _PLAIN_WHOLE + r"(?:\.[0-9]{1,15})?"
 MAX_ORDER_ID_CHARACTERS = 200
 #: the `[orders]` settings that change how a line is read (the currency does not)
 READ_UNDER = ("customer_id", "date", "amount", "quantity", "unit_price", "order_id", "date_format")
@@ -128,14 +133,14 @@ def _order_file_dataset(layout: OrdersLayout, id_type: str) -> Dataset:
     return Dataset(id_column=layout.headers["customer_id"], id_type=id_type, columns=columns)
 
 
-def _read_header(path: Path) -> list[str]:
+def _read_header(path: Path, encoding: str = "utf-8") -> list[str]:
     """The file's header names (ImportRefused for what is not a CSV with a header)."""
     source = str(path)
     if not path.is_file() or path.stat().st_size == 0:
         problem = "no such file" if not path.is_file() else "the file is empty; expected a header line and order lines"
         raise ImportRefused(f"{source}: {problem}")
     refuse_what_is_not_csv(path)
-    header_text, _, _ = _header_record(source, _blocks(path, hashlib.sha256(), lambda *_: None))
+    header_text, _, _ = _header_record(source, _blocks(path, hashlib.sha256(), lambda *_: None, encoding=encoding))
     return _header_fields(source, header_text, _detect_delimiter(header_text))
 
 
@@ -143,12 +148,15 @@ class _OrderWriter(_Writer):
     """The customer import's writer with order records: `customer_id,order_id,ordered_at,amount,quantity,unit_price`.
 
     Lines that are not plain are checked by the row rules under the order file's declaration,
-    then here for the date and the amount (`_record`).
+    then here for the date (no day after `latest`) and the amount (`_record`). In a file with
+    order ids every line is hashed as it passes (`hashes`), to find lines exported twice.
     """
 
-    def __init__(self, layout, dataset: Dataset, spec: OrdersSpec, tail: str, reject) -> None:
+    def __init__(self, layout, dataset: Dataset, spec: OrdersSpec, tail: str, reject, latest: datetime.date) -> None:
         super().__init__(layout, dataset, tail, reject)
         self.spec = spec
+        self.latest = latest
+        self.hashes = repeats.LineHashes() if "order_id" in layout.positions else None
         self.roles = [column.name for column in dataset.columns]
         self.plain_block = self.unquoted_block = self.plain_line = None
         if spec.date_format is None:  # a date format of the user's own is checked line by line
@@ -158,12 +166,19 @@ class _OrderWriter(_Writer):
             self.plain_line = re.compile(plain)
             self.convert = self._plain_converter()
 
+    def feed(self, piece) -> str:
+        if self.hashes is not None:
+            self.hashes.add(piece)
+        return super().feed(piece)
+
     def _plain_pattern(self) -> str:
-        """Lines whose every value is valid as written: the id, a plain date, plain numbers."""
+        """Lines whose every value is valid as written: the id, a plain date up to `latest`, plain
+        numbers (with a decimal point where the file marks decimals with one)."""
         delimiter = self.layout.delimiter
         inner, outer = _text_classes(delimiter)
+        number = _PLAIN_NUMBER if "." in self.layout.decimal_marks else _PLAIN_WHOLE
         values = {
-            "date": PLAIN_DATE, "amount": _PLAIN_NUMBER, "quantity": _PLAIN_NUMBER, "unit_price": _PLAIN_NUMBER,
+            "date": plain_date_through(self.latest), "amount": number, "quantity": number, "unit_price": number,
             "order_id": rf"(?:{outer}(?:{inner}{{0,{MAX_ORDER_ID_CHARACTERS - 2}}}{outer})?)",
         }
         by_position = {position: name for name, position in self.layout.positions.items()}
@@ -197,7 +212,7 @@ class _OrderWriter(_Writer):
     def _record(self, parsed: ParsedLine) -> str:
         """The order record of a line the row rules accepted (RowRejected for its date or amount)."""
         values = dict(zip(self.roles, parsed.values))
-        ordered_at = parse_order_date(values["date"] or "", self.spec.date_format)
+        ordered_at = parse_order_date(values["date"] or "", self.spec.date_format, self.latest)
         if "amount" in values:
             if values["amount"] is None:
                 raise RowRejected("amount is empty")
@@ -214,14 +229,16 @@ class _OrderWriter(_Writer):
         return f"{_csv_quoted(parsed.customer_id)},{order},{ordered_at},{amount},{quantity},{unit_price}"
 
 
-def import_orders(engine: Engine, path: Path, spec: OrdersSpec, id_type: str) -> OrderImportResult:
-    """Import one order CSV: all its lines or none, the batch row (kind 'orders') recording the outcome."""
+def import_orders(engine: Engine, path: Path, spec: OrdersSpec, id_type: str, segmentation_id: int,
+                  **reading) -> OrderImportResult:
+    """Import one order CSV into the segmentation's orders: all its lines or none, the batch row
+    (kind 'orders') recording the outcome. `reading`: `load_orders`'s encoding, decimal_separator
+    and date_tolerance_days."""
+    check_readable(path)
     with engine.begin() as connection:
-        batch_id = begin_batch(connection, path.name, "incremental")
-        connection.execute(sa.text("update segmentation_internal.import_batches set kind = 'orders' where batch_id = :id"),
-                           {"id": batch_id})
+        batch_id = begin_batch(connection, path.name, "incremental", segmentation_id, kind="orders")
     with _failure_recorded(engine, batch_id), engine.begin() as connection:
-        return load_orders(connection, path, batch_id, spec, id_type)
+        return load_orders(connection, path, batch_id, spec, id_type, segmentation_id, **reading)
 
 
 @contextlib.contextmanager
@@ -230,7 +247,7 @@ def _failure_recorded(engine: Engine, batch_id: int):
     try:
         yield
     except BaseException as error:
-        reason = error if isinstance(error, SegmentationError) else f"{type(error).__name__}: {error}"
+        reason = describe(error)
         try:
             with engine.begin() as connection:
                 fail_batch(connection, batch_id, db.redact(" ".join(str(reason).split())))
@@ -239,34 +256,60 @@ def _failure_recorded(engine: Engine, batch_id: int):
         raise
 
 
-def load_orders(connection: Connection, path: Path, batch_id: int, spec: OrdersSpec, id_type: str = "whole") -> OrderImportResult:
-    """Stream the order file `path` into `segmentation_internal.orders` inside the caller's transaction.
+def load_orders(
+    connection: Connection, path: Path, batch_id: int, spec: OrdersSpec, id_type: str = "whole",
+    segmentation_id: int = 1, *, encoding: str = "utf-8", decimal_separator: str = "auto",
+    date_tolerance_days: int = 1,
+) -> OrderImportResult:
+    """Stream the order file `path` into the segmentation's partition of `segmentation_internal.orders`
+    inside the caller's transaction.
 
-    Raises ImportRefused (nothing loaded once the caller rolls back) for a missing, empty or
-    binary file, a header without the needed columns, or invalid UTF-8.
+    The file is decoded in `encoding`, its numbers mark decimals as `decimal_separator` says, and
+    a line dated after today plus `date_tolerance_days` is rejected. Raises ImportRefused
+    (nothing loaded once the caller rolls back) for a missing, empty or binary file or a header
+    without the needed columns.
     """
     started = time.monotonic()
     try:
-        layout = locate(_read_header(path), spec, str(path))
+        layout = locate(_read_header(path, encoding), spec, str(path))
     except ValueError as error:
         raise ImportRefused(str(error)) from None
     dataset = _order_file_dataset(layout, id_type)
-    key = reading_key("orders", {role: getattr(spec, role) for role in READ_UNDER}, id_type)
-    source = _open(path, dataset, {})
+    reading = {"encoding": encoding, "decimal_separator": decimal_separator}
+    key = reading_key("orders", {role: getattr(spec, role) for role in READ_UNDER}, id_type, reading)
+    source = _open(path, dataset, {}, **reading)
+    latest = latest_order_date(date_tolerance_days)
     connection.exec_driver_sql("set local work_mem = '256MB'")
-    empty = connection.execute(sa.text("select not exists (select 1 from segmentation_internal.orders)")).scalar_one()
-    previous = None if empty else previous_import(connection, "orders", key)
+    db.importing(connection)
+    orders = db.ensure_partition(connection, "orders", segmentation_id)
+    empty = connection.execute(sa.text(f"select not exists (select 1 from {orders} limit 1)")).scalar_one()  # limit: see ingest.load
+    if not empty and citus.distributed(connection):
+        raise ImportRefused(
+            f"{path}: on Citus an order log can be imported only into a segmentation without orders for now: merging it"
+            " with stored order lines pairs them by their row address, which a sharded table does not have"
+            " (docs/citus.md); start a new segmentation or clear its orders"
+        )
+    previous = None if empty else previous_import(connection, "orders", key, segmentation_id)
+    if previous is not None and any(FUTURE in pattern for pattern in previous.reject_patterns):
+        previous = None  # its lines from the future may be valid today: read the whole file
     # the tail's lines are all new only when the table holds exactly the previous file's lines
     prefix = match(path, previous) if previous is not None and previous.covers_table else None
+    counts = None
     if prefix is not None:
-        source = source.tail(previous.source_bytes, prefix.lines + 1, prefix.digest)
-        counts, writer = _tail_load(connection, source, dataset, spec, batch_id, layout, prefix)
-    elif empty and layout.has_amount:
-        counts, writer = _first_load(connection, source, dataset, spec, batch_id)
-    else:
-        if previous is not None:
+        try:
+            with connection.begin_nested():
+                tail = source.tail(previous.source_bytes, prefix.lines + 1, prefix.digest)
+                counts, writer = _tail_load(connection, orders, tail, dataset, spec, batch_id, layout, prefix, latest)
+        except repeats.TailRepeats:
+            log.info("%s: a line after the file of batch %d repeats a stored line; reading the whole file",
+                     path, previous.batch_id)
+            source = _open(path, dataset, {}, **reading)
+    if counts is None and empty and layout.has_amount:
+        counts, writer = _first_load(connection, orders, source, dataset, spec, batch_id, latest)
+    elif counts is None:
+        if previous is not None and prefix is None:
             log.info("%s: does not start with the file of batch %d; reading the whole file", path, previous.batch_id)
-        counts, writer = _staged_load(connection, source, dataset, spec, batch_id, layout)
+        counts, writer = _staged_load(connection, orders, source, dataset, spec, batch_id, layout, latest)
     reasons = counts["reasons"]
     result = OrderImportResult(
         batch_id=batch_id, source_name=path.name, status="succeeded", rows_read=counts["read"],
@@ -279,26 +322,32 @@ def load_orders(connection: Connection, path: Path, batch_id: int, spec: OrdersS
     counted = {name: getattr(result, name) for name in BATCH_COUNTS}
     if counted["rows_inserted"] + counted["rows_unchanged"] + counted["rows_rejected"] != counted["rows_read"]:
         raise RuntimeError(f"{path}: lines read and lines accounted for differ: {counted}")  # a bug, never bad input
-    record(connection, batch_id, "orders", path, key=key, reusable=not counts["open_at_end"],
+    db.count_import(connection, "orders", segmentation_id)
+    record(connection, batch_id, "orders", path, segmentation_id, key=key, reusable=not counts["open_at_end"],
            covers_table=counts["covers_table"], reasons=reasons)
     assignments = ", ".join(f"{name} = :{name}" for name in BATCH_COUNTS)  # constant names, no data
     connection.execute(
-        sa.text(f"update segmentation_internal.import_batches set status = 'succeeded', finished_at = clock_timestamp(),"
+        sa.text(f"update segmentation_internal.import_batches set status = 'succeeded', finished_at = statement_timestamp(),"
                 f" source_sha256 = :sha256, {assignments} where batch_id = :batch_id"),
         {"sha256": source.digest.hexdigest(), "batch_id": batch_id, **counted},
     )
     return result
 
 
-def _first_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int):
-    """COPY valid lines straight into the empty `orders`; rejects wait in a spool file."""
+def _first_load(connection: Connection, orders: str, source, dataset: Dataset, spec: OrdersSpec, batch_id: int,
+                latest: datetime.date):
+    """COPY valid lines straight into `orders` (empty, or the tail of a prefix); rejects wait in
+    a spool file; lines exported twice are then taken out again (`repeats`)."""
     with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as spool:
         def reject(number: int, customer_id: str | None, line: str, reason: str) -> None:
             spool.write(f"{batch_id},{number},{_csv_quoted(line)},{_csv_quoted(reason)}\n")
 
-        writer = _OrderWriter(source.layout, dataset, spec, f",{batch_id}", reject)
-        statement = _copy_statement("segmentation_internal.orders", (*RECORD_COLUMNS, "batch_id"))
+        writer = _OrderWriter(source.layout, dataset, spec, f",{batch_id}", reject, latest)
+        statement = _copy_statement(orders, (*RECORD_COLUMNS, "batch_id"))
         _stream(connection, source, statement, writer, expect="valid")
+        repeated = _repeats(source, writer)
+        if repeated:
+            repeats.reject_stored(connection, orders, repeated, batch_id)
         rejected = writer.rows_read - writer.rows_valid
         if rejected:
             spool.seek(0)
@@ -374,20 +423,33 @@ def _stream_as_written(connection: Connection, source, writer: _StagingWriter, c
         raise RuntimeError(f"{source.path}: {writer.rows_read} lines read but COPY took {copied} rows")
 
 
-def _staged_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int,
-                 layout: OrdersLayout):
+def _repeats(source, writer: _OrderWriter) -> list[repeats.Repeat]:
+    """The lines of `source` that repeat an earlier line exactly, counted as rejected by `writer`."""
+    if writer.hashes is None:
+        return []
+    found = repeats.find_repeats(source.path, writer.hashes, writer)
+    writer.rows_valid -= len(found)
+    if found:
+        writer.reasons[repeats.PATTERN] += len(found)
+        log.warning("%s: %d line(s) repeat an earlier line exactly (exported twice): each is counted once",
+                    source.path, len(found))
+    return found
+
+
+def _staged_load(connection: Connection, orders: str, source, dataset: Dataset, spec: OrdersSpec, batch_id: int,
+                 layout: OrdersLayout, latest: datetime.date):
     """Every line into a stage, then: rejects stored, lines already stored matched, new ones inserted."""
-    writer, rejected = _stage(connection, source, dataset, spec, batch_id, layout)
+    writer, rejected = _stage(connection, source, dataset, spec, batch_id, layout, latest)
     inserted, removed, stored = merge_stage(
-        connection, batch_id, writer.rows_valid, restates="order_id" in layout.headers)
+        connection, orders, batch_id, writer.rows_valid, restates="order_id" in layout.headers)
     return {"method": "merge", "read": writer.rows_read, "inserted": inserted,
             "unchanged": writer.rows_valid - inserted, "rejected": rejected, "removed": removed,
             "reasons": writer.reasons, "covers_table": stored == writer.rows_valid,
             "open_at_end": writer.open_at_end}, writer
 
 
-def _tail_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int,
-               layout: OrdersLayout, prefix: Prefix):
+def _tail_load(connection: Connection, orders: str, source, dataset: Dataset, spec: OrdersSpec, batch_id: int,
+               layout: OrdersLayout, prefix: Prefix, latest: datetime.date):
     """Insert every valid line of the tail of a file whose prefix is the last import's file,
     when `orders` holds exactly that file's valid lines (`covers_table`).
 
@@ -396,7 +458,9 @@ def _tail_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpe
     tail make the file's count p + t, so the merge would insert the file's last t lines of that
     content, the tail's (an occurrence numbering that goes on from the stored one); an order
     the tail names again keeps all its stored lines, since the file still has them all.
-    The prefix's rejects are rejected again (copied).
+    The prefix's rejects are rejected again (copied). Raises `repeats.TailRepeats` when a tail
+    line with an order id has the content of a stored line (it may repeat a line of the prefix):
+    only the whole file can tell.
     """
     previous = prefix.previous
     writer = None
@@ -405,15 +469,14 @@ def _tail_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpe
     if not prefix.tail_bytes:
         source.progress.close()
     elif layout.has_amount:  # the tail's valid lines straight into orders, as a first load does
-        counts, writer = _first_load(connection, source, dataset, spec, batch_id)
+        counts, writer = _first_load(connection, orders, source, dataset, spec, batch_id, latest)
         inserted, tail_rejected = counts["inserted"], counts["rejected"]
     else:  # the amount is computed by PostgreSQL from quantity and unit price in the stage
-        writer, tail_rejected = _stage(connection, source, dataset, spec, batch_id, layout)
+        writer, tail_rejected = _stage(connection, source, dataset, spec, batch_id, layout, latest)
         inserted = connection.execute(
             sa.text(
-                """
-                insert into segmentation_internal.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price,
-                                                         batch_id)
+                f"""
+                insert into {orders} (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
                 select customer_id, order_id, ordered_at, amount, quantity, unit_price, :batch_id
                 from order_stage where reason is null order by record_number
                 """
@@ -422,6 +485,8 @@ def _tail_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpe
         ).rowcount
     if writer is not None:
         reasons += writer.reasons
+        if "order_id" in layout.headers and inserted:
+            repeats.check_tail(connection, orders, batch_id)
     copy_rejects(connection, previous, batch_id)
     read = previous.rows_read + (writer.rows_read if writer is not None else 0)
     rejected = previous.rows_rejected + tail_rejected
@@ -430,8 +495,10 @@ def _tail_load(connection: Connection, source, dataset: Dataset, spec: OrdersSpe
             "open_at_end": writer is not None and writer.open_at_end}, writer
 
 
-def _stage(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int, layout: OrdersLayout):
-    """Every line of `source` into `order_stage` (rejects stored, amounts computed): (writer, lines rejected)."""
+def _stage(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, batch_id: int, layout: OrdersLayout,
+           latest: datetime.date):
+    """Every line of `source` into `order_stage` (rejects stored, lines exported twice rejected,
+    amounts computed): (writer, lines rejected)."""
     connection.exec_driver_sql(STAGE_TABLE)
 
     def reject(number: int, customer_id: str | None, line: str, reason: str) -> str:
@@ -441,16 +508,19 @@ def _stage(connection: Connection, source, dataset: Dataset, spec: OrdersSpec, b
     statement = _copy_statement("order_stage", (*RECORD_COLUMNS, "line_number", "raw_line", "reason"))
     as_written = _as_written_columns(source.layout) if layout.has_amount else None
     if as_written is None:
-        writer = _OrderWriter(source.layout, dataset, spec, ",,,", reject)
+        writer = _OrderWriter(source.layout, dataset, spec, ",,,", reject, latest)
         with _step("copy into the order stage"):
             _stream(connection, source, statement, writer, expect="read")
     else:
-        writer = _StagingWriter(source.layout, dataset, spec, ",,,", reject)
+        writer = _StagingWriter(source.layout, dataset, spec, ",,,", reject, latest)
         with _step("copy into the order stage, plain lines as written"):
             _stream_as_written(connection, source, writer, as_written, statement)
         if dataset.id_type == "whole":  # "0042" is customer 42, as the converter writes it
             connection.exec_driver_sql(
                 "update order_stage set customer_id = ltrim(customer_id, '0') where customer_id like '0%%'")
+    repeated = _repeats(source, writer)
+    if repeated:
+        repeats.reject_staged(connection, repeated)
     rejected = writer.rows_read - writer.rows_valid
     if rejected:
         connection.execute(

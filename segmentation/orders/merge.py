@@ -1,4 +1,4 @@
-"""The staged order lines against `segmentation_internal.orders`: which lines are new, which stored ones
+"""The staged order lines against one segmentation's partition of `segmentation_internal.orders`: which lines are new, which stored ones
 a file that restates its orders no longer has. Set-based SQL on the temporary `order_stage`
 (its valid lines have `reason` null) that `segmentation.orders.ingest` filled.
 
@@ -22,22 +22,22 @@ MATCH = ("counts.customer_id = {table}.customer_id and counts.order_key = coales
          " and counts.ordered_at = {table}.ordered_at and counts.amount = {table}.amount")
 
 
-def merge_stage(connection: Connection, batch_id: int, file_lines: int, restates: bool) -> tuple[int, int, int]:
-    """Insert the stage's new lines into `orders` (batch `batch_id`) and, when the file has order
+def merge_stage(connection: Connection, orders: str, batch_id: int, file_lines: int, restates: bool) -> tuple[int, int, int]:
+    """Insert the stage's new lines into `orders` (a segmentation's partition, batch `batch_id`) and, when the file has order
     ids (`restates`), remove stored lines of its orders that it no longer has.
     Returns (lines inserted, lines removed, lines stored afterwards)."""
     with _step("pair the file's lines with the stored lines"):
-        one_to_one, stored = _pair_lines(connection, file_lines)
+        one_to_one, stored = _pair_lines(connection, orders, file_lines)
     if not one_to_one:
         with _step("contents whose counts differ"):
-            _count_contents(connection)
+            _count_contents(connection, orders)
     insert, remove = (_insert_unpaired, _remove_unpaired) if one_to_one else (_insert_new, _remove_restated)
     with _step("insert new lines"):
-        inserted = insert(connection, batch_id)
+        inserted = insert(connection, orders, batch_id)
     removed = 0
     if restates:
         with _step("remove lines of restated orders"):
-            removed = remove(connection)
+            removed = remove(connection, orders)
     return inserted, removed, stored + inserted - removed
 
 
@@ -46,7 +46,7 @@ SAME_CONTENT = ("stored.customer_id = stage.customer_id and coalesce(stored.orde
                 " and stored.ordered_at = stage.ordered_at and stored.amount = stage.amount")
 
 
-def _pair_lines(connection: Connection, file_lines: int) -> tuple[bool, int]:
+def _pair_lines(connection: Connection, orders: str, file_lines: int) -> tuple[bool, int]:
     """order_pairing: the file's lines no stored line has the content of (`unpaired_records`, record
     numbers) and the stored lines with an order id no line of the file has the content of
     (`unpaired_stored`, row addresses). Returns (one to one, lines stored): one to one is True when
@@ -68,25 +68,25 @@ def _pair_lines(connection: Connection, file_lines: int) -> tuple[bool, int]:
                         '{{}}') as unpaired_stored,
                count(*) filter (where stage.record_number is null) as stored_unpaired
         from (select * from order_stage where reason is null) as stage
-        full join segmentation_internal.orders as stored on {SAME_CONTENT}
+        full join {orders} as stored on {SAME_CONTENT}
         """
     )
     connection.exec_driver_sql("set local work_mem = '256MB'")
     pairs, new_lines, stored_unpaired = connection.exec_driver_sql(
         "select pairs, cardinality(unpaired_records), stored_unpaired from order_pairing"
     ).one()
-    stored = connection.exec_driver_sql("select count(*) from segmentation_internal.orders").scalar_one()
+    stored = connection.exec_driver_sql(f"select count(*) from {orders}").scalar_one()
     # sum over paired contents of (file count x stored count) equals the paired lines of each side
     # exactly when every paired content has one line on each side
     return pairs == file_lines - new_lines == stored - stored_unpaired, stored
 
 
-def _insert_unpaired(connection: Connection, batch_id: int) -> int:
+def _insert_unpaired(connection: Connection, orders: str, batch_id: int) -> int:
     """Insert the file's unpaired lines (order_pairing), in file order."""
     return connection.execute(
         sa.text(
-            """
-            insert into segmentation_internal.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
+            f"""
+            insert into {orders} (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
             select stage.customer_id, stage.order_id, stage.ordered_at, stage.amount, stage.quantity, stage.unit_price,
                    :batch_id
             from order_stage as stage
@@ -98,20 +98,20 @@ def _insert_unpaired(connection: Connection, batch_id: int) -> int:
     ).rowcount
 
 
-def _remove_unpaired(connection: Connection) -> int:
+def _remove_unpaired(connection: Connection, orders: str) -> int:
     """Delete the stored lines no line of the file has the content of, when the file names their order."""
     if not connection.exec_driver_sql("select cardinality(unpaired_stored) > 0 from order_pairing").scalar_one():
         return 0
     return connection.exec_driver_sql(
-        """
-        delete from segmentation_internal.orders as stored
+        f"""
+        delete from {orders} as stored
         where stored.ctid in (select unnest(unpaired_stored) from order_pairing)
         and stored.order_id in (select stage.order_id from order_stage as stage where stage.reason is null)
         """
     ).rowcount
 
 
-def _count_contents(connection: Connection) -> None:
+def _count_contents(connection: Connection, orders: str) -> None:
     """order_counts: each content whose number of lines differs between the file and the table."""
     connection.exec_driver_sql(
         f"""
@@ -124,7 +124,7 @@ def _count_contents(connection: Connection) -> None:
         ),
         in_table (customer_id, order_key, ordered_at, amount, stored_count) as (
             select {KEY.format(table="stored")}, count(*)
-            from segmentation_internal.orders as stored
+            from {orders} as stored
             where stored.customer_id in (select stage.customer_id from order_stage as stage where stage.reason is null)
             group by 1, 2, 3, 4
         )
@@ -142,12 +142,12 @@ def _count_contents(connection: Connection) -> None:
     )
 
 
-def _insert_new(connection: Connection, batch_id: int) -> int:
+def _insert_new(connection: Connection, orders: str, batch_id: int) -> int:
     """Insert the file's lines beyond the stored count of their content, in file order."""
     return connection.execute(
         sa.text(
             f"""
-            insert into segmentation_internal.orders (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
+            insert into {orders} (customer_id, order_id, ordered_at, amount, quantity, unit_price, batch_id)
             select numbered.customer_id, numbered.order_id, numbered.ordered_at, numbered.amount, numbered.quantity,
                    numbered.unit_price, :batch_id
             from (
@@ -166,18 +166,18 @@ def _insert_new(connection: Connection, batch_id: int) -> int:
     ).rowcount
 
 
-def _remove_restated(connection: Connection) -> int:
+def _remove_restated(connection: Connection, orders: str) -> int:
     """Stored lines of an order the file names but no longer has (an order is identified by its id):
     per content of such an order, the stored copies beyond the file's count."""
     return connection.exec_driver_sql(
         f"""
-        delete from segmentation_internal.orders as stored
+        delete from {orders} as stored
         where stored.ctid in (
             select numbered.row_address
             from (
                 select surplus.ctid as row_address, counts.file_count,
                        row_number() over (partition by {KEY.format(table="surplus")} order by surplus.ctid) as occurrence
-                from segmentation_internal.orders as surplus
+                from {orders} as surplus
                 join order_counts as counts on {MATCH.format(table="surplus")}
                 where counts.stored_count > counts.file_count and counts.order_key <> ''
                 and counts.order_key in (select stage.order_id from order_stage as stage where stage.reason is null)

@@ -9,6 +9,7 @@ atomically.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -21,12 +22,9 @@ from sqlalchemy.engine import Connection
 
 from segmentation.dataset import MALL, Dataset
 from segmentation.errors import RunLockLost
-from segmentation.publish import views
 
 log = logging.getLogger(__name__)
 
-
-PRUNE_LOCK_TIMEOUT = "2s"
 
 
 def link_batch(connection: Connection, run_id: int, batch_id: int) -> None:
@@ -37,20 +35,22 @@ def link_batch(connection: Connection, run_id: int, batch_id: int) -> None:
 
 
 def start_run(
-    connection: Connection, settings_json: dict, batch_id: int | None, dataset: Dataset = MALL, source: str | None = None
+    connection: Connection, settings_json: dict, batch_id: int | None, dataset: Dataset = MALL, source: str | None = None,
+    segmentation_id: int = 1,
 ) -> int:
-    """Insert a `running` run row (with its declaration and features) and return its run_id."""
+    """Insert a `running` run row of the segmentation (with its declaration and features) and return its run_id."""
     return connection.execute(
         sa.text(
             """
             insert into segmentation_internal.runs (batch_id, features, scaling, random_state, n_init, settings,
-                                           hostname, pid, dataset, dataset_fingerprint, source_name)
+                                           hostname, pid, dataset, dataset_fingerprint, source_name, segmentation_id)
             values (:batch_id, :features, :scaling, :random_state, :n_init, cast(:settings as jsonb),
-                    :hostname, :pid, cast(:dataset as jsonb), :fingerprint, :source)
+                    :hostname, :pid, cast(:dataset as jsonb), :fingerprint, :source, :segmentation_id)
             returning run_id
             """
         ),
         {
+            "segmentation_id": segmentation_id,
             "dataset": json.dumps(dataset.describe()),
             "fingerprint": dataset.fingerprint(),
             "source": source,
@@ -70,7 +70,7 @@ def end_run(connection: Connection, run_id: int, status: str, error: str | None)
     """Record a run that did not publish (failed, held or cancelled) with its reason."""
     connection.execute(
         sa.text(
-            "update segmentation_internal.runs set status = :status, error = :error, finished_at = clock_timestamp()"
+            "update segmentation_internal.runs set status = :status, error = :error, finished_at = statement_timestamp()"
             " where run_id = :run_id and status = 'running'"
         ),
         {"run_id": run_id, "status": status, "error": error},
@@ -79,31 +79,64 @@ def end_run(connection: Connection, run_id: int, status: str, error: str | None)
 
 @dataclasses.dataclass
 class PreviousRun:
-    """The latest published run fitted on the same features: what a new run is compared with."""
+    """The segmentation's latest published run on the same features and declaration: what a new
+    run is compared with, keeps the ids of, and (when its model still fits) builds on."""
 
     run_id: int
     centroids: dict[int, dict[str, float]]
     names: dict[int, str]
     sizes: dict[int, int]
+    generation_id: int | None = None
+    model: dict | None = None
+    model_fitted_at: datetime.datetime | None = None
+    statistics: dict | None = None
+    through_batch_id: int | None = None
+    foreign_version: int | None = None
+    model_rationale: str | None = None  # why the run that fitted the model chose its k
+    model_evaluations: pd.DataFrame | None = None  # that run's candidates k
 
 
-def previous_run(connection: Connection, features: list[str], fingerprint: str) -> tuple[PreviousRun | None, int]:
-    """The latest published run on the same features and declaration (or None), and the next never-used segment id.
+def latest_published(connection: Connection, segmentation_id: int) -> sa.Row | None:
+    """The segmentation's latest published run (any declaration): run_id and generation_id."""
+    return connection.execute(
+        sa.text(
+            "select run_id, generation_id from segmentation_internal.runs"
+            " where segmentation_id = :id and status = 'published'"
+            " order by published_at desc, run_id desc limit 1"
+        ),
+        {"id": segmentation_id},
+    ).one_or_none()
 
-    Segment ids carry over only between such runs; another declaration or other features
-    start from fresh ids.
+
+def previous_run(
+    connection: Connection, features: list[str], fingerprint: str, segmentation_id: int = 1
+) -> tuple[PreviousRun | None, int]:
+    """The segmentation's latest published run on the same features and declaration (or None), and
+    the segmentation's next never-used segment id.
+
+    Segment ids carry over only between such runs; another declaration or other features start
+    from fresh ids.
     """
     next_free = connection.execute(
-        sa.text("select coalesce(max(segment_id), 0) + 1 from segmentation_internal.segment_profiles")
+        sa.text(
+            "select coalesce(max(profile.segment_id), 0) + 1 from segmentation_internal.segment_profiles as profile"
+            " join segmentation_internal.runs as runs using (run_id) where runs.segmentation_id = :id"
+        ),
+        {"id": segmentation_id},
     ).scalar_one()
     latest = connection.execute(
         sa.text(
-            "select run_id from segmentation_internal.runs where status = 'published' and features = :features"
-            " and coalesce(dataset_fingerprint, :mall) = :fingerprint"
-            " order by published_at desc, run_id desc limit 1"
+            "select runs.run_id, runs.generation_id, runs.model, runs.statistics, runs.through_batch_id,"
+            " runs.foreign_version,"
+            " fitted.started_at as model_fitted_at, fitted.rationale as model_rationale, fitted.run_id as fitted_by"
+            " from segmentation_internal.runs as runs"
+            " left join segmentation_internal.runs as fitted on fitted.run_id = cast(runs.model ->> 'fitted_by' as bigint)"
+            " where runs.segmentation_id = :id and runs.status = 'published' and runs.features = :features"
+            " and coalesce(runs.dataset_fingerprint, :mall) = :fingerprint"
+            " order by runs.published_at desc, runs.run_id desc limit 1"
         ),
-        {"features": features, "fingerprint": fingerprint, "mall": MALL.fingerprint()},
-    ).scalar()
+        {"features": features, "fingerprint": fingerprint, "mall": MALL.fingerprint(), "id": segmentation_id},
+    ).one_or_none()
     if latest is None:
         return None, next_free
     rows = connection.execute(
@@ -111,14 +144,26 @@ def previous_run(connection: Connection, features: list[str], fingerprint: str) 
             "select segment_id, segment_name, customer_count, centroid from segmentation_internal.segment_profiles"
             " where run_id = :run_id"
         ),
-        {"run_id": latest},
+        {"run_id": latest.run_id},
     ).all()
     return (
         PreviousRun(
-            run_id=latest,
+            run_id=latest.run_id,
             centroids={row.segment_id: dict(row.centroid) for row in rows},
             names={row.segment_id: row.segment_name for row in rows},
             sizes={row.segment_id: row.customer_count for row in rows},
+            generation_id=latest.generation_id,
+            model=latest.model,
+            model_fitted_at=latest.model_fitted_at,
+            statistics=latest.statistics,
+            through_batch_id=latest.through_batch_id,
+            foreign_version=latest.foreign_version,
+            model_rationale=latest.model_rationale,
+            model_evaluations=None if latest.fitted_by is None else pd.read_sql_query(
+                sa.text(f"select {', '.join(EVALUATION_COLUMNS)} from segmentation_internal.k_evaluations"
+                        " where run_id = :run_id order by k"),
+                connection, params={"run_id": latest.fitted_by},
+            ),
         ),
         next_free,
     )
@@ -134,7 +179,8 @@ FEATURE_COLUMNS = [
 ]
 EVALUATION_COLUMNS = [
     "k", "inertia", "silhouette", "davies_bouldin", "calinski_harabasz", "gap", "gap_sd", "stability_ari",
-    "is_elbow", "gap_choice", "votes", "is_chosen", "smallest_segment_share",
+    "is_elbow", "gap_choice", "votes", "is_chosen", "smallest_segment_share", "reference_silhouette",
+    "reference_silhouette_max", "silhouette_gain",
 ]
 
 
@@ -148,15 +194,15 @@ def store_results(
     profiles: pd.DataFrame,
     feature_rows: pd.DataFrame,
     n_customers: int,
-    dataset: Dataset = MALL,
 ) -> None:
-    """Write a run's k_evaluations and segment_profiles, attach its customer_segments
-    partition (written by `assignment.assign`) and set its status.
+    """Write a run's k_evaluations, segment_profiles and segment_features and set its status.
 
     `status` is `published` (the views switch to this run when the caller commits) or `held`
     (kept for inspection, never shown by the views). `run_fields` fills the runs row: k,
     k_selection, rationale, silhouette, n_imputed, size_psi, max_centroid_shift, n_outliers,
-    error. `n_customers`: the rows written to the partition.
+    error, reject_share, forced_reason, and what the run kept of its assignment: generation_id,
+    model, statistics, through_batch_id, foreign_version, model_kept, n_reassigned, n_moved.
+    `n_customers`: the customers the run's assignment covers.
     """
     chosen = evaluations.assign(run_id=run_id, is_chosen=evaluations["k"] == run_fields["k"])
     connection.execute(
@@ -187,12 +233,7 @@ def store_results(
             ),
             [{**row, "run_id": run_id} for row in _records(feature_rows[FEATURE_COLUMNS])],
         )
-    _attach_partition(connection, run_id)
-    if status == "published":
-        recreated = views.ensure_views(connection, dataset)
-        if recreated:
-            log.info("run %d: views %s follow the new declaration", run_id, ", ".join(recreated))
-    published = "clock_timestamp()" if status == "published" else "null"
+    published = "statement_timestamp()" if status == "published" else "null"
     updated = connection.execute(
         sa.text(
             f"""
@@ -200,8 +241,12 @@ def store_results(
                 status = :status, k = :k, k_selection = :k_selection, rationale = :rationale,
                 silhouette = :silhouette, n_customers = :n_customers, n_imputed = cast(:n_imputed as jsonb),
                 size_psi = :size_psi, max_centroid_shift = :max_centroid_shift, n_outliers = :n_outliers,
-                error = :error, reject_share = :reject_share, finished_at = clock_timestamp(),
-                published_at = {published}
+                error = :error, reject_share = :reject_share, forced_reason = :forced_reason,
+                finished_at = statement_timestamp(),
+                published_at = {published}, generation_id = :generation_id, model = cast(:model as jsonb),
+                statistics = cast(:statistics as jsonb), through_batch_id = :through_batch_id,
+                foreign_version = :foreign_version, model_kept = :model_kept, n_reassigned = :n_reassigned,
+                n_moved = :n_moved
             where run_id = :run_id and status = 'running'
             """
         ),
@@ -209,7 +254,12 @@ def store_results(
             "run_id": run_id,
             "status": status,
             "n_customers": n_customers,
-            **{**run_fields, "n_imputed": json.dumps(run_fields["n_imputed"])},
+            **{
+                "forced_reason": None,
+                **run_fields,
+                **{name: json.dumps(run_fields[name]) if run_fields.get(name) is not None else None
+                   for name in ("n_imputed", "model", "statistics")},
+            },
         },
     ).rowcount
     if updated != 1:  # marked abandoned by a run that took the lock after this one lost it
@@ -234,68 +284,17 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return records
 
 
-def partition_name(run_id: int) -> str:
-    return f"customer_segments_r{int(run_id)}"
-
-
-def _attach_partition(connection: Connection, run_id: int) -> None:
-    """Index the run's table and attach it as its partition of `customer_segments`.
-
-    Attaching takes only a SHARE UPDATE EXCLUSIVE lock on `customer_segments`, so dashboards
-    reading the views are never blocked.
-    """
-    table = f"segmentation_internal.{partition_name(run_id)}"
-    connection.exec_driver_sql(f"alter table {table} add primary key (run_id, customer_id)")
-    connection.exec_driver_sql(
-        f"alter table segmentation_internal.customer_segments attach partition {table} for values in ({int(run_id)})"
-    )
-
-
-def prune_customer_rows(connection: Connection, keep_runs: int) -> list[int]:
-    """Drop the per-customer partitions of all but the newest `keep_runs` runs that have one.
-
-    The two latest published runs are always kept. Waits at most PRUNE_LOCK_TIMEOUT for the
-    brief exclusive lock a partition drop needs. Returns the run ids pruned.
-    """
-    connection.exec_driver_sql(f"set local lock_timeout = '{PRUNE_LOCK_TIMEOUT}'")
-    rows = connection.execute(
-        sa.text(
-            """
-            with partitions as (
-                select cast(substring(child.relname from 'customer_segments_r([0-9]+)$') as bigint) as run_id
-                from pg_inherits
-                join pg_class as child on child.oid = pg_inherits.inhrelid
-                join pg_class as parent on parent.oid = pg_inherits.inhparent
-                join pg_namespace on pg_namespace.oid = parent.relnamespace
-                where pg_namespace.nspname = 'segmentation_internal' and parent.relname = 'customer_segments'
-            ),
-            protected as (
-                select run_id from segmentation_internal.runs where status = 'published'
-                order by published_at desc, run_id desc limit 2
-            )
-            select ranked.run_id
-            from (select run_id, row_number() over (order by run_id desc) as recency from partitions) as ranked
-            where ranked.recency > :keep
-            and ranked.run_id not in (select run_id from protected)
-            order by ranked.run_id
-            """
-        ),
-        {"keep": keep_runs},
-    ).scalars().all()
-    for run_id in rows:
-        connection.exec_driver_sql(f"drop table segmentation_internal.{partition_name(run_id)}")
-    return list(rows)
-
-
-def recent_runs(connection: Connection, limit: int = 20) -> list[sa.Row]:
-    """The newest `limit` rows of `run_history`."""
+def recent_runs(connection: Connection, limit: int = 20, segmentation: str | None = None) -> list[sa.Row]:
+    """The newest `limit` rows of `run_history` (of every segmentation, or of `segmentation`)."""
     return connection.execute(
         sa.text(
             "select history.run_id, history.status, history.started_at, history.finished_at, history.published_at,"
-            " history.k, history.silhouette, history.n_customers, history.error, runs.features,"
-            " runs.dataset_fingerprint, runs.source_name"
+            " history.k, history.silhouette, history.n_customers, history.error, history.forced_reason, runs.features,"
+            " runs.dataset_fingerprint, runs.source_name, history.segmentation, history.model, history.n_reassigned,"
+            " history.n_moved"
             " from segmentation.run_history as history join segmentation_internal.runs as runs using (run_id)"
+            " where cast(:segmentation as text) is null or history.segmentation = :segmentation"
             " order by history.run_id desc limit :limit"
         ),
-        {"limit": limit},
+        {"limit": limit, "segmentation": segmentation},
     ).all()

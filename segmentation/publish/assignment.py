@@ -7,10 +7,13 @@ server runs over all of them with parallel workers, nothing per customer in Pyth
   declaration order): imputation, `log` as ln(1 + max(x, 0)), scaling, category indicators
   centred and weighted; every constant is the float64 Python fitted, spelled exactly;
 - `create table ... as select` (CTAS can run parallel, `insert ... select` cannot in
-  PostgreSQL 15) writes the run's new table: the nearest centroid's segment id, its distance,
-  the second-nearest's id and the margin, the outlier flag, the attributes as they are. It
-  runs inside the publish transaction, so the views switch to it only at commit;
-- one `group by` over that table gives what `SegmentStatistics` holds: counts, outliers, each
+  PostgreSQL 15) writes the assigned customers: every one into a new generation of
+  `current_segments` when the model was fitted afresh (`write_generation`), or only the
+  customers that changed into the run's changes table when it was kept (`write_changes`):
+  the nearest centroid's segment id, its distance, the second-nearest's id and the margin, the
+  outlier flag, the attributes as they are, beside the customer's previous row. It runs inside
+  the publish transaction, so the views switch only at commit;
+- one `group by` over assigned customers gives what `SegmentStatistics` holds: counts, outliers, each
   declared column's known count, mean and variance (one aggregate state, so each value is read
   from the text once) and the first category's counts; the encoded columns' sums and the
   imputed counts follow from those (a second scan counts any further category columns).
@@ -28,7 +31,7 @@ import pandas as pd
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from segmentation import publish
+from segmentation import citus
 from segmentation.dataset import Dataset
 from segmentation.features import (
     MISSING_CATEGORY,
@@ -51,6 +54,10 @@ _NUMPY_BLOCK = 128
 #: a set-returning `generate_series(1, 1)` (a ProjectSet node, ~0.8 µs a row) it costs next to
 #: nothing: the assignment at 10M customers took 23 s instead of 28 s
 _ONCE = sql.SQL("clock_timestamp() as once")
+#: the same fence where volatile functions are refused (Citus, in a distributed `insert ... select`):
+#: a set-returning function also keeps a subquery apart, for ~0.8 µs a row; without any fence
+#: the merged expressions made the assignment of 10M customers over ten times slower
+_ONCE_CITUS = sql.SQL("generate_series(1, 1) as once")
 
 
 def _float(value: float) -> sql.Composable:
@@ -168,10 +175,12 @@ def _lowest_label_case(k: int, distance, allowed) -> sql.Composable:
     return sql.SQL("(case {} end)").format(sql.SQL(" ").join(branches))
 
 
-def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable, run_id: int) -> sql.Composed:
+def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable, run_id: int,
+                     volatile: bool = True) -> sql.Composed:
     """The select of the run's per-customer rows (the columns of `customer_segments`) from
     `customers`, a relation of (customer_id, attributes). Each step is a subquery kept apart
-    (see _ONCE), so that a value is computed once, not once per use."""
+    (see _ONCE), so that a value is computed once, not once per use; without `volatile` (Citus
+    refuses a volatile function in a distributed `insert ... select`) by `_ONCE_CITUS`."""
     centroids = fitted.model.cluster_centers_.astype(np.float64)
     k = len(centroids)
     scaled = [expression for _, expression in encoded_columns(fitted.encoder, dataset)]
@@ -227,7 +236,7 @@ def assignment_query(fitted: Fitted, dataset: Dataset, customers: sql.Composable
         ),
         encoded=sql.SQL(", ").join(sql.SQL("{} as {}").format(value, name) for value, name in zip(scaled, feature)),
         customers=customers,
-        once=_ONCE,
+        once=_ONCE if volatile else _ONCE_CITUS,
     )
 
 
@@ -239,34 +248,100 @@ def _parallel(cursor) -> None:
     cursor.execute("set local min_parallel_table_scan_size = '1MB'")
 
 
-def assign(connection: Connection, fitted: Fitted, dataset: Dataset, customers: sql.Composable, run_id: int) -> int:
-    """Write every customer of `customers` (see `assignment_query`) into the run's new table;
-    returns the rows written.
+def generation_table(run_id: int) -> sql.Composed:
+    """The table of a generation of `current_segments` (every customer, written by run `run_id`)."""
+    return sql.SQL("segmentation_internal.{}").format(sql.Identifier(f"current_segments_g{int(run_id)}"))
 
-    The table is made ready to become the run's partition (`publish.store_results` attaches it):
-    the columns the parent declares NOT NULL and the check on run_id, in one scan.
+
+def changes_table(run_id: int) -> sql.Composed:
+    """The run's table of the customers it reassigned when it kept the model (see `write_changes`)."""
+    return sql.SQL("segmentation_internal.{}").format(sql.Identifier(f"run_changes_r{int(run_id)}"))
+
+
+def _previous(generation: int | None) -> tuple[sql.Composable, sql.Composable]:
+    """The join to the previous generation's row of each customer and the columns it gives."""
+    if generation is None:
+        columns = sql.SQL(
+            "cast(null as integer) as previous_segment_id, cast(null as bigint) as previous_since_run_id,"
+            " cast(null as boolean) as previous_is_outlier, cast(null as text[]) as previous_attributes"
+        )
+        return sql.SQL(""), columns
+    join = sql.SQL(
+        " left join segmentation_internal.current_segments as old"
+        " on old.generation_id = {} and old.customer_id = new.customer_id"
+    ).format(sql.Literal(int(generation)))
+    columns = sql.SQL(
+        "old.segment_id as previous_segment_id, old.since_run_id as previous_since_run_id,"
+        " old.is_outlier as previous_is_outlier, old.attributes as previous_attributes"
+    )
+    return join, columns
+
+
+def write_generation(
+    connection: Connection, fitted: Fitted, dataset: Dataset, customers: sql.Composable, run_id: int,
+    segmentation_id: int, previous_generation: int | None,
+) -> int:
+    """Assign every customer of `customers` into a new generation table of `current_segments`
+    (not attached yet: `history.publish_generation` does), with each customer's previous segment
+    and stretch start from `previous_generation`; returns the rows written.
+
+    `create table ... as select` runs in parallel workers (`insert ... select` cannot in
+    PostgreSQL 15); a customer keeps its stretch start when it stays in its segment.
     """
-    table = sql.SQL("segmentation_internal.{}").format(sql.Identifier(publish.partition_name(run_id)))
+    join, previous = _previous(previous_generation)
+    statement = sql.SQL(
+        "select cast({run} as bigint) as generation_id,"
+        " cast({segmentation} as integer) as segmentation_id, new.customer_id, new.segment_id,"
+        " {since} as since_run_id,"
+        " new.run_id, new.distance_to_centroid, new.second_segment_id, new.margin_to_second, new.is_outlier,"
+        " new.attributes, {previous} from ({query}) as new{join}"
+    ).format(
+        table=generation_table(run_id), run=sql.Literal(int(run_id)), segmentation=sql.Literal(int(segmentation_id)),
+        since=sql.SQL(
+            "case when old.segment_id = new.segment_id then old.since_run_id else cast({} as bigint) end"
+            if previous_generation is not None else "cast({} as bigint)"
+        ).format(sql.Literal(int(run_id))),
+        previous=previous, join=join,
+        query=assignment_query(fitted, dataset, customers, run_id, citus.volatile_allowed(connection)),
+    )
+    return citus.create_table_as(connection, generation_table(run_id), statement, unlogged=False, prepare=_parallel)
+
+
+def write_changes(
+    connection: Connection, fitted: Fitted, dataset: Dataset, changed: sql.Composable, gone: sql.Composable,
+    run_id: int, generation: int,
+) -> int:
+    """Assign the customers of `changed` (customer_id, attributes: new, or whose values changed)
+    with the kept model into the run's changes table, beside their row of `generation` (if any),
+    and add the customers of `gone` (customer_id: no longer segmented) with a null segment.
+    A customer whose values equal its published row's is left out (the kept model would give it
+    the very same row). Returns the rows written: what the publish then writes into `generation`.
+    """
+    join, previous = _previous(generation)
+    statement = sql.SQL(
+        "select new.customer_id, new.segment_id, new.distance_to_centroid, new.second_segment_id,"
+        " new.margin_to_second, new.is_outlier, new.attributes, {previous}"
+        " from ({query}) as new{join}"
+        " where old.customer_id is null or old.attributes is distinct from new.attributes"
+        " union all"
+        " select old.customer_id, null, null, null, null, null, null, {previous}"
+        " from segmentation_internal.current_segments as old"
+        " where old.generation_id = {generation} and old.customer_id in (select gone.customer_id from {gone} as gone)"
+    ).format(
+        previous=previous, query=assignment_query(fitted, dataset, changed, run_id, citus.volatile_allowed(connection)),
+        join=join, generation=sql.Literal(int(generation)), gone=gone,
+    )
+    written = citus.create_table_as(connection, changes_table(run_id), statement, unlogged=True)
     raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
-        _parallel(cursor)
-        cursor.execute(
-            sql.SQL("create table {} as {}").format(table, assignment_query(fitted, dataset, customers, run_id))
-        )
-        written = cursor.rowcount
-        cursor.execute(
-            sql.SQL(
-                "alter table {} alter column run_id set not null, alter column customer_id set not null,"
-                " alter column segment_id set not null, alter column distance_to_centroid set not null,"
-                " alter column is_outlier set not null, alter column is_outlier set default false,"
-                " add check (run_id = {})"
-            ).format(table, sql.Literal(int(run_id)))
-        )
+        cursor.execute(sql.SQL("alter table {} add primary key (customer_id)").format(changes_table(run_id)))
+        cursor.execute(sql.SQL("analyze {}").format(changes_table(run_id)))
     return written
 
 
-def statistics(connection: Connection, run_id: int, encoder: Encoder, dataset: Dataset) -> SegmentStatistics:
-    """The run's `SegmentStatistics`, summed by PostgreSQL over its new table (see `assign`).
+def statistics(connection: Connection, assigned: sql.Composable, encoder: Encoder, dataset: Dataset) -> SegmentStatistics:
+    """`SegmentStatistics` of the customers `assigned` selects (segment_id, is_outlier, attributes),
+    summed by PostgreSQL.
 
     One parallel scan groups by segment and the first category column. Per numeric column it
     reads the known values' count and, for the values and (for a `log` column) their transforms,
@@ -275,7 +350,7 @@ def statistics(connection: Connection, run_id: int, encoder: Encoder, dataset: D
     squares follow from them; so do the encoded columns' sums (`_derive_encoded`). A boolean
     gives its true and known counts. Further category columns are counted by a second scan.
     """
-    table = sql.SQL("segmentation_internal.{}").format(sql.Identifier(publish.partition_name(run_id)))
+    table = sql.SQL("({}) as assigned").format(assigned)
     aggregates = [sql.SQL("count(*)"), sql.SQL("count(*) filter (where is_outlier)")]
     numeric = [column.name for column in dataset.columns if column.is_numeric]
     for name in numeric:
@@ -313,6 +388,10 @@ def statistics(connection: Connection, run_id: int, encoder: Encoder, dataset: D
                 ))
             )
             counted += cursor.fetchall()
+    if not rows:  # no customer (a run that kept the model and found no change)
+        empty = SegmentStatistics(dataset)
+        empty.n_imputed = {name: 0 for name in encoder.features}
+        return empty
     return _statistics_from_rows(rows, counted, encoder, dataset, numeric, booleans, categories)
 
 
@@ -336,6 +415,7 @@ def _statistics_from_rows(rows, counted, encoder, dataset, numeric, booleans, ca
     for name in numeric:
         known = frame[at].fillna(0.0)
         total, squares = _sums(known, frame[at + 1], frame[at + 2])
+        result.raw_squares[name] = float(squares.sum())
         at += 3
         if dataset.column(name).transform == "log":  # ln(1 + greatest(NULL, 0)) is 0: every row counts
             total_transformed, squares = _sums(frame[0], frame[at], frame[at + 1])

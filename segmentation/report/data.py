@@ -15,8 +15,6 @@ from sqlalchemy.engine import Connection
 from segmentation.dataset import BOOLEAN_WORDS, MALL, Column, Dataset, from_description
 from segmentation.errors import SegmentationError
 
-SAMPLE_ROWS = 20_000
-TRANSITIONS_WORK_MEM = "256MB"  # the hash of the earlier run's (customer, segment) pairs, shared by the workers
 SEGMENT_FEATURE_COLUMNS = ["run_id", "segment_id", "position", "feature", "category", "label", "unit",
                            "is_clustering_feature", "mean", "median", "index_value", "z_score", "level"]
 
@@ -65,25 +63,17 @@ def load_report_data(connection: Connection, run_id: int) -> ReportData:
     segment_features = read(
         "select * from segmentation_internal.segment_features where run_id = :r order by segment_id, position"
     )
-    total = run.n_customers or 0
-    fraction = min(100.0, 100.0 * SAMPLE_ROWS / max(total, 1))
-    sample_clause = "" if fraction >= 100 else f" tablesample bernoulli ({fraction:.6f}) repeatable (42)"
-    # attributes[i] by position only: no declared name is ever spliced into SQL
-    attributes = "".join(f", attributes[{index}] as a{index}" for index in range(1, len(dataset.columns) + 1))
-    raw = read(
-        f"select customer_id, segment_id, is_outlier{attributes}"
-        f" from segmentation_internal.customer_segments{sample_clause} where run_id = :r"
-    )
-    customers = customers_from_attributes(raw, dataset)
+    customers = customers_from_attributes(_customer_sample(connection, run, dataset), dataset)
     earlier = connection.execute(
         sa.text(
             "select run_id, features, features = :features"
             " and coalesce(dataset_fingerprint, :mall) = coalesce(:fingerprint, :mall) as comparable"
             " from segmentation_internal.runs where status = 'published' and run_id < :r"
+            " and segmentation_id = :segmentation"
             " order by published_at desc, run_id desc"
         ),
         {"r": run_id, "features": list(run.features or []), "fingerprint": run._mapping.get("dataset_fingerprint"),
-         "mall": MALL.fingerprint()},
+         "mall": MALL.fingerprint(), "segmentation": run.segmentation_id},
     ).all()
     previous_run_id = earlier[0].run_id if earlier else None
     comparable_run_id = next((row.run_id for row in earlier if row.comparable), None)
@@ -97,44 +87,35 @@ def load_report_data(connection: Connection, run_id: int) -> ReportData:
     )
 
 
+def _customer_sample(connection: Connection, run, dataset: Dataset) -> pd.DataFrame:
+    """The run's sample of customers (customer_id, segment_id, is_outlier, a1..an), kept for its
+    report (`run_samples`, for the newest runs of each segmentation: empty once pruned)."""
+    # attributes[i] by position only: no declared name is ever spliced into SQL
+    attributes = "".join(f", attributes[{index}] as a{index}" for index in range(1, len(dataset.columns) + 1))
+    return pd.read_sql_query(
+        sa.text(
+            f"select customer_id, segment_id, is_outlier{attributes} from segmentation_internal.run_samples"
+            " where run_id = :r order by customer_id"
+        ),
+        connection,
+        params={"r": run.run_id},
+    )
+
+
 def read_transitions(connection: Connection, run_id: int, previous_run_id: int) -> pd.DataFrame:
     """Customers per (segment in `previous_run_id`, segment in `run_id`), None for a customer
-    new in the run or gone from it; ordered by both ids, None last.
-
-    A left join from the run's partition (PostgreSQL 15 runs it in parallel workers, but not
-    the full join of both partitions) and each earlier segment's size from its profile: the
-    customers who left a segment are its size less those found again. At 10M customers per run the full join took
-    about 30 s on one core.
-    """
-    connection.exec_driver_sql(f"set local work_mem = '{TRANSITIONS_WORK_MEM}'")
-    found = pd.read_sql_query(
+    new in the run or gone from it; ordered by both ids, None last. Counted when the run
+    published (`segment_transitions`); empty for a run that did not publish."""
+    transitions = pd.read_sql_query(
         sa.text(
-            """
-            select earlier.segment_id as from_segment_id, latest.segment_id as to_segment_id,
-                   count(*) as customer_count
-            from segmentation_internal.customer_segments as latest
-            left join (
-                select customer_id, segment_id from segmentation_internal.customer_segments where run_id = :p
-            ) as earlier on earlier.customer_id = latest.customer_id
-            where latest.run_id = :r
-            group by 1, 2
-            """
+            "select from_segment_id, to_segment_id, customer_count from segmentation_internal.segment_transitions"
+            " where run_id = :r and from_run_id = :p"
         ),
         connection,
         params={"r": run_id, "p": previous_run_id},
     )
-    sizes = pd.read_sql_query(  # the earlier run's segment sizes as it counted them, not a second scan
-        sa.text(
-            "select segment_id as from_segment_id, customer_count as size from segmentation_internal.segment_profiles"
-            " where run_id = :p"
-        ),
-        connection,
-        params={"p": previous_run_id},
-    )
-    kept = found.dropna(subset=["from_segment_id"]).groupby("from_segment_id")["customer_count"].sum()
-    sizes["customer_count"] = sizes["size"] - sizes["from_segment_id"].map(kept).fillna(0).astype("int64")
-    left = sizes.loc[sizes["customer_count"] > 0, ["from_segment_id", "customer_count"]].assign(to_segment_id=None)
-    transitions = pd.concat([found, left[["from_segment_id", "to_segment_id", "customer_count"]]], ignore_index=True)
+    for column in ("from_segment_id", "to_segment_id"):
+        transitions[column] = transitions[column].astype(object).where(transitions[column].notna(), None)
     return transitions.sort_values(["from_segment_id", "to_segment_id"], na_position="last", kind="stable").reset_index(
         drop=True
     )

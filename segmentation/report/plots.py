@@ -16,10 +16,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from segmentation.dataset import Column  # noqa: E402
+from segmentation import display  # noqa: E402
 from segmentation.report.data import _present  # noqa: E402
 
 if TYPE_CHECKING:
@@ -28,12 +30,30 @@ if TYPE_CHECKING:
 MAX_CATEGORIES_SHOWN = 12  # bars per category chart; the rest are summed as "other"
 PANELS_PER_ROW = 4
 DATA_COLOUR = "#4c72b0"
+#: Widest index the profile bars are drawn to: a category few customers have can reach 976 in the
+#: segment that holds them, which would flatten every other bar. Longer bars are cut here,
+#: hatched, and their true figure written beside them.
+INDEX_AXIS_LIMIT = 300
 
 
 
 def _count(value) -> str:
     return "–" if not _present(value) else f"{int(value):,}"
 
+
+
+def _tick(value: float, _position=None) -> str:
+    """An axis tick with thousands separators (12,000 rather than 12000 or 1.2e4)."""
+    return f"{value:,.0f}" if abs(value) >= 1000 and value == round(value) else f"{value:,g}"
+
+
+def _separators(axis, x: bool = True, y: bool = True) -> None:
+    """Thousands separators on the linear axes of `axis` (log axes keep their powers of ten; an
+    axis of named ticks, such as segment names, is left alone by passing False)."""
+    if x and axis.get_xscale() == "linear":
+        axis.xaxis.set_major_formatter(FuncFormatter(_tick))
+    if y and axis.get_yscale() == "linear":
+        axis.yaxis.set_major_formatter(FuncFormatter(_tick))
 
 
 def _mpl(text: str) -> str:
@@ -48,8 +68,8 @@ def _png(figure, alt: str) -> str:
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{encoded}">'
 
-def _grid(count: int, width: float = 4.0, height: float = 3.4):
-    columns = min(count, PANELS_PER_ROW)
+def _grid(count: int, width: float = 4.0, height: float = 3.4, per_row: int = PANELS_PER_ROW):
+    columns = min(count, per_row)
     rows = math.ceil(count / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
     for axis in axes.flat[count:]:
@@ -85,6 +105,7 @@ def plot_histograms(customers: pd.DataFrame, columns: list[Column]) -> str:
         axis.set_xlabel(_mpl(column.axis_label + (", log scale" if column.transform == "log" else "")))
         axis.set_ylabel("Customers")
         axis.set_title(_mpl(title), fontsize=10)
+        _separators(axis)
     figure.tight_layout()
     alt = (f"Histograms of the numeric columns over {len(customers):,} customers, one panel each: "
            + "; ".join(described) + ".")
@@ -137,6 +158,7 @@ def plot_pairs(customers: pd.DataFrame, pairs: list[tuple[Column, Column]]) -> s
         axis.set_xlabel(_mpl(x.axis_label))
         axis.set_ylabel(_mpl(y.axis_label))
         axis.set_title(_mpl(f"{y.label} against {x.label}"), fontsize=10)
+        _separators(axis)
     figure.tight_layout()
     alt = (f"Scatter plots of {len(customers):,} customers for pairs of clustering features: "
            + "; ".join(f"{y.axis_label} against {x.axis_label}" for x, y in pairs) + ".")
@@ -177,6 +199,7 @@ def plot_k_choice(evaluations: pd.DataFrame, chosen: int) -> str:
         axis.set_ylabel(label)
         axis.set_title(title)
         axis.legend(fontsize=8)
+        _separators(axis)
     figure.tight_layout()
     ks = evaluations["k"].dropna().astype(int) if "k" in evaluations else pd.Series(dtype=int)
     tried = f"k = {ks.min()} to {ks.max()}" if len(ks) else "no k"
@@ -227,6 +250,7 @@ def plot_segments(data: ReportData, x: Column, y: Column, colours: dict[int, str
     axis.set_xlabel(_mpl(x.axis_label))
     axis.set_ylabel(_mpl(y.axis_label))
     axis.set_title("Customers by segment")
+    _separators(axis)
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), title="Segment")
     figure.tight_layout()
     alt = (f"Scatter plot of {len(customers):,} customers by {x.axis_label} (x) and {y.axis_label} (y), "
@@ -255,6 +279,7 @@ def plot_segment_sizes(profiles: pd.DataFrame, colours: dict[int, str]) -> str:
                          rotation=20, ha="right", fontsize=8)
     axis.set_ylabel("Customers")
     axis.set_title("Segment sizes")
+    _separators(axis, x=False)
     figure.tight_layout()
     alt = ("Bar chart of segment sizes, one bar per segment in its colour: "
            + "; ".join(f"segment {row.segment_id} ({row.segment_name}) {_count(row.customer_count)} customers"
@@ -291,32 +316,66 @@ def _index_bars(data: ReportData, features: list[_Feature], segment_id: int) -> 
     return bars
 
 
+def index_axis_limit(values) -> float:
+    """Where the index axis ends: the largest index if it is at most INDEX_AXIS_LIMIT (at least
+    the 100 line), else INDEX_AXIS_LIMIT, and longer bars are cut there."""
+    known = [float(value) for value in values if value is not None and not math.isnan(float(value))]
+    return min(max([100.0, *known]), float(INDEX_AXIS_LIMIT))
+
+
+def index_figure(value: float) -> str:
+    """An index as written beside its bar: three significant digits (`display.decimals`), no
+    decimal from 100 up: 976, 45.3, 8.12."""
+    return display.figure(value, display.decimals([value], at_least=0))
+
+
 def plot_profile_indexes(data: ReportData, features: list[_Feature], colours: dict[int, str],
                          names: dict[int, str]) -> str:
     segment_ids = sorted(colours)
-    figure, axes = _grid(len(segment_ids), width=4.2, height=0.9 + 0.45 * max(len(features), 1))
-    largest = 100.0
+    panels = {segment_id: _index_bars(data, features, segment_id) for segment_id in segment_ids}
+    limit = index_axis_limit(value for bars in panels.values() for _, value in bars)
+    # three panels a row: the figure is shown about as wide as the page, so its labels keep their size
+    figure_, axes = _grid(len(segment_ids), width=4.2, height=0.9 + 0.45 * max(len(features), 1), per_row=3)
     described = []
+    cut = 0
     for axis, segment_id in zip(axes, segment_ids):
-        bars = _index_bars(data, features, segment_id)
+        bars = panels[segment_id]
         values = [value if value is not None else 0.0 for _, value in bars]
-        largest = max([largest, *values])
-        axis.barh(range(len(bars)), values, color=colours[segment_id])
-        for position, (_, value) in enumerate(bars):
-            if value is None:
-                axis.text(2, position, "n/a", va="center", fontsize=7)
+        drawn = [min(value, limit) for value in values]
+        clipped = [value > limit for value in values]
+        cut += sum(clipped)
+        containers = axis.barh(range(len(bars)), drawn, color=colours[segment_id])
+        for patch, is_cut in zip(containers, clipped):
+            if is_cut:
+                patch.set_hatch("///")
+                patch.set_edgecolor("black")
+        for position, ((_, value), length, is_cut) in enumerate(zip(bars, drawn, clipped)):
+            text = "n/a" if value is None else index_figure(value) + (" ▸ cut" if is_cut else "")
+            axis.text(length + limit * 0.02, position, text, va="center", fontsize=8,
+                      fontweight="bold" if is_cut else "normal", zorder=4,
+                      bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.85})
         axis.axvline(100, color="black", linewidth=1, linestyle="--")
         axis.set_yticks(range(len(bars)))
         axis.set_yticklabels([_mpl(label) for label, _ in bars], fontsize=8)
         axis.invert_yaxis()
-        axis.set_title(_mpl(f"{segment_id}: {names.get(segment_id, '')}"), fontsize=9, color=colours[segment_id])
+        axis.set_xlim(0, limit * 1.3)  # room for the figures beside the bars
+        axis.set_title(_mpl(_short(f"{segment_id}: {names.get(segment_id, '')}")), fontsize=9,
+                       color=colours[segment_id])
         axis.set_xlabel("Index (overall average = 100)", fontsize=8)
         described.append(f"segment {segment_id} ({names.get(segment_id, '')}): " + ", ".join(
-            f"{label} {value:.0f}" if value is not None else f"{label} n/a" for label, value in bars))
-    for axis in axes:
-        axis.set_xlim(0, largest * 1.08)
-    figure.suptitle("Segment profiles against the average (segment mean / overall mean × 100)", fontsize=11)
-    figure.tight_layout()
+            f"{label} {index_figure(value)}" if value is not None else f"{label} n/a" for label, value in bars))
+    title = "Segment profiles against the average (segment mean / overall mean × 100)"
+    if cut:
+        title += f"\nbars beyond {INDEX_AXIS_LIMIT} are cut (hatched), their true index written beside them"
+    figure_.suptitle(title, fontsize=11)
+    figure_.tight_layout()
     alt = ("Bar charts of profile indexes against the overall average, one panel per segment in its colour, "
-           "one bar per clustering feature, dashed line at 100: " + "; ".join(described) + ".")
-    return _png(figure, alt)
+           "one bar per clustering feature, dashed line at 100"
+           + (f", bars beyond {INDEX_AXIS_LIMIT} cut and hatched with their true index written beside them"
+              if cut else "") + ": " + "; ".join(described) + ".")
+    return _png(figure_, alt)
+
+
+def _short(title: str, length: int = 48) -> str:
+    """A panel title that fits its panel: cut with an ellipsis (the full name is in the cards)."""
+    return title if len(title) <= length else title[: length - 1] + "…"

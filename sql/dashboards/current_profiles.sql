@@ -1,42 +1,18 @@
--- Profiles of the current run: one card per segment with its size, averages, what sets it
--- apart and the recommended action.
--- Chart: table, or bar chart of customer_share_pct by segment_label, sorted by segment_order,
--- coloured by segment_color.
+-- Profiles of the current run: one row per segment with its size, averages, what sets it
+-- apart and the recommended action, for any declaration: the view's columns are the segment
+-- columns and, per declared column, avg_<column> (numbers) or <column>_<value>_share_pct
+-- (categories), so select * keeps whatever the declaration has (the mall's: avg_age,
+-- avg_annual_income_k, avg_spending_score, female_share_pct; an order log's: avg_recency_days,
+-- avg_frequency, avg_monetary, ...).
+-- Chart: table, or bar chart of customer_share_pct by segment_id and segment_name, sorted by
+-- segment_order, coloured by segment_color.
+-- Segmentation NAME: read segments_NAME.current_segment_profiles instead.
 -- Grain: one row per segment of the latest published run.
 with profiles as (
-    select
-        segment_id,
-        segment_name,
-        segment_label,
-        segment_order,
-        segment_color,
-        customer_count,
-        customer_share_pct,
-        avg_age,
-        avg_annual_income_k,
-        avg_spending_score,
-        female_share_pct,
-        distinguishing_features,
-        recommendation,
-        run_id,
-        published_date
+    select *
     from segmentation.current_segment_profiles
 )
 
-select
-    profiles.segment_id,
-    profiles.segment_name,
-    profiles.segment_label,
-    profiles.segment_color,
-    profiles.customer_count,
-    profiles.customer_share_pct,
-    profiles.avg_age,
-    profiles.avg_annual_income_k,
-    profiles.avg_spending_score,
-    profiles.female_share_pct,
-    profiles.distinguishing_features,
-    profiles.recommendation,
-    profiles.run_id,
-    profiles.published_date
+select profiles.*
 from profiles
 order by profiles.segment_order

@@ -1,6 +1,10 @@
 -- Run quality over time: silhouette, number of segments, size drift and outliers per run,
 -- with held and failed runs and their reasons.
--- Chart: line of silhouette and size_psi by started_at; table of runs whose status is not published.
+-- Chart: silhouette and size_psi by started_at on two axes (their scales differ: silhouette
+-- -1..1, PSI from 0 up; a run is held above max_size_psi, 0.25 by default), status as the
+-- series so held runs stand out; table of runs whose status is not published.
+-- The view has every segmentation's runs: keep the where on segmentation (or read
+-- segments_NAME.run_history for segmentation NAME).
 -- Grain: one row per run.
 with runs as (
     select
@@ -15,6 +19,7 @@ with runs as (
         n_outliers,
         error
     from segmentation.run_history
+    where segmentation = 'default'
 )
 
 select

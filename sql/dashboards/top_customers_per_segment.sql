@@ -1,32 +1,22 @@
--- Top customers per segment: the ten highest spending scores in each current segment,
--- with how firmly they belong (margin to the second-nearest segment).
--- Chart: table filtered by segment_name.
+-- Top customers per segment: the ten most typical customers of each current segment (nearest
+-- to its centre, outliers left out), with every declared column, for any declaration. To rank
+-- by a value column of yours instead, change the order by (the mall: spending_score desc; an
+-- order log: monetary desc).
+-- Chart: table filtered by segment_id or segment_name.
+-- Segmentation NAME: read segments_NAME.current_customer_segments instead.
 -- Grain: one row per customer (at most ten per segment).
 with ranked as (
     select
-        customer_id,
-        segment_id,
-        segment_name,
-        annual_income_k,
-        spending_score,
-        margin_to_second,
-        is_outlier,
+        segments.*,
         row_number() over (
-            partition by segment_id
-            order by spending_score desc nulls last, annual_income_k desc nulls last, customer_id
+            partition by segments.segment_id
+            order by segments.distance_to_centroid nulls last, segments.customer_id
         ) as rank_in_segment
-    from segmentation.current_customer_segments
+    from segmentation.current_customer_segments as segments
+    where not segments.is_outlier
 )
 
-select
-    ranked.segment_id,
-    ranked.segment_name,
-    ranked.rank_in_segment,
-    ranked.customer_id,
-    ranked.annual_income_k,
-    ranked.spending_score,
-    ranked.margin_to_second,
-    ranked.is_outlier
+select ranked.*
 from ranked
 where ranked.rank_in_segment <= 10
 order by ranked.segment_id, ranked.rank_in_segment

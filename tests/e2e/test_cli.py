@@ -44,6 +44,7 @@ def query(url, sql, **params):
         engine.dispose()
 
 
+@pytest.mark.quick
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "segment"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
@@ -71,12 +72,9 @@ def test_two_nightly_runs_on_the_mall_file_publish_the_reference_segments(databa
     runs = query(database_url, "select run_id, status, k, silhouette, n_customers from segmentation.run_history")
     assert [(row.status, row.k, row.n_customers) for row in runs] == [("published", 5, 200)] * 2
     assert all(row.silhouette >= 0.55 for row in runs)
-    moved = query(database_url, """
-        select count(*) from segmentation_internal.customer_segments as old
-        join segmentation_internal.customer_segments as new using (customer_id)
-        where old.run_id = :first and new.run_id = :second and old.segment_id <> new.segment_id""",
-        first=runs[1].run_id, second=runs[0].run_id)
+    moved = query(database_url, "select count(*) from segmentation.segment_movers")
     assert moved == [(0,)]
+    assert query(database_url, "select count(*) from segmentation.customer_segment_history") == [(200,)]
 
     listed = segment("runs", env=env)
     assert listed.returncode == 0 and len(re.findall(r"│ published +│", listed.stdout)) == 2
@@ -179,11 +177,11 @@ def test_bi_superset_writes_an_import_bundle_of_the_views(database_url, customer
     out = tmp_path / "bundle.zip"
     result = segment("bi", "superset", "--out", str(out), "--user", "bi_reader", env=env)
     assert result.returncode == 0, result.stderr
-    assert "6 charts" in result.stdout and "superset import-dashboards" in result.stdout
+    assert "8 charts" in result.stdout and "superset import-dashboards" in result.stdout
     with zipfile.ZipFile(out) as bundle:
         names = [name.split("/", 1)[1] for name in bundle.namelist()]
     assert "metadata.yaml" in names and "dashboards/Customer_segments.yaml" in names
-    assert sum(name.startswith("charts/") for name in names) == 6
+    assert sum(name.startswith("charts/") for name in names) == 8
     assert any(name.startswith("datasets/") and name.endswith("/current_segment_profiles.yaml") for name in names)
 
 
@@ -193,3 +191,22 @@ def test_bi_superset_into_a_missing_folder_is_one_error_line(database_url, tmp_p
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: cannot write the bundle to {tmp_path / 'missing' / 'bundle.zip'}: No such file or directory")
+
+
+def test_report_of_a_segmentation_takes_its_latest_published_run_not_the_newest_of_any(database_url, tmp_path):
+    env = environment(DATABASE_URL=database_url)
+    customers, orders = tmp_path / "customers.csv", tmp_path / "orders.csv"
+    assert segment("sample", "--rows", "400", "--out", str(customers), env=env).returncode == 0
+    assert segment("sample", "--orders", "--rows", "2000", "--out", str(orders), env=env).returncode == 0
+    assert segment("run", "--csv", str(customers), env=env).returncode == 0
+    assert segment("run", "--orders", str(orders), "--segmentation", "rfm", env=env).returncode == 0
+    runs = dict(query(database_url, "select segmentation, max(run_id) from segmentation.run_history"
+                                    " where status = 'published' group by 1"))
+    assert set(runs) == {"default", "rfm"} and runs["rfm"] > runs["default"]
+    default = segment("report", "--segmentation", "default", "--out", str(tmp_path / "d.html"), env=env)
+    assert default.returncode == 0, default.stderr
+    assert f"report of run {runs['default']}:" in default.stdout
+    newest = segment("report", "--out", str(tmp_path / "n.html"), env=env)
+    assert f"report of run {runs['rfm']}:" in newest.stdout
+    missing = segment("report", "--segmentation", "nobody", env=env)
+    assert missing.returncode != 0 and "no published run yet in segmentation 'nobody'" in missing.stderr + missing.stdout

@@ -101,15 +101,27 @@ def test_a_second_run_can_wait_for_the_first_instead(database_url, customers_csv
 
 @pytest.mark.parametrize(
     ("stage", "locked_table"),
-    [("import", "segmentation_internal.customers"), ("publish", "segmentation_internal.k_evaluations")],
+    [
+        ("import", "segmentation_internal.customers"),
+        ("publish", "segmentation_internal.k_evaluations"),
+        ("changes", "segmentation_internal.segment_stretches"),  # a night that keeps the model writes changes
+        ("generation", "segmentation_internal.current_segments"),  # a refit writes every customer anew
+        ("transitions", "segmentation_internal.segment_transitions"),
+    ],
 )
-def test_a_run_killed_while_writing_leaves_the_views_as_they_were(database_url, customers_csv, published, stage, locked_table):
+def test_a_run_killed_while_writing_leaves_the_views_as_they_were(
+    database_url, customers_csv, published, stage, locked_table, tmp_path,
+):
     before = current_state(database_url)
+    lines = customers_csv.read_text().splitlines()
+    changed = tmp_path / "changed.csv"  # a few customers changed: the night has something to write
+    changed.write_text("\n".join([lines[0], *lines[1:], "90001,Female,30,90,90"]) + "\n")
+    env = {**published, "SEGMENT_MODEL_TOLERANCE": "0"} if stage == "generation" else published
     blocker = sa.create_engine(database_url)
     with blocker.connect() as connection:
         connection.execute(sa.text("begin"))
         connection.execute(sa.text(f"lock table {locked_table} in access exclusive mode"))
-        job = Job("run", "--csv", str(customers_csv), env=published)
+        job = Job("run", "--csv", str(changed if stage != "import" else customers_csv), env=env)
         wait_until_blocked(database_url)  # the run is inside its import / publish transaction
         job.process.send_signal(signal.SIGKILL)
         job.finish()

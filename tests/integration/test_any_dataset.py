@@ -10,6 +10,7 @@ from segmentation.features import source_table, staging
 from segmentation.model import fitting
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
+from tests.conftest import published_assignment
 
 BANK = {
     "id_column": "Client ID",
@@ -175,16 +176,12 @@ def staging_tables(engine):
     return query(engine, "select relname from pg_class where relname ~ '^run_customers_r[0-9]+$'")
 
 
-def segments_of(engine, run_id):
-    return query(engine, "select customer_id, segment_id, distance_to_centroid, attributes"
-                         " from segmentation_internal.customer_segments where run_id = :r order by 1", r=run_id)
-
-
 def test_a_source_is_staged_a_few_rows_at_a_time_and_gives_what_one_read_gives(engine, monkeypatch):
     rows = bank_rows(300)
     create_bank_source(engine, rows[150:] + rows[:150])  # not in id order: chunks are not either
     whole = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
     assert staging_tables(engine) == []
+    whole_rows = published_assignment(engine)
     chunk_sizes = []
     checked = source_table._checked_source_chunk
 
@@ -194,15 +191,17 @@ def test_a_source_is_staged_a_few_rows_at_a_time_and_gives_what_one_read_gives(e
 
     monkeypatch.setattr(source_table, "_checked_source_chunk", spy)
     monkeypatch.setattr(staging, "FRAME_CHUNK_ROWS", 7)
-    chunked = run_once(engine, settings(dataset=BANK, source="crm.customer_features"))
+    # model_tolerance 0: the second run refits and assigns every customer again instead of keeping the model
+    chunked = run_once(engine, settings(dataset=BANK, source="crm.customer_features", model_tolerance=0))
     # never more than 7 customers in memory on their way to the staging table, every one staged once
     assert max(chunk_sizes) == 7 and sum(chunk_sizes) == 300 and len(chunk_sizes) == 43
     assert chunked.n_customers == whole.n_customers == 300
-    assert segments_of(engine, chunked.run_id) == segments_of(engine, whole.run_id)
+    assert query(engine, "select model_kept from segmentation_internal.runs where run_id = :r", r=chunked.run_id) == [
+        (False,)]
+    assert published_assignment(engine) == whole_rows
     assert staging_tables(engine) == []
     # the booleans and categories are stored as an import stores them
-    stored = dict(query(engine, "select customer_id, attributes from segmentation_internal.customer_segments"
-                                " where run_id = :r", r=chunked.run_id))
+    stored = dict(published_assignment(engine, columns="customer_id, attributes"))
     assert {value[2] for value in stored.values()} == {"true", "false"}
     assert {value[3] for value in stored.values()} == {"East", "West", "South"}
 
@@ -218,14 +217,17 @@ def test_a_source_larger_than_the_fit_sample_is_fitted_on_a_seeded_hash_sample_r
 
     monkeypatch.setattr("segmentation.pipeline.segment", spy)
     first = run_once(engine, settings(dataset=BANK, source="crm.customer_features", fit_sample_size=150))
+    first_rows = published_assignment(engine)
     monkeypatch.setattr(staging, "FRAME_CHUNK_ROWS", 11)
-    second = run_once(engine, settings(dataset=BANK, source="crm.customer_features", fit_sample_size=150))
+    # model_tolerance 0: the second run fits again (it would keep the first run's model otherwise)
+    second = run_once(engine, settings(dataset=BANK, source="crm.customer_features", fit_sample_size=150,
+                                       model_tolerance=0))
     (one, n_one), (two, n_two) = samples
     assert n_one == n_two == 400 and 100 < len(one) < 200
     ids = list(one["customer_id"])
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert one.equals(two)
-    assert [row[:2] for row in segments_of(engine, first.run_id)] == [row[:2] for row in segments_of(engine, second.run_id)]
+    assert [row[:2] for row in first_rows] == [row[:2] for row in published_assignment(engine)]
 
 
 @pytest.mark.parametrize(
@@ -286,7 +288,7 @@ def test_the_next_run_drops_the_staged_customers_of_a_run_whose_process_died(eng
     create_bank_source(engine, bank_rows(120))
     db.upgrade(engine)
     with engine.begin() as connection:  # what a run killed between its read and its publish leaves
-        connection.exec_driver_sql("insert into segmentation_internal.runs (status) values ('running')")
+        connection.exec_driver_sql("insert into segmentation_internal.runs (status, segmentation_id) values ('running', 1)")
         connection.exec_driver_sql(
             'create unlogged table segmentation_internal.run_customers_r1 (customer_id text collate "C", attributes text[])'
         )
@@ -304,7 +306,8 @@ def test_a_file_with_40_percent_rejected_lines_is_held_not_published(engine, tmp
     rows = bank_rows(60)
     bad = [f"C-9{n:04d},not-a-number,10,yes,East,B1" for n in range(40)]
     path = write_bank_csv(tmp_path / "bank.csv", rows, bad)
-    with pytest.raises(RunHeld, match=r"rejected 40 of 100 lines \(40.0%.*income '…' is not a number \(40\)"):
+    with pytest.raises(RunHeld, match=r"rejected 40 of 100 lines \(40.0%.*income '…' is not a number \(40 lines,"
+                                      r" e.g. line 62: income 'not-a-number' is not a number\)"):
         run_once(engine, settings(dataset=BANK), path)
     assert query(engine, "select status from segmentation_internal.runs") == [("held",)]
     assert query(engine, "select count(*) from segmentation.current_customer_segments") == [(0,)]

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from psycopg import sql
 
 from segmentation import db, features
 from segmentation.dataset import parse_dataset
@@ -74,11 +75,14 @@ def in_database(engine, fitted, dataset, customers):
     with engine.begin() as connection:
         relation = staging.create(connection, RUN_ID)
         staging.write_frames(connection, relation, [customers], dataset)
-        written = assignment.assign(connection, fitted, dataset, relation, RUN_ID)
+        written = assignment.write_generation(connection, fitted, dataset, relation, RUN_ID, 1, None)
         rows = pd.read_sql_query(
-            sa.text(f"select * from segmentation_internal.customer_segments_r{RUN_ID} order by customer_id"), connection
+            sa.text(f"select * from segmentation_internal.current_segments_g{RUN_ID} order by customer_id"), connection
         )
-        statistics = assignment.statistics(connection, RUN_ID, fitted.encoder, dataset)
+        statistics = assignment.statistics(
+            connection, sql.SQL("select segment_id, is_outlier, attributes from {}").format(
+                assignment.generation_table(RUN_ID)), fitted.encoder, dataset,
+        )
         connection.rollback()
     assert written == len(customers)
     return rows, statistics
@@ -92,7 +96,8 @@ def test_the_sql_assignment_equals_the_python_one_with_categories_missing_values
     rows, statistics = in_database(engine, fitted, dataset, customers)
 
     assert rows["customer_id"].tolist() == customers["customer_id"].tolist()
-    assert (rows["run_id"] == RUN_ID).all()
+    assert (rows["run_id"] == RUN_ID).all() and (rows["generation_id"] == RUN_ID).all()
+    assert (rows["since_run_id"] == RUN_ID).all() and rows["previous_segment_id"].isna().all()
     assert rows["segment_id"].tolist() == expected.segment_ids.tolist()
     assert rows["second_segment_id"].tolist() == expected.second_ids.tolist()
     # float64 on both sides; only ln(1 + x) against numpy's log1p(x) may differ, in the last bit
@@ -119,6 +124,7 @@ def test_the_sql_assignment_equals_the_python_one_with_categories_missing_values
         np.testing.assert_allclose(statistics.numeric[name].sort_index().to_numpy(dtype=float),
                                    python.numeric[name].sort_index().to_numpy(dtype=float), rtol=1e-12)
         assert statistics.squares[name] == pytest.approx(python.squares[name], rel=1e-12)
+        assert statistics.raw_squares[name] == pytest.approx(python.raw_squares[name], rel=1e-12)
     for name in ("student", "region", "channel"):
         ours = statistics.category_counts[name].sort_index()
         theirs = python.category_counts[name].sort_index()

@@ -13,7 +13,8 @@ from segmentation.settings import load_settings
 
 DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "sql" / "dashboards").glob("*.sql"))
 VIEWS = ["current_customer_segments", "current_segment_profiles", "run_history", "segment_transitions",
-         "segment_profile_history", "segment_transitions_history", "current_segment_features"]
+         "segment_profile_history", "segment_transitions_history", "current_segment_features",
+         "customer_segment_history", "segment_movers", "segmentations"]
 
 
 def settings(**overrides):
@@ -45,6 +46,7 @@ def populated(engine, tmp_path, customers_csv):
     return engine
 
 
+@pytest.mark.quick
 def test_the_reader_can_select_every_view(populated, reader_url):
     reader = sa.create_engine(reader_url)
     with reader.connect() as connection:
@@ -59,7 +61,8 @@ def test_the_reader_can_select_every_view(populated, reader_url):
     [
         "select * from segmentation_internal.import_rejects",
         "select * from segmentation_internal.customers",
-        "select * from segmentation_internal.customer_segments",
+        "select * from segmentation_internal.current_segments",
+        "select * from segmentation_internal.segment_stretches",
         "insert into segmentation_internal.customers (customer_id) values (999)",
         "update segmentation_internal.runs set status = 'failed'",
         "delete from segmentation_internal.segment_profiles",
@@ -102,46 +105,61 @@ def test_there_are_the_six_dashboard_queries():
     }
 
 
-def partitions(engine):
+def generations(engine):
+    """Run ids of the tables of current_segments (one per fitted model still shown or not yet dropped)."""
     with engine.connect() as connection:
         return sorted(connection.execute(sa.text(
             "select cast(substring(c.relname from '[0-9]+$') as int) from pg_inherits i"
             " join pg_class c on c.oid = i.inhrelid"
-            " where i.inhparent = cast('segmentation_internal.customer_segments' as regclass)")).scalars())
+            " where i.inhparent = cast('segmentation_internal.current_segments' as regclass)")).scalars())
 
 
-def test_retention_keeps_the_newest_runs_customer_rows_and_all_history(engine, customers_csv):
-    run_ids = [run_once(engine, settings(keep_customer_rows_runs=2), customers_csv).run_id for _ in range(4)]
-    assert partitions(engine) == run_ids[-2:]
+def relations(engine):
+    with engine.connect() as connection:
+        return connection.execute(sa.text(
+            "select count(*) from pg_class where relnamespace = to_regnamespace('segmentation_internal')")).scalar()
+
+
+def test_nights_that_keep_the_model_add_no_relation_and_a_refit_replaces_the_assignment(engine, customers_csv):
+    run_ids = [run_once(engine, settings(), customers_csv).run_id for _ in range(2)]
+    before = relations(engine)
+    run_ids.append(run_once(engine, settings(), customers_csv).run_id)
+    assert relations(engine) == before  # no per-run relation: BI pickers list the same tables every night
+    assert generations(engine) == run_ids[:1]  # the first run's model is kept, its table updated in place
+    refit = run_once(engine, settings(model_tolerance=0), customers_csv).run_id
+    assert generations(engine) == [refit]  # the earlier assignment is dropped once no view shows it
     with engine.connect() as connection:
         kept = connection.execute(sa.text("select count(distinct run_id) from segmentation_internal.segment_profiles")).scalar()
         views = connection.execute(sa.text("select count(*) from segmentation.current_customer_segments")).scalar()
-    assert kept == 4 and views == 300  # the newest run still shows all 300 sample customers
+    assert kept == 4 and views == 300  # profiles of every run; the newest run shows all 300 sample customers
 
 
-def test_pruning_waits_briefly_for_dashboards_then_leaves_it_for_the_next_run(engine, database_url, customers_csv):
-    first = run_once(engine, settings(keep_customer_rows_runs=2), customers_csv).run_id
-    run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)
+def test_dropping_an_old_assignment_waits_briefly_for_dashboards_then_leaves_it_for_the_next_run(
+    engine, database_url, customers_csv,
+):
+    first = run_once(engine, settings(), customers_csv).run_id
     dashboard = db.make_engine(database_url)
     with dashboard.connect() as reader:
         reader.execute(sa.text("begin"))
-        reader.execute(sa.text(f"select count(*) from segmentation_internal.customer_segments_r{first}")).scalar()
-        outcome = run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)  # cannot drop r{first} now
+        reader.execute(sa.text(f"select count(*) from segmentation_internal.current_segments_g{first}")).scalar()
+        outcome = run_once(engine, settings(model_tolerance=0), customers_csv)  # cannot drop g{first} now
         assert outcome.status == "published"
-        assert first in partitions(engine)
+        assert generations(engine) == [first, outcome.run_id]
         reader.execute(sa.text("rollback"))
     dashboard.dispose()
-    run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)
-    assert first not in partitions(engine)
+    last = run_once(engine, settings(model_tolerance=0), customers_csv).run_id
+    assert generations(engine) == [last]
 
 
 def test_the_report_of_a_pruned_run_still_renders_and_says_why_plots_are_empty(engine, customers_csv, tmp_path):
     from segmentation import report
 
     first = run_once(engine, settings(keep_customer_rows_runs=2), customers_csv).run_id
-    for _ in range(3):
+    for _ in range(2):
         run_once(engine, settings(keep_customer_rows_runs=2), customers_csv)
-    assert first not in partitions(engine)
+    with engine.connect() as connection:
+        sampled = connection.execute(sa.text("select distinct run_id from segmentation_internal.run_samples")).scalars()
+        assert first not in set(sampled)
     with engine.begin() as connection:
         path = report.write_report(connection, first, tmp_path / "old.html")
-    assert "per-customer rows were pruned" in path.read_text()
+    assert "customer sample was pruned" in path.read_text()

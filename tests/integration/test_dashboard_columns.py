@@ -2,7 +2,6 @@
 as the command line prints them, rounded averages, and transitions that chart as a Sankey."""
 
 import graphlib
-import math
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +23,22 @@ def settings(**overrides):
 def rows(engine, statement, **params):
     with engine.connect() as connection:
         return connection.execute(sa.text(statement), params).all()
+
+
+#: one feature's segment averages: far apart, close (60.51 / 60.54), equal, closer than a millionth, negative
+DECIMAL_CASES = [[55.3, 86.5, 88.2, 26.3, 25.7], [60.51, 60.54, 30.2], [0.1, 0.14], [40027.9, 17914.7], [5.0, 5.0],
+                 [1.0, 1.0000001], [0.0, 0.0], [-3.2, 4.75, 4.7501], [123456.7, 123456.71], [0.00024, 0.00031]]
+
+
+@pytest.mark.parametrize("values", DECIMAL_CASES)
+def test_the_views_show_averages_with_the_decimals_the_command_line_uses(engine, values):
+    found = rows(engine, f"""
+        with raw as (select value, 1 as part from unnest(cast(:values as float8[])) as value),
+        gaps as (select raw.*, {display.sql_gap("raw.value", "raw.part")} as gap from raw)
+        select distinct {display.sql_decimals("gaps.value", "gaps.gap", "gaps.part")} from gaps""", values=values)
+    assert [row[0] for row in found] == [display.decimals(values)]
+    shown = {display.figure(value, display.decimals(values)) for value in values}
+    assert len(shown) == len({round(value, display.MAX_DECIMALS) for value in values})  # different values differ
 
 
 def test_percentages_in_sql_round_as_the_command_line_prints_them(engine):
@@ -85,7 +100,7 @@ def test_averages_are_rounded_in_the_views_and_kept_whole_in_the_tables(engine, 
     found = rows(engine, """
         select view.segment_id, view.avg_annual_income_k, view.median_age, view.annual_income_index,
                income.mean as income_mean, income.index_value as income_index, age.median as age_median,
-               max(abs(income.mean)) over () as largest_income, max(abs(age.mean)) over () as largest_age
+               array_agg(income.mean) over () as incomes, array_agg(age.mean) over () as ages
         from segmentation.current_segment_profiles as view
         join segmentation_internal.segment_features as income
             on income.run_id = view.run_id and income.segment_id = view.segment_id and income.feature = 'annual_income_k'
@@ -94,8 +109,7 @@ def test_averages_are_rounded_in_the_views_and_kept_whole_in_the_tables(engine, 
     """)
     assert found and any(row.income_mean != round(row.income_mean, 1) for row in found)  # tables: full precision
     for row in found:
-        income_decimals = max(1, 2 - math.floor(math.log10(row.largest_income)))
-        age_decimals = max(1, 2 - math.floor(math.log10(row.largest_age)))
+        income_decimals, age_decimals = display.decimals(row.incomes), display.decimals(row.ages)
         assert row.avg_annual_income_k == pytest.approx(round(row.income_mean, income_decimals), abs=1e-9)
         assert row.median_age == pytest.approx(round(row.age_median, age_decimals), abs=1e-9)
         assert row.annual_income_index == pytest.approx(round(row.income_index), abs=0.5)
@@ -128,10 +142,13 @@ def test_transitions_chart_as_a_sankey_over_every_pair_of_published_runs(engine,
         assert all(row.share_of_from_segment_pct == display.percent(row.share_of_from_segment) for row in shares)
 
 
-def test_transitions_leave_out_pairs_whose_customer_rows_were_pruned(engine, customers_csv):
+def test_transitions_cover_every_pair_of_consecutive_published_runs(engine, customers_csv):
     run_ids = [run_once(engine, settings(keep_customer_rows_runs=2), customers_csv).run_id for _ in range(4)]
-    pairs = rows(engine, "select distinct from_run_id, to_run_id from segmentation.segment_transitions_history")
-    assert [tuple(pair) for pair in pairs] == [(run_ids[2], run_ids[3])]
+    pairs = rows(engine, "select distinct from_run_id, to_run_id from segmentation.segment_transitions_history"
+                         " order by 1")
+    assert [tuple(pair) for pair in pairs] == list(zip(run_ids, run_ids[1:]))
+    sizes = rows(engine, "select to_run_id, sum(customer_count) from segmentation.segment_transitions_history group by 1")
+    assert {size for _, size in sizes} == {300}  # every customer stayed, in every pair
 
 
 def test_run_history_has_no_server_path_but_a_date(engine, customers_csv):
@@ -151,7 +168,9 @@ def test_a_new_database_has_the_declared_views_a_mall_run_generates(engine, cust
     views = ("current_customer_segments", "current_segment_profiles", "segment_profile_history")
     migrated = {view: _columns_and_comments(engine, view) for view in views}
     run_once(engine, settings(), customers_csv)  # the packaged sample has the mall's columns
-    recreated = rows(engine, "select view_name from segmentation_internal.view_versions")
-    assert {row.view_name for row in recreated} == set(views)
+    from segmentation.publish.views import VIEWS
+
+    generated = rows(engine, "select schema_name, view_name from segmentation_internal.view_versions")
+    assert {tuple(row) for row in generated} == {("segmentation", view) for view in VIEWS}
     for view in views:
         assert _columns_and_comments(engine, view) == migrated[view], view

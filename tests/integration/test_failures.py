@@ -20,7 +20,7 @@ def test_a_server_that_never_answered_is_one_error_at_once_not_retries():
 
 
 def test_a_server_error_that_is_not_a_lost_connection_fails_the_run_once(engine, customers_csv, monkeypatch):
-    def disk_full(connection, dataset_id):
+    def disk_full(connection, *_):
         connection.exec_driver_sql(
             "do $$ begin raise exception 'could not extend file \"base/1/2\": No space left on device'"
             " using errcode = 'disk_full'; end $$"

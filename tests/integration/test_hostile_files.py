@@ -67,7 +67,7 @@ def customers(engine):
 
 def seed(engine, path, header, lines, **overrides):
     """Make `customers` non-empty (so the next import merges)."""
-    import_file(engine, write(path, "\n".join([header, *lines]) + "\n"), settings(**overrides))
+    import_file(engine, write(path, "\n".join([header, *lines]) + "\n"), settings(**overrides), 1)
 
 
 # --- item 3: whatever a field holds -------------------------------------------------------
@@ -108,7 +108,7 @@ def test_whatever_a_field_holds_the_line_loads_or_is_rejected_with_a_reason_nami
     if method == "merge":
         seed(engine, tmp_path / "seed.csv", EVERY_TYPE_HEADER, ["S-1,1,1,1,1,East,x,yes"], dataset=EVERY_TYPE)
     path = write(tmp_path / "hostile.csv", "\n".join([EVERY_TYPE_HEADER, *(line for line, _ in HOSTILE)]) + "\n")
-    result = import_file(engine, path, settings(dataset=EVERY_TYPE, export_mode="incremental"))
+    result = import_file(engine, path, settings(dataset=EVERY_TYPE, export_mode="incremental"), 1)
     assert result.method == method
     expected_rejects = {number: reason for number, (_, reason) in enumerate(HOSTILE, start=2) if reason}
     assert (result.rows_read, result.rows_rejected) == (len(HOSTILE), len(expected_rejects))
@@ -141,7 +141,7 @@ def test_whatever_a_field_holds_the_line_loads_or_is_rejected_with_a_reason_nami
 def test_a_whole_number_id_of_5000_digits_is_rejected_and_5000_leading_zeros_are_not(engine, tmp_path):
     lines = ["9" * 5000 + ",Male,19,15,39", "0" * 5000 + "42,Female,20,16,40", "43,Male,--5,15,39", "44,Male,19,15,-+5"]
     path = write(tmp_path / "ids.csv", "\n".join([MALL_HEADER, *lines]) + "\n")
-    result = import_file(engine, path, settings())
+    result = import_file(engine, path, settings(), 1)
     reasons = {number: row.reason for number, row in rejects(engine, result.batch_id).items()}
     assert reasons == {
         2: "customer id '" + "9" * 40 + "'... (4960 more characters) is too large (at most 18 digits)",
@@ -151,12 +151,18 @@ def test_a_whole_number_id_of_5000_digits_is_rejected_and_5000_leading_zeros_are
     assert customers(engine)["42"].attributes == ["Female", "20", "16", "40"]
 
 
-def test_a_lone_surrogate_in_a_file_is_not_utf8_and_refuses_it_naming_line_and_column(engine, tmp_path):
-    """A surrogate encoded as UTF-8 bytes (as CESU-8 or WTF-8 writers do) is invalid UTF-8."""
+def test_a_lone_surrogate_in_a_file_is_not_utf8_and_rejects_its_line_naming_the_byte(engine, tmp_path):
+    """A surrogate encoded as UTF-8 bytes (as CESU-8 or WTF-8 writers do) is invalid UTF-8: its
+    line is rejected (the setting to change named), the other lines load."""
     path = write(tmp_path / "surrogate.csv", MALL_HEADER.encode() + b"\n1,Male,19,15,39\n2,Ma\xed\xa0\x80le,1,1,1\n")
-    with pytest.raises(ImportRefused, match=r"surrogate\.csv line 3: byte 0xed at column 5 is not valid UTF-8"):
-        import_file(engine, path, settings())
-    assert customers(engine) == {}
+    result = import_file(engine, path, settings(), 1)
+    assert (result.rows_inserted, result.rows_rejected) == (1, 1)
+    assert set(customers(engine)) == {"1"}
+    with engine.connect() as connection:
+        reason, raw_line = connection.execute(
+            sa.text("select reason, raw_line from segmentation_internal.import_rejects where line_number = 3")).one()
+    assert "holds the byte 0xed that is not utf-8 text; set the encoding setting" in reason
+    assert raw_line == "2,Ma\ufffd\ufffd\ufffdle,1,1,1"
 
 
 # --- item 5: Excel's CSVs -----------------------------------------------------------------
@@ -178,7 +184,7 @@ def test_a_quoted_field_with_a_line_break_loads_as_one_record_numbered_by_its_fi
     if method == "merge":
         seed(engine, tmp_path / "seed.csv", "Client,Address,Income", ["S-1,x,1"], dataset=ADDRESSES)
     path = write(tmp_path / "excel.csv", "\r\n".join(["Client,Address,Income", *EXCEL_RECORDS]) + "\r\n")
-    result = import_file(engine, path, settings(dataset=ADDRESSES, export_mode="incremental"))
+    result = import_file(engine, path, settings(dataset=ADDRESSES, export_mode="incremental"), 1)
     assert (result.method, result.rows_read, result.rows_inserted, result.rows_rejected) == (method, 7, 4, 3)
     stored = rejects(engine, result.batch_id)
     assert {number: (row.raw_line, row.reason) for number, row in stored.items()} == {
@@ -195,7 +201,7 @@ def test_a_repeated_id_after_multi_line_records_names_the_lines_of_the_file(engi
     header = 'Client,"Add\nress",Income'  # lines 1-2: a header cell with a line break
     records = ['C-1,"a\nb",1', 'C-2,"c\nd\ne",2', 'C-1,"f\ng",3', "C-3,h,4", "C-2,i,5"]  # lines 3-4, 5-7, 8-9, 10, 11
     path = write(tmp_path / "repeats.csv", "\n".join([header, *records]) + "\n")
-    result = import_file(engine, path, settings(dataset=ADDRESSES))
+    result = import_file(engine, path, settings(dataset=ADDRESSES), 1)
     assert (result.method, result.rows_read, result.rows_inserted, result.rows_rejected) == ("merge", 5, 3, 2)
     assert {number: (row.raw_line, row.reason) for number, row in rejects(engine, result.batch_id).items()} == {
         3: ('C-1,"a\nb",1', "customer id C-1 appears again on line 8, which replaces this line"),
@@ -210,7 +216,7 @@ def test_a_csv_saved_by_excel_for_mac_with_cr_line_ends_loads(engine, tmp_path, 
         seed(engine, tmp_path / "seed.csv", MALL_HEADER, ["999,Male,1,1,1"])
     lines = ["1,Male,19,15,39", "2,Female,130,15,81", '3,"Fe\rmale",20,16,6', "4,Female,31,17,40"]
     path = write(tmp_path / "mac.csv", "\r".join([MALL_HEADER, *lines]))
-    result = import_file(engine, path, settings(export_mode="incremental"))
+    result = import_file(engine, path, settings(export_mode="incremental"), 1)
     assert (result.rows_read, result.rows_inserted, result.rows_rejected) == (4, 2, 2)
     assert {number: (row.raw_line, row.reason) for number, row in rejects(engine, result.batch_id).items()} == {
         3: ("2,Female,130,15,81", "age 130 is outside 0..120"),
@@ -226,7 +232,7 @@ def failed_batch(engine):
 def test_a_header_field_over_128_kib_refuses_the_file_with_a_short_message(engine, tmp_path):
     path = write(tmp_path / "wide.csv", "CustomerID," + "x" * 200_000 + "\n1,2\n")
     with pytest.raises(ImportRefused) as refused:
-        import_file(engine, path, settings())
+        import_file(engine, path, settings(), 1)
     assert str(refused.value) == (
         f"{path} line 1: a header field is longer than 131,072 characters. Is this a customer export?")
     assert refused.value.exit_code == 3 and customers(engine) == {}
@@ -242,7 +248,7 @@ def test_a_line_over_one_mib_is_rejected_with_its_length_keeping_its_first_1000_
         seed(engine, tmp_path / "seed.csv", MALL_HEADER, ["1,Male,1,1,1", "2,Male,1,1,1", "3,Male,1,1,1"])
     long_line = "2,Male,19,15," + "9" * 2_000_000
     path = write(tmp_path / "long.csv", "\n".join([MALL_HEADER, "1,Male,19,15,39", long_line, "3,Female,1,1,1"]) + "\n")
-    result = import_file(engine, path, settings(export_mode="full", max_reject_share=0.5))
+    result = import_file(engine, path, settings(export_mode="full", max_reject_share=0.5), 1)
     assert (result.rows_read, result.rows_rejected) == (3, 1)
     [(number, reject)] = rejects(engine, result.batch_id).items()
     assert number == 3
@@ -259,19 +265,19 @@ def test_a_header_over_one_mib_refuses_the_file(engine, tmp_path):
     path = write(tmp_path / "header.csv", "CustomerID" + ",x" * 700_000 + "\n1\n")
     with pytest.raises(ImportRefused, match=r"header\.csv line 1: the header is 1,400,010 characters long;"
                                             r" at most 1,048,576 are read\. Is this a customer export\?$"):
-        import_file(engine, path, settings())
+        import_file(engine, path, settings(), 1)
     assert customers(engine) == {}
 
 
 def test_every_message_and_reason_is_capped(engine, tmp_path):
     wide = write(tmp_path / "wide.csv", ",".join(f"column {number}" for number in range(5000)) + "\n1\n")
     with pytest.raises(ImportRefused) as refused:
-        import_file(engine, wide, settings())
+        import_file(engine, wide, settings(), 1)
     assert "'column 19' and 4980 more." in str(refused.value) and len(str(refused.value)) < 1000
     long_id = "C" * 200
     lines = [f"{long_id},1,1", "C-2,x" + "y" * 100_000 + ",1", f"{long_id},2,2"]
     path = write(tmp_path / "long_values.csv", "\n".join(["Client,Address,Income", *lines]) + "\n")
-    result = import_file(engine, path, settings(dataset=ADDRESSES))
+    result = import_file(engine, path, settings(dataset=ADDRESSES), 1)
     reasons = {number: row.reason for number, row in rejects(engine, result.batch_id).items()}
     assert reasons == {2: f"customer id {'C' * 40}... (160 more characters) appears again on line 4,"
                           " which replaces this line"}
@@ -311,7 +317,7 @@ def test_a_file_that_is_not_csv_is_refused_saying_what_it_is_and_nothing_is_writ
     before = query(engine, "select * from segmentation_internal.customers order by customer_id")
     path = write(tmp_path / name, content)
     with pytest.raises(ImportRefused) as refused:
-        import_file(engine, path, settings(export_mode="full"))
+        import_file(engine, path, settings(export_mode="full"), 1)
     assert str(refused.value).startswith(f"{tmp_path}/{message}")
     assert refused.value.exit_code == 3
     assert query(engine, "select * from segmentation_internal.customers order by customer_id") == before

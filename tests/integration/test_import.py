@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from segmentation import db
 from segmentation.dataset import MALL
 from segmentation.errors import ImportRefused
 from segmentation.ingest import ensure_dataset, import_file
@@ -56,9 +57,10 @@ SEEDED_ID = "987654321"  # in no corpus file
 def seed_one_customer(engine):
     """Make `customers` non-empty so that an import takes the staging-table merge."""
     with engine.begin() as connection:
+        db.ensure_partition(connection, "customers", 1)  # the default segmentation's
         connection.execute(
-            sa.text("insert into segmentation_internal.customers (customer_id, dataset_id, attributes)"
-                    " values (:id, :dataset_id, '{Male,30,50,50}')"),
+            sa.text("insert into segmentation_internal.customers (segmentation_id, customer_id, dataset_id, attributes)"
+                    " values (1, :id, :dataset_id, '{Male,30,50,50}')"),
             {"id": SEEDED_ID, "dataset_id": ensure_dataset(connection, MALL)},
         )
 
@@ -81,14 +83,14 @@ def test_each_defective_file_is_accounted_for_as_expected(engine, name, method):
     before = customer_count(engine)
     if "refused" in expected:
         with pytest.raises(ImportRefused, match=expected["refused"].replace("(", r"\(")) as caught:
-            import_file(engine, path, settings())
+            import_file(engine, path, settings(), 1)
         assert str(path) in str(caught.value)  # the message names the file
         assert customer_count(engine) == before
         with engine.connect() as connection:
             failed = connection.execute(sa.text("select status, error from segmentation_internal.import_batches")).one()
         assert failed.status == "failed" and expected["refused"] in failed.error
         return
-    result = import_file(engine, path, settings())
+    result = import_file(engine, path, settings(), 1)
     repeats = any(reason.startswith("customer id") and "appears again" in reason
                   for reason in expected["rejected"].values())
     assert result.method == ("merge" if repeats else method)  # a repeated id needs the merge
@@ -98,7 +100,7 @@ def test_each_defective_file_is_accounted_for_as_expected(engine, name, method):
     assert row.rows_read == row.rows_inserted + row.rows_updated + row.rows_unchanged + row.rows_rejected
     stored = rejects(engine, result.batch_id)
     assert sorted(stored) == sorted(int(line) for line in expected["rejected"])
-    raw_lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    raw_lines = path.read_bytes().decode("utf-8-sig", "replace").splitlines()  # a byte that is not UTF-8: U+FFFD
     for line, reason in expected["rejected"].items():
         assert stored[int(line)].reason.startswith(reason)
         assert stored[int(line)].raw_line == raw_lines[int(line) - 1]  # verbatim, header is line 1
@@ -110,11 +112,12 @@ def test_each_defective_file_is_accounted_for_as_expected(engine, name, method):
         assert attributes(engine, customer_id)[1:] == [age, income, spending]
 
 
+@pytest.mark.quick
 def test_importing_the_same_file_again_changes_nothing(engine, customers_csv):
-    first = import_file(engine, customers_csv, settings())
+    first = import_file(engine, customers_csv, settings(), 1)
     with engine.connect() as connection:
         before = connection.execute(sa.text("select * from segmentation_internal.customers order by customer_id")).all()
-    second = import_file(engine, customers_csv, settings())
+    second = import_file(engine, customers_csv, settings(), 1)
     with engine.connect() as connection:
         after = connection.execute(sa.text("select * from segmentation_internal.customers order by customer_id")).all()
     assert (first.rows_inserted, second.rows_inserted, second.rows_updated, second.rows_unchanged) == (300, 0, 0, 300)
@@ -122,23 +125,23 @@ def test_importing_the_same_file_again_changes_nothing(engine, customers_csv):
 
 
 def test_changed_rows_are_updated_and_counted(engine, tmp_path, customers_csv):
-    import_file(engine, customers_csv, settings())
+    import_file(engine, customers_csv, settings(), 1)
     lines = customers_csv.read_text().splitlines()
     assert lines[1] == "0001,Male,48,91,21"
     lines[1] = "0001,Male,48,91,22"  # spending score 21 -> 22
     lines.append("0301,Female,30,70,50")  # the sample's ids are 1..300
     changed = tmp_path / "changed.csv"
     changed.write_text("\n".join(lines) + "\n")
-    result = import_file(engine, changed, settings())
+    result = import_file(engine, changed, settings(), 1)
     assert (result.rows_inserted, result.rows_updated, result.rows_unchanged) == (1, 1, 299)
 
 
 def test_full_export_marks_missing_customers_inactive_and_keeps_them(engine, tmp_path, customers_csv):
-    import_file(engine, customers_csv, settings())
+    import_file(engine, customers_csv, settings(), 1)
     lines = customers_csv.read_text().splitlines()
     partial = tmp_path / "partial.csv"
     partial.write_text("\n".join(lines[:151]) + "\n")  # header and customers 1..150
-    result = import_file(engine, partial, settings(export_mode="full"))
+    result = import_file(engine, partial, settings(export_mode="full"), 1)
     assert result.rows_deactivated == 150
     with engine.connect() as connection:
         counts = connection.execute(
@@ -148,27 +151,27 @@ def test_full_export_marks_missing_customers_inactive_and_keeps_them(engine, tmp
 
 
 def test_incremental_export_leaves_missing_customers_active(engine, tmp_path, customers_csv):
-    import_file(engine, customers_csv, settings())
+    import_file(engine, customers_csv, settings(), 1)
     partial = tmp_path / "partial.csv"
     partial.write_text("\n".join(customers_csv.read_text().splitlines()[:11]) + "\n")
-    assert import_file(engine, partial, settings(export_mode="incremental")).rows_deactivated == 0
+    assert import_file(engine, partial, settings(export_mode="incremental"), 1).rows_deactivated == 0
     with engine.connect() as connection:
         assert connection.execute(sa.text("select count(*) from segmentation_internal.customers where is_active")).scalar() == 300
 
 
 def test_a_refused_file_leaves_customers_exactly_as_they_were(engine, customers_csv):
-    import_file(engine, customers_csv, settings())
+    import_file(engine, customers_csv, settings(), 1)
     with engine.connect() as connection:
         before = connection.execute(sa.text("select * from segmentation_internal.customers order by customer_id")).all()
     with pytest.raises(ImportRefused):
-        import_file(engine, DEFECTS / "not_utf8.csv", settings(export_mode="full"))
+        import_file(engine, DEFECTS / "missing_column.csv", settings(export_mode="full"), 1)
     with engine.connect() as connection:
         after = connection.execute(sa.text("select * from segmentation_internal.customers order by customer_id")).all()
     assert before == after
 
 
 def test_the_injection_attempt_is_just_a_rejected_line(engine):
-    import_file(engine, DEFECTS / "sql_injection.csv", settings())
+    import_file(engine, DEFECTS / "sql_injection.csv", settings(), 1)
     with engine.connect() as connection:
         assert connection.execute(sa.text("select count(*) from segmentation_internal.customers")).scalar() == 1
 
@@ -192,7 +195,7 @@ def test_random_mixes_of_good_and_bad_lines_always_add_up(engine, tmp_path_facto
     path.write_text("CustomerID,Gender,Age,Annual Income (k$),Spending Score (1-100)\n" + "\n".join(lines) + "\n",
                     encoding="utf-8")
     try:
-        result = import_file(engine, path, settings())
+        result = import_file(engine, path, settings(), 1)
     except ImportRefused as refused:  # only a file with no data lines may be refused
         assert "no customer lines" in str(refused)
         return
@@ -233,12 +236,12 @@ def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_p
             )).all()
         return customers, stored
 
-    first = import_file(engine, mixed, settings())
+    first = import_file(engine, mixed, settings(), 1)
     loaded = snapshot()
     with engine.begin() as connection:
         connection.execute(sa.text("delete from segmentation_internal.customers"))
     seed_one_customer(engine)
-    merged = import_file(engine, mixed, settings())
+    merged = import_file(engine, mixed, settings(), 1)
     assert (first.method, merged.method) == ("first load", "merge")
     assert (first.rows_read, first.rows_inserted, first.rows_rejected) == (211, 205, 6)
     assert (merged.rows_read, merged.rows_inserted, merged.rows_rejected) == (211, 205, 6)
@@ -253,10 +256,14 @@ def test_first_load_and_merge_store_the_same_customers_and_rejects(engine, tmp_p
 
 @pytest.mark.parametrize(("order", "expected"), [("sorted", "merge join"), ("shuffled", "planner's choice")])
 def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_close_to_id_order(
-    engine, tmp_path, customers_csv, caplog, order, expected
+    engine, tmp_path, customers_csv, caplog, order, expected, monkeypatch
 ):
     import logging
     import random
+
+    from segmentation.ingest import diff
+
+    monkeypatch.setattr(diff, "MAX_CHANGED_SHARE", 0.0)  # any changed line: the whole file is merged
 
     header, *lines = customers_csv.read_text().splitlines()
     if order == "shuffled":
@@ -265,12 +272,12 @@ def test_the_stage_is_matched_by_merge_join_only_when_both_tables_are_close_to_i
     # only where the digits grow, which still counts as close to id order
     path = tmp_path / f"{order}.csv"
     path.write_text("\n".join([header, *lines]) + "\n")
-    # the file without its first line first: the second file does not start with it, so it is merged whole
+    # the file without its first line first: the second file does not start with it (nor compares line by line)
     earlier = tmp_path / "earlier.csv"
     earlier.write_text("\n".join([header, *lines[1:]]) + "\n")
-    import_file(engine, earlier, settings())
+    import_file(engine, earlier, settings(), 1)
     with caplog.at_level(logging.DEBUG, logger="segmentation.ingest"):
-        again = import_file(engine, path, settings())
+        again = import_file(engine, path, settings(), 1)
     assert (again.method, again.rows_unchanged, again.rows_inserted) == ("merge", 299, 1)
     assert expected in caplog.text
 
@@ -290,7 +297,7 @@ def test_a_line_lost_between_reader_and_copy_fails_the_import_instead(engine, cu
 
     monkeypatch.setattr(records._Writer, "records", drop_first_record)
     with pytest.raises(RuntimeError, match=r"300 (valid|read) lines but COPY took 29\d rows"):
-        import_file(engine, customers_csv, settings())
+        import_file(engine, customers_csv, settings(), 1)
     assert customer_count(engine) == before
     with engine.connect() as connection:
         status = connection.execute(sa.text("select status from segmentation_internal.import_batches")).scalar_one()
@@ -323,7 +330,7 @@ def test_the_plain_block_path_stores_exactly_what_the_line_by_line_path_stores(e
     def load():
         with engine.begin() as connection:
             connection.execute(sa.text("delete from segmentation_internal.customers"))
-        result = import_file(engine, path, settings())
+        result = import_file(engine, path, settings(), 1)
         with engine.connect() as connection:
             customers = connection.execute(sa.text(
                 "select customer_id, attributes from segmentation_internal.customers order by customer_id")).all()
@@ -391,7 +398,7 @@ def test_a_declared_export_stores_every_type_and_accounts_for_every_line(engine,
     ]
     path = write_lines(tmp_path / "bank.csv", BANK_HEADER, lines)
     with caplog.at_level(logging.INFO, logger="segmentation.ingest"):
-        result = import_file(engine, path, bank_settings())
+        result = import_file(engine, path, bank_settings(), 1)
     assert (result.method, result.rows_read, result.rows_inserted, result.rows_rejected) == ("first load", 12, 4, 8)
     assert result.ignored_columns == ("Branch",) and "'Branch'" in caplog.text
     customers = stored_customers(engine)
@@ -419,7 +426,7 @@ def test_a_declared_export_stores_every_type_and_accounts_for_every_line(engine,
     assert result.reject_share == pytest.approx(8 / 12)
     assert len(result.top_reasons) == 3 and all(count == 1 for _, count in result.top_reasons)
     # the same file again: recognised as the last import's file, nothing changes, the rejects stay
-    again = import_file(engine, path, bank_settings(export_mode="incremental"))
+    again = import_file(engine, path, bank_settings(export_mode="incremental"), 1)
     assert (again.method, again.rows_unchanged, again.rows_rejected) == ("unchanged prefix", 4, 8)
     assert again.top_reasons == result.top_reasons
     assert {line: row.reason for line, row in rejects(engine, again.batch_id).items()} == reasons
@@ -429,27 +436,28 @@ def test_a_declared_export_stores_every_type_and_accounts_for_every_line(engine,
 def test_text_ids_keep_leading_zeros_and_whole_ids_drop_them(engine, tmp_path):
     text_ids = write_lines(tmp_path / "text.csv", BANK_HEADER,
                            ["007,1,1,1,y,East,B", "7,2,2,2,n,West,B", "0007,3,3,3,1,South,B"])
-    result = import_file(engine, text_ids, bank_settings())
+    result = import_file(engine, text_ids, bank_settings(), 1)
     assert (result.rows_inserted, result.rows_rejected) == (3, 0)
     assert sorted(stored_customers(engine)) == ["0007", "007", "7"]
     with engine.begin() as connection:
         connection.execute(sa.text("delete from segmentation_internal.customers"))
     whole_ids = write_lines(tmp_path / "whole.csv", "CustomerID,Gender,Age,Annual Income (k$),Spending Score (1-100)",
                             ["007,Male,1,1,1", "7,Female,2,2,2"])
-    result = import_file(engine, whole_ids, settings())
+    result = import_file(engine, whole_ids, settings(), 1)
     assert (result.rows_inserted, result.rows_rejected) == (1, 1)  # the same customer twice: the later line wins
     assert stored_customers(engine)["7"].attributes == ["Female", "2", "2", "2"]
     assert rejects(engine, result.batch_id)[2].reason == "customer id 7 appears again on line 3, which replaces this line"
 
 
+@pytest.mark.quick
 def test_a_full_export_keeps_a_customer_whose_line_was_rejected_active(engine, tmp_path):
     lines = [f"C-{number:03d},{number},{number},1,no,East,B" for number in range(1, 41)]
-    import_file(engine, write_lines(tmp_path / "all.csv", BANK_HEADER, lines), bank_settings())
+    import_file(engine, write_lines(tmp_path / "all.csv", BANK_HEADER, lines), bank_settings(), 1)
     later = lines[:38]  # C-039 and C-040 are gone
     later[0] = "C-001,lots,1,1,no,East,B"  # rejected, but its id is readable
     later[1] = "C-002,1,1,1,no,East"  # wrong number of fields, id still readable
     result = import_file(engine, write_lines(tmp_path / "later.csv", BANK_HEADER, later),
-                         bank_settings(export_mode="full", max_reject_share=0.1))
+                         bank_settings(export_mode="full", max_reject_share=0.1), 1)
     assert (result.rows_rejected, result.rows_deactivated, result.deactivation_skipped) == (2, 2, False)
     customers = stored_customers(engine)
     assert [cid for cid, row in sorted(customers.items()) if not row.is_active] == ["C-039", "C-040"]
@@ -461,11 +469,11 @@ def test_a_full_export_with_too_many_rejects_deactivates_nobody(engine, tmp_path
     import logging
 
     lines = [f"C-{number:03d},{number},{number},1,no,East,B" for number in range(1, 21)]
-    import_file(engine, write_lines(tmp_path / "all.csv", BANK_HEADER, lines), bank_settings())
+    import_file(engine, write_lines(tmp_path / "all.csv", BANK_HEADER, lines), bank_settings(), 1)
     later = lines[:10] + [f"C-{number:03d},{number}k,1,1,no,East,B" for number in (11, 12)]  # 2 of 12 rejected
     with caplog.at_level(logging.WARNING, logger="segmentation.ingest"):
         result = import_file(engine, write_lines(tmp_path / "later.csv", BANK_HEADER, later),
-                             bank_settings(export_mode="full", max_reject_share=0.05))
+                             bank_settings(export_mode="full", max_reject_share=0.05), 1)
     assert (result.rows_rejected, result.rows_deactivated, result.deactivation_skipped) == (2, 0, True)
     assert result.reject_share == pytest.approx(2 / 12)
     assert result.top_reasons == [("income '…' is not a number", 2)]
@@ -474,7 +482,7 @@ def test_a_full_export_with_too_many_rejects_deactivates_nobody(engine, tmp_path
     assert "nobody marked inactive" in result.summary()
     # the same share within the limit: the missing customers become inactive
     result = import_file(engine, write_lines(tmp_path / "again.csv", BANK_HEADER, later),
-                         bank_settings(export_mode="full", max_reject_share=0.2))
+                         bank_settings(export_mode="full", max_reject_share=0.2), 1)
     assert (result.rows_deactivated, result.deactivation_skipped) == (8, False)
 
 
@@ -488,10 +496,10 @@ def test_datasets_are_recorded_once_per_declaration(engine, tmp_path):
         fingerprints = connection.execute(sa.text("select fingerprint from segmentation_internal.datasets")).scalars().all()
     assert sorted(fingerprints) == sorted([MALL.fingerprint(), parse_dataset(BANK).fingerprint()])
     # a customer read under another declaration is a changed customer
-    import_file(engine, write_lines(tmp_path / "a.csv", BANK_HEADER, ["C-1,1,1,1,no,East,B"]), bank_settings())
+    import_file(engine, write_lines(tmp_path / "a.csv", BANK_HEADER, ["C-1,1,1,1,no,East,B"]), bank_settings(), 1)
     other = dict(BANK, columns={**BANK["columns"], "region": {"from": "Region", "type": "category"}})
     result = import_file(engine, write_lines(tmp_path / "b.csv", BANK_HEADER, ["C-1,1,1,1,no,East,B"]),
-                         settings(dataset=other))
+                         settings(dataset=other), 1)
     assert (result.rows_updated, result.rows_unchanged) == (1, 0)
     assert stored_customers(engine)["C-1"].dataset_id == result.dataset_id != bank
 
@@ -551,7 +559,7 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
     def load():
         with engine.begin() as connection:
             connection.execute(sa.text("delete from segmentation_internal.customers"))
-        result = import_file(engine, path, settings(dataset=EVERY_TYPE))
+        result = import_file(engine, path, settings(dataset=EVERY_TYPE), 1)
         if any(line.count('"') % 2 for line in lines):  # a quoted field may span lines: fewer records
             assert result.rows_read <= len(lines)
         else:
@@ -564,7 +572,7 @@ def test_any_text_in_any_field_loads_or_is_rejected_and_both_paths_store_the_sam
                 "select line_number, raw_line, reason from segmentation_internal.import_rejects where batch_id = :id"
                 " order by line_number"), {"id": result.batch_id}).all()
         assert len(stored) == result.rows_rejected
-        again = import_file(engine, path, settings(dataset=EVERY_TYPE))  # the stage's text matches the stored rows'
+        again = import_file(engine, path, settings(dataset=EVERY_TYPE), 1)  # the stage's text matches the stored rows'
         assert (again.rows_inserted, again.rows_updated, again.rows_unchanged) == (0, 0, result.rows_inserted)
         return (result.rows_inserted, result.rows_rejected), customers, stored
 

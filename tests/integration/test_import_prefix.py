@@ -47,10 +47,11 @@ def whole_engine(server_url, template_database):
 
 @contextlib.contextmanager
 def whole_file(monkeypatch):
-    """Imports inside read the whole file (no prefix is ever recognised)."""
+    """Imports inside read the whole file (no prefix is ever recognised, no kept file compared)."""
     with monkeypatch.context() as patch:
         patch.setattr("segmentation.ingest.load.match", lambda *_: None)
         patch.setattr("segmentation.orders.ingest.match", lambda *_: None)
+        patch.setattr("segmentation.ingest.load._changed_load", lambda *_: (None, None, None))
         yield
 
 
@@ -99,20 +100,20 @@ def both(engine, whole_engine, monkeypatch, imports):
 
 
 def customers(path, **overrides):
-    return lambda engine: import_file(engine, path, settings(**overrides))
+    return lambda engine: import_file(engine, path, settings(**overrides), 1)
 
 
 def orders(path, spec=OrdersSpec()):
-    return lambda engine: import_orders(engine, path, spec, "whole")
+    return lambda engine: import_orders(engine, path, spec, "whole", 1)
 
 
 def test_the_same_customer_file_again_is_recognised_and_changes_nothing(engine, whole_engine, tmp_path, monkeypatch):
     path = write(tmp_path, CUSTOMERS, "customers.csv")
-    first = import_file(engine, path, settings())
+    first = import_file(engine, path, settings(), 1)
     before = stored(engine)
     with engine.connect() as connection:
         updated = connection.execute(sa.text("select max(updated_at) from segmentation_internal.customers")).scalar()
-    again = import_file(engine, path, settings())
+    again = import_file(engine, path, settings(), 1)
     assert (again.method, again.rows_read, again.rows_unchanged, again.rows_rejected) == ("unchanged prefix", 42, 40, 2)
     assert again.rows_inserted + again.rows_updated + again.rows_deactivated == 0
     assert again.top_reasons == first.top_reasons
@@ -125,9 +126,9 @@ def test_the_same_customer_file_again_is_recognised_and_changes_nothing(engine, 
         row[1:] for row in before["rejects"] if row[0] == first.batch_id]
     assert [row[1] for row in after["rejects"] if row[0] == again.batch_id] == [42, 43]
     assert "unchanged prefix" in again.summary()
-    import_file(whole_engine, path, settings())
+    import_file(whole_engine, path, settings(), 1)
     with whole_file(monkeypatch):
-        whole = import_file(whole_engine, path, settings())
+        whole = import_file(whole_engine, path, settings(), 1)
     assert whole.method == "merge" and counts(whole) == counts(again) and stored(whole_engine) == after
 
 
@@ -155,13 +156,14 @@ def test_a_tail_line_that_replaces_a_prefix_line_falls_back_to_the_whole_file(en
     assert (result.method, result.rows_inserted, result.rows_updated, result.rows_rejected) == ("merge", 1, 1, 3)
 
 
-def test_a_file_that_differs_inside_the_prefix_is_read_whole(engine, whole_engine, tmp_path, monkeypatch):
+def test_a_file_that_differs_inside_the_prefix_is_not_read_as_a_tail(engine, whole_engine, tmp_path, monkeypatch):
     path = write(tmp_path, CUSTOMERS, "customers.csv")
     changed = write(tmp_path, CUSTOMERS.replace("\n5,Male,25,15,6\n", "\n5,Male,26,15,6\n") + "43,Male,1,1,1\n",
                     "changed.csv")
     assert changed.read_text() != CUSTOMERS + "43,Male,1,1,1\n"
     _, result = both(engine, whole_engine, monkeypatch, [customers(path), customers(changed)])
-    assert (result.method, result.rows_inserted, result.rows_updated) == ("merge", 1, 1)
+    # its changed lines are read (compared with the kept last file), never the tail alone
+    assert (result.method, result.rows_inserted, result.rows_updated) == ("changed lines", 1, 1)
 
 
 def test_a_changed_declaration_reads_the_whole_file(engine, whole_engine, tmp_path, monkeypatch):
@@ -202,34 +204,43 @@ def test_a_prefix_ending_in_an_open_quote_is_not_reused(engine, whole_engine, tm
     assert result.method == "merge"
 
 
-def test_a_refused_tail_refuses_the_file_and_leaves_the_table_as_it_was(engine, tmp_path):
+def refuse_the_tail(monkeypatch, where):
+    """Make the tail's load fail at `where` (a name the tail load calls), as a server error would."""
+    def refuse(*args, **kwargs):
+        raise ImportRefused("bad.csv: refused while loading its tail")
+
+    monkeypatch.setattr(where, refuse)
+
+
+def test_a_refused_tail_refuses_the_file_and_leaves_the_table_as_it_was(engine, tmp_path, monkeypatch):
     path = write(tmp_path, CUSTOMERS, "customers.csv")
-    import_file(engine, path, settings())
+    import_file(engine, path, settings(), 1)
     before = stored(engine)
-    bad = write(tmp_path, CUSTOMERS.encode() + b"43,Male,30,\xff30,30\n", "bad.csv")
-    with pytest.raises(ImportRefused, match="line 44"):
-        import_file(engine, bad, settings())
+    bad = write(tmp_path, CUSTOMERS + "43,Male,30,30,30\n", "bad.csv")
+    with monkeypatch.context() as patch, pytest.raises(ImportRefused, match="refused while loading its tail"):
+        refuse_the_tail(patch, "segmentation.ingest.merge._merge")
+        import_file(engine, bad, settings(), 1)
     assert stored(engine) == before
     # and the next import still starts from the last succeeded batch
-    again = import_file(engine, write(tmp_path, CUSTOMERS + "43,Male,30,30,30\n", "good.csv"), settings())
+    again = import_file(engine, write(tmp_path, CUSTOMERS + "43,Male,30,30,30\n", "good.csv"), settings(), 1)
     assert (again.method, again.rows_inserted) == ("unchanged prefix", 1)
 
 
 def test_a_missing_file_after_an_import_is_refused_as_missing(engine, tmp_path):
-    import_file(engine, write(tmp_path, CUSTOMERS, "customers.csv"), settings())
+    import_file(engine, write(tmp_path, CUSTOMERS, "customers.csv"), settings(), 1)
     with pytest.raises(ImportRefused, match="no such file"):
-        import_file(engine, tmp_path / "missing.csv", settings())
-    import_orders(engine, write(tmp_path, ORDERS, "orders.csv"), OrdersSpec(), "whole")
+        import_file(engine, tmp_path / "missing.csv", settings(), 1)
+    import_orders(engine, write(tmp_path, ORDERS, "orders.csv"), OrdersSpec(), "whole", 1)
     with pytest.raises(ImportRefused, match="no such file"):
-        import_orders(engine, tmp_path / "missing.csv", OrdersSpec(), "whole")
+        import_orders(engine, tmp_path / "missing.csv", OrdersSpec(), "whole", 1)
 
 
 def test_a_change_by_anyone_else_makes_the_next_import_read_the_whole_file(engine, tmp_path):
     path = write(tmp_path, CUSTOMERS, "customers.csv")
-    import_file(engine, path, settings())
+    import_file(engine, path, settings(), 1)
     with engine.begin() as connection:
         connection.execute(sa.text("update segmentation_internal.customers set is_active = false where customer_id = '3'"))
-    again = import_file(engine, path, settings())
+    again = import_file(engine, path, settings(), 1)
     assert (again.method, again.rows_updated) == ("merge", 1)
 
 
@@ -263,11 +274,22 @@ def test_a_tail_that_names_a_stored_order_again_stores_what_the_whole_file_would
     engine, whole_engine, tmp_path, monkeypatch
 ):
     path = write(tmp_path, ORDERS_WITH_IDS, "orders.csv")
-    # order 100 gets a third line, order 101 a line identical to one it has, order 200 is new
-    grown = write(tmp_path, ORDERS_WITH_IDS + "100,1,2024-01-05,3.5\n101,3,2024-01-03,2.5\n200,2,2024-02-01,9\n",
-                  "grown.csv")
+    # order 100 gets a third line, order 200 is new
+    grown = write(tmp_path, ORDERS_WITH_IDS + "100,1,2024-01-05,3.5\n200,2,2024-02-01,9\n", "grown.csv")
     _, result = both(engine, whole_engine, monkeypatch, [orders(path), orders(grown)])
-    assert (result.method, result.rows_inserted, result.rows_removed) == ("unchanged prefix", 3, 0)
+    assert (result.method, result.rows_inserted, result.rows_removed) == ("unchanged prefix", 2, 0)
+
+
+def test_a_tail_line_that_repeats_a_line_of_the_prefix_is_rejected_as_the_whole_file_would(
+    engine, whole_engine, tmp_path, monkeypatch
+):
+    path = write(tmp_path, ORDERS_WITH_IDS, "orders.csv")
+    # order 101 gets a line identical to its line 4 (exported twice), order 200 is new
+    grown = write(tmp_path, ORDERS_WITH_IDS + "101,3,2024-01-03,2.5\n200,2,2024-02-01,9\n", "grown.csv")
+    _, result = both(engine, whole_engine, monkeypatch, [orders(path), orders(grown)])
+    assert (result.method, result.rows_inserted, result.rows_rejected) == ("merge", 1, 1)
+    assert stored(engine)["rejects"][-1][1:] == (
+        32, "101,3,2024-01-03,2.5", "repeats line 4 exactly (an order line exported twice): counted once")
 
 
 def test_orders_the_table_holds_beyond_the_last_file_make_the_next_import_read_the_whole_file(
@@ -304,12 +326,13 @@ def test_a_changed_order_declaration_reads_the_whole_file(engine, whole_engine, 
     assert (result.method, result.rows_inserted) == ("merge", 1)
 
 
-def test_a_refused_order_tail_leaves_the_orders_as_they_were(engine, tmp_path):
+def test_a_refused_order_tail_leaves_the_orders_as_they_were(engine, tmp_path, monkeypatch):
     path = write(tmp_path, ORDERS, "orders.csv")
-    import_orders(engine, path, OrdersSpec(), "whole")
+    import_orders(engine, path, OrdersSpec(), "whole", 1)
     before = stored(engine)
-    with pytest.raises(ImportRefused):
-        import_orders(engine, write(tmp_path, ORDERS.encode() + b"5,2024-03-02,\xfe7\n", "bad.csv"), OrdersSpec(), "whole")
+    with monkeypatch.context() as patch, pytest.raises(ImportRefused):
+        refuse_the_tail(patch, "segmentation.orders.ingest.copy_rejects")
+        import_orders(engine, write(tmp_path, ORDERS + "5,2024-03-02,7\n", "bad.csv"), OrdersSpec(), "whole", 1)
     assert stored(engine) == before
 
 
@@ -319,6 +342,6 @@ def test_a_tail_line_of_an_inactive_customer_makes_it_active_again(engine, whole
     back = write(tmp_path, without.read_text() + "40,Female,61,50,41\n", "back.csv")
     _, gone, result = both(engine, whole_engine, monkeypatch, [
         customers(path, export_mode="full"), customers(without, export_mode="full"), customers(back, export_mode="full")])
-    assert (gone.method, gone.rows_deactivated) == ("merge", 1)
+    assert (gone.method, gone.rows_deactivated) == ("changed lines", 1)
     assert (result.method, result.rows_updated, result.rows_inserted, result.rows_deactivated) == (
         "unchanged prefix", 1, 0, 0)

@@ -5,12 +5,13 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from segmentation import db, publish
+from segmentation import db
 from segmentation.errors import RunLocked
 from segmentation.features import staging
 from segmentation.pipeline import run_once
 from segmentation.publish import assignment
 from segmentation.settings import load_settings
+from tests.conftest import published_assignment
 
 
 def settings(**overrides):
@@ -22,9 +23,9 @@ def query(engine, sql, **params):
         return connection.execute(sa.text(sql), params).all()
 
 
-def assignments(engine, run_id):
-    return dict(query(engine, "select customer_id, segment_id from segmentation_internal.customer_segments where run_id = :r",
-                      r=run_id))
+def assignments(engine):
+    """The published assignment: customer id -> segment id."""
+    return dict(published_assignment(engine, columns="customer_id, segment_id"))
 
 
 def test_mall_file_gives_the_reference_segments(engine, mall_csv):
@@ -42,15 +43,19 @@ def test_mall_file_gives_the_reference_segments(engine, mall_csv):
     assert all(row.silhouette is not None and row.davies_bouldin is not None for row in evaluations)
 
 
+@pytest.mark.quick
 def test_two_runs_keep_both_versions_and_every_customer_keeps_its_segment(engine, customers_csv):
     first = run_once(engine, settings(), customers_csv)
+    after_first = assignments(engine)
     second = run_once(engine, settings(), customers_csv)
     assert second.run_id > first.run_id
-    assert assignments(engine, first.run_id) == assignments(engine, second.run_id)
+    assert assignments(engine) == after_first and len(after_first) == 300  # the packaged sample's 300 customers
     current = query(engine, "select distinct run_id from segmentation.current_customer_segments")
     assert current == [(second.run_id,)]
-    kept = query(engine, "select run_id, count(*) from segmentation_internal.customer_segments group by 1 order by 1")
-    assert kept == [(first.run_id, 300), (second.run_id, 300)]  # the packaged sample's 300 customers
+    history = query(engine, "select count(*), count(*) filter (where is_current) from segmentation.customer_segment_history")
+    assert history == [(300, 300)]  # nobody moved: one open stretch per customer, no closed one
+    refit = run_once(engine, settings(model_tolerance=0), customers_csv)  # a new model, every customer assigned
+    assert assignments(engine) == after_first and refit.status == "published"
     names = query(engine, "select run_id, segment_id, segment_name from segmentation_internal.segment_profiles order by 2, 1")
     assert {(s, n) for _, s, n in names if _ == first.run_id} == {(s, n) for _, s, n in names if _ == second.run_id}
 
@@ -67,16 +72,17 @@ def test_row_order_of_the_export_does_not_change_the_segments(server_url, templa
     for path in (customers_csv, shuffled):
         with _fresh_database(server_url, template_database) as url:
             engine = db.make_engine(url)
-            outcome = run_once(engine, settings(), path)
-            results.append(assignments(engine, outcome.run_id))
+            run_once(engine, settings(), path)
+            results.append(assignments(engine))
             engine.dispose()
     assert results[0] == results[1]
 
 
+@pytest.mark.quick
 def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engine, customers_csv, monkeypatch):
     good = run_once(engine, settings(), customers_csv)
 
-    def broken_statistics(*args, **kwargs):  # after the run's partition is written
+    def broken_statistics(*args, **kwargs):  # after the run's assignment is written
         raise RuntimeError("disk full (simulated)")
 
     monkeypatch.setattr(assignment, "statistics", broken_statistics)
@@ -86,18 +92,21 @@ def test_a_run_that_fails_while_publishing_leaves_the_previous_run_current(engin
     failed = query(engine, "select run_id, status, error from segmentation.run_history where status <> 'published'")
     assert len(failed) == 1 and failed[0].status == "failed" and "disk full" in failed[0].error
     # nothing of the failed run was kept: its per-customer rows, profiles and evaluations rolled back with it
-    assert query(engine, "select to_regclass(:table)", table=f"segmentation_internal.{publish.partition_name(failed[0].run_id)}") == [(None,)]
+    assert query(engine, "select to_regclass(:table)", table=f"segmentation_internal.current_segments_g{failed[0].run_id}") == [(None,)]
+    assert published_assignment(engine, columns="run_id") == [(good.run_id,)] * 300
     leftovers = query(engine, "select count(*) from segmentation_internal.k_evaluations where run_id = :r", r=failed[0].run_id)
     assert leftovers == [(0,)]
 
 
 def test_a_run_that_never_finished_is_marked_abandoned_by_the_next(engine, customers_csv):
     with engine.begin() as connection:
-        dead = connection.execute(sa.text("insert into segmentation_internal.runs default values returning run_id")).scalar()
+        dead = connection.execute(sa.text(
+            "insert into segmentation_internal.runs (segmentation_id) values (1) returning run_id")).scalar()
     run_once(engine, settings(), customers_csv)
     assert query(engine, "select status from segmentation_internal.runs where run_id = :r", r=dead) == [("abandoned",)]
 
 
+@pytest.mark.quick
 def test_a_second_run_is_refused_while_the_lock_is_held(engine, customers_csv):
     with db.run_lock(engine, wait_seconds=0):
         with pytest.raises(RunLocked, match="another segmentation run is in progress"):

@@ -1,5 +1,6 @@
 """The report of real runs: what it says after the features changed, and that a browser shows every image."""
 
+import collections
 import re
 
 import pytest
@@ -8,6 +9,7 @@ from segmentation import report
 from segmentation.report import data as report_data
 from segmentation.pipeline import run_once
 from segmentation.settings import load_settings
+from tests.conftest import published_assignment
 from tests.browser import chromium, chromium_command
 
 # After the page loads, list every image: loaded or broken, its natural size, its alt text's length.
@@ -33,8 +35,8 @@ def settings(**overrides):
 
 def test_a_run_on_other_features_reports_renumbered_segments_not_moves(engine, customers_csv):
     first = run_once(engine, settings(), customers_csv)
-    second = run_once(engine, settings(features="age,spending_score"), None)
-    third = run_once(engine, settings(), None)
+    second = run_once(engine, settings(features="age,spending_score"), None, new_version=True)
+    third = run_once(engine, settings(), None, new_version=True)
     with engine.connect() as connection:
         renumbered = report_data.load_report_data(connection, second.run_id)
         back = report_data.load_report_data(connection, third.run_id)
@@ -91,16 +93,14 @@ def test_moves_read_by_a_left_join_equal_the_full_join_of_both_runs(engine, cust
     second_csv = tmp_path / "second.csv"
     second_csv.write_text("\n".join([lines[0], *changed, *new]) + "\n", encoding="utf-8")
     first = run_once(engine, settings(k=5), customers_csv)
+    earlier = dict(published_assignment(engine, columns="customer_id, segment_id"))
     second = run_once(engine, settings(k=5), second_csv)
+    latest = dict(published_assignment(engine, columns="customer_id, segment_id"))
     with engine.connect() as connection:
         moves = report_data.read_transitions(connection, second.run_id, first.run_id)
-        expected = connection.exec_driver_sql(
-            "select earlier.segment_id, latest.segment_id, count(*)"
-            " from (select * from segmentation_internal.customer_segments where run_id = %(p)s) as earlier"
-            " full join (select * from segmentation_internal.customer_segments where run_id = %(r)s) as latest"
-            " using (customer_id) group by 1, 2 order by 1 nulls last, 2 nulls last",
-            {"p": first.run_id, "r": second.run_id},
-        ).all()
+    pairs = collections.Counter((earlier.get(customer), latest.get(customer)) for customer in earlier.keys() | latest.keys())
+    expected = sorted(((a, b, n) for (a, b), n in pairs.items()),
+                      key=lambda row: (row[0] is None, row[0] or 0, row[1] is None, row[1] or 0))
 
     def key(value):
         return None if value is None or value != value else int(value)
@@ -109,3 +109,67 @@ def test_moves_read_by_a_left_join_equal_the_full_join_of_both_runs(engine, cust
         (key(a), key(b), int(n)) for a, b, n in expected
     ]
     assert sum(n for a, b, n in expected if a is None) == 12 and sum(n for a, b, n in expected if b is None) == 25
+
+
+# After the page loads: each segment card's width and its paragraphs' heights, and whether any
+# table is wider than the page (a table a reader must scroll sideways to read).
+LAYOUT_CHECK = """
+<script>
+window.addEventListener("load", () => {
+  const lines = Array.from(document.querySelectorAll("article.segment"), (card) =>
+    `card ${card.id} ${card.getBoundingClientRect().width} ${card.querySelector(".apart").getBoundingClientRect().height}`);
+  const page = document.body.getBoundingClientRect().width;
+  document.querySelectorAll("section table").forEach((table, index) =>
+    lines.push(`table ${index} ${table.getBoundingClientRect().width <= page + 1 ? "fits" : "overflows"}`));
+  const out = document.createElement("pre");
+  out.id = "layout-check";
+  out.textContent = lines.join("\\n");
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def test_a_fixed_k_of_ten_reads_segments_first_without_one_point_charts(engine, customers_csv):
+    # ten segments in five groups: the health gate would hold them, so forced, as a marketer asked
+    outcome = run_once(engine, settings(k=10, force_publish=True), customers_csv)
+    with engine.connect() as connection:
+        data = report_data.load_report_data(connection, outcome.run_id)
+    page = report.render_report(data)
+    assert data.run.k_selection == "fixed" and len(data.evaluations) == 1
+    assert "model-selection criteria" not in page  # the six charts would each hold one point
+    assert "fixed at 10 (segment run --k 10, or the k setting)" in page
+    sections = re.findall(r"<section id='([^']+)'>", page)
+    assert sections.index("the-segments") < sections.index("about-this-run") < sections.index(
+        "choosing-the-number-of-segments") < sections.index("glossary")
+    cards = re.findall(r"<article class='segment' id='segment-(\d+)'", page)
+    assert len(cards) == 10
+    body = page.split("<body>")[1]
+    for name in data.profiles["segment_name"]:
+        assert body.index(name.replace("'", "&#x27;")) < body.index("Seed (random_state)")
+    assert data.run.forced_reason and body.index("Published despite the health gate") < body.index("<section")
+
+
+@pytest.mark.chromium
+def test_ten_segments_lay_out_in_readable_cards_in_headless_chromium(engine, customers_csv, tmp_path):
+    browser = chromium()
+    outcome = run_once(engine, settings(k=10, force_publish=True), customers_csv)
+    with engine.connect() as connection:
+        path = report.write_report(connection, outcome.run_id, tmp_path / "report.html")
+    checked = tmp_path / "checked.html"
+    checked.write_text(path.read_text(encoding="utf-8").replace("</body>", LAYOUT_CHECK + "</body>"),
+                       encoding="utf-8")
+    dom = chromium_command(browser, tmp_path / "profile", "--window-size=1280,3000", "--virtual-time-budget=10000",
+                           "--dump-dom", checked.as_uri()).stdout
+    found = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
+    assert found, "the check script did not run"
+    lines = found.group(1).strip().splitlines()
+    cards = [line.split() for line in lines if line.startswith("card ")]
+    assert len(cards) == 10
+    for _, card, width, apart_height in cards:
+        # at least half a 1280-pixel window each (two cards a row), so what sets a segment
+        # apart reads in a few full lines, not a word a line
+        assert float(width) >= 450, (card, width)
+        assert float(apart_height) <= 6 * 24, (card, apart_height)
+    tables = [line for line in lines if line.startswith("table ")]
+    assert tables and all(line.endswith("fits") for line in tables), tables

@@ -155,4 +155,4 @@ def test_user_rules_first_match_wins_and_a_plain_sentence_otherwise():
     advice = profiles.set_index("segment_id")["recommendation"]
     assert advice[1] == "Credit counselling."
     assert advice[2] == "Offer a consolidation loan."
-    assert advice[3].startswith("No specific rule matches; it stands out by balance")
+    assert advice[3].startswith("They stand out by low balance: choose the products, channels and messages")

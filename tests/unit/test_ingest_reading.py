@@ -79,12 +79,13 @@ def test_a_long_line_at_the_end_of_the_file_without_a_line_end(tmp_path, monkeyp
     assert found[-1] == LongLine(3, "y" * 50, 50)
 
 
-def test_invalid_utf8_inside_a_skipped_line_still_refuses_the_file(tmp_path, monkeypatch):
+def test_a_byte_that_is_not_utf8_inside_a_skipped_line_is_one_character_of_it(tmp_path, monkeypatch):
     monkeypatch.setattr(source, "BLOCK_BYTES", 8)
     monkeypatch.setattr(source, "MAX_LINE_CHARACTERS", 20)
     path = write(tmp_path, b"h\n1\n" + b"y" * 30 + b"\xff" + b"y" * 30 + b"\n2\n")
-    with pytest.raises(ImportRefused, match=r"line 3: byte 0xff at byte 31 of the line is not valid UTF-8"):
-        pieces(path)
+    found = pieces(path)
+    assert LongLine(3, "y" * 30 + "\udcff" + "y" * 30, 61) in found  # rejected for its length, as any long line
+    assert found[-1] == source.Block(4, "2\n")  # and the file goes on
 
 
 def test_a_long_line_is_rejected_with_its_length_and_keeps_its_customer(layout):

@@ -407,6 +407,7 @@ BOUND = st.one_of(st.none(), st.integers(-(10**6), 10**6), st.decimals(-1000, 10
                   st.sampled_from([1e12, -1e30, 1e30, float("inf")]))
 
 
+@pytest.mark.slow  # thousands of generated examples: the full suite runs them
 @hypothesis_settings(max_examples=600, deadline=None)
 @given(kind=st.sampled_from(["number", "whole"]), low=BOUND, high=BOUND, value=NUMBERISH)
 def test_a_plain_number_is_valid_and_stored_as_it_is(kind, low, high, value):
@@ -578,6 +579,7 @@ def every_type_fields(draw):
     return fields
 
 
+@pytest.mark.slow  # thousands of generated examples: the full suite runs them
 @hypothesis_settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fields=every_type_fields(), id_type=st.sampled_from(["text", "whole"]),
        delimiter=st.sampled_from([",", ";", "\t", "|"]))

@@ -43,7 +43,8 @@ def test_choose_k_finds_the_number_of_well_separated_blobs(true_k):
     k, rationale = model_selection.choose_k(table)
     assert k == true_k
     assert rationale.startswith(f"k = {true_k}:")
-    assert {"silhouette", "davies_bouldin", "calinski_harabasz", "gap", "gap_sd", "stability_ari", "is_elbow"} <= set(table.columns)
+    assert {"silhouette", "reference_silhouette", "reference_silhouette_max", "silhouette_gain", "davies_bouldin",
+            "calinski_harabasz", "gap", "gap_sd", "stability_ari", "is_elbow"} <= set(table.columns)
     assert table["inertia"].is_monotonic_decreasing
 
 
@@ -53,48 +54,97 @@ def test_elbow_of_a_sharp_inertia_curve_is_found():
 
 def evaluation_table(**columns):
     base = {
-        "k": [2, 3, 4],
-        "inertia": [10.0, 5.0, 4.0],
-        "silhouette": [0.60, 0.59, 0.40],
-        "davies_bouldin": [0.5, 0.6, 0.9],
-        "calinski_harabasz": [1.0, 2.0, 1.5],
-        "gap": [0.1, 0.5, 0.505],
-        "gap_sd": [0.01, 0.01, 0.01],
-        "stability_ari": [0.95, 0.95, 0.95],
-        "is_elbow": [False, True, False],
+        "k": [2, 3, 4, 5],
+        "inertia": [10.0, 5.0, 4.0, 3.5],
+        "silhouette": [0.50, 0.52, 0.45, 0.40],
+        "reference_silhouette": [0.30, 0.20, 0.19, 0.18],
+        "reference_silhouette_max": [0.35, 0.22, 0.21, 0.20],
+        "davies_bouldin": [0.5, 0.6, 0.9, 1.0],
+        "calinski_harabasz": [1.0, 2.0, 1.5, 1.2],
+        "gap": [0.1, 0.5, 0.505, 0.51],
+        "gap_sd": [0.01, 0.01, 0.01, 0.01],
+        "stability_ari": [0.95, 0.95, 0.95, 0.95],
+        "is_elbow": [False, True, False, False],
     }
     base.update(columns)
     table = pd.DataFrame(base)
+    table["silhouette_gain"] = table["silhouette"] - table["reference_silhouette"]
     table["gap_choice"] = table["k"] == model_selection.gap_choice(table)
     return table
 
 
-def test_the_k_with_most_criteria_votes_wins():
-    # silhouette and Davies-Bouldin vote 2; elbow, Calinski-Harabasz and gap vote 3
-    k, rationale = model_selection.choose_k(evaluation_table())
+def test_the_largest_silhouette_gain_over_the_reference_wins_not_the_largest_silhouette():
+    # k = 2 has the best silhouette after 3, but structureless data splits in two nearly as well
+    k, rationale = model_selection.choose_k(evaluation_table(silhouette=[0.55, 0.52, 0.45, 0.40]))
     assert k == 3
-    assert "chosen by 3 of 5 criteria" in rationale and "Other criteria preferred: silhouette 2" in rationale
+    assert rationale.startswith("k = 3: the largest silhouette gain (0.320)")
+    assert "k = 2 (0.250) does not stand out" not in rationale  # 0.25 is below 0.32: nothing to explain
+    assert "silhouette 0.520 against 0.200 on the shuffled reference" in rationale
+
+
+def test_the_fewest_segments_within_a_tenth_of_the_best_gain_are_chosen():
+    k, rationale = model_selection.choose_k(evaluation_table(silhouette=[0.40, 0.52, 0.49, 0.52]))
+    # gains 0.10, 0.32, 0.30, 0.34: the best is 5; 3 is within a tenth of it (0.034)
+    assert k == 3
+    assert "the fewest segments within 0.034 of the largest silhouette gain (0.340 at k = 5): 0.320" in rationale
+
+
+def test_the_previous_runs_k_stays_while_it_is_within_the_tolerance():
+    table = evaluation_table(silhouette=[0.40, 0.52, 0.49, 0.52])  # gains 0.10, 0.32, 0.30, 0.34
+    k, rationale = model_selection.choose_k(table, previous_k=5)
+    assert k == 5
+    assert rationale.startswith("k = 5: the largest silhouette gain (0.340), as in the previous published run; k = 3"
+                                " (0.320) is within 0.034 of it")
+    nearer = evaluation_table(silhouette=[0.40, 0.52, 0.51, 0.52])  # gains 0.10, 0.32, 0.32, 0.34
+    k, rationale = model_selection.choose_k(nearer, previous_k=4)
+    assert k == 4 and "as in the previous published run: its silhouette gain 0.320 is within 0.034" in rationale
+    # a previous k outside the tolerance does not stay (0.30 and 0.10 against 0.34)
+    assert model_selection.choose_k(table, previous_k=4)[0] == model_selection.choose_k(table, previous_k=2)[0] == 3
+
+
+def test_two_segments_only_when_two_groups_stand_out():
+    close = evaluation_table(silhouette=[0.60, 0.52, 0.45, 0.40], reference_silhouette=[0.25, 0.20, 0.19, 0.18])
+    k, rationale = model_selection.choose_k(close)  # gains 0.35 and 0.32: 2 is best, not by a fifth
+    assert k == 3
+    assert "k = 2 (0.350) does not stand out by more than 0.035, so it is not taken for two groups" in rationale
+    clear = evaluation_table(silhouette=[0.80, 0.52, 0.45, 0.40], reference_silhouette=[0.25, 0.20, 0.19, 0.18])
+    k, rationale = model_selection.choose_k(clear)  # 0.55 against at most 0.32
+    assert k == 2
+    assert rationale.startswith("k = 2: two groups stand out: silhouette gain 0.550, more than 0.055 above every"
+                                " larger k (next best 0.320 at k = 3)")
 
 
 def test_an_unstable_candidate_cannot_win():
-    k, rationale = model_selection.choose_k(evaluation_table(stability_ari=[0.95, 0.40, 0.95]))
-    assert k == 2
+    k, rationale = model_selection.choose_k(evaluation_table(stability_ari=[0.95, 0.40, 0.95, 0.95]))
+    assert k == 4
     assert "stable (mean ARI 0.95" in rationale
     assert "Not eligible (not stable: mean ARI under 0.75 over resamples): k = 3 (0.40)." in rationale
 
 
-def test_a_tie_on_votes_is_named_with_the_silhouette_deciding():
-    # silhouette and Davies-Bouldin vote 2, Calinski-Harabasz and gap 3, elbow 4: 4 is unstable,
-    # so 2 and 3 tie on two votes and the higher silhouette (2) wins
-    table = evaluation_table(is_elbow=[False, False, True], stability_ari=[0.95, 0.95, 0.5])
-    k, rationale = model_selection.choose_k(table)
-    assert k == 2
-    assert "Tied on votes with k = 3: the higher silhouette decided." in rationale
-    assert "k = 4 (0.50)" in rationale
+def test_the_rationale_says_when_the_best_k_is_the_largest_tried():
+    rising = evaluation_table(silhouette=[0.40, 0.45, 0.55, 0.70])
+    k, rationale = model_selection.choose_k(rising, k_max=5, k_ceiling=5)
+    assert k == 5
+    assert "k = 5 is the largest k tried: more segments might fit better still" in rationale
+
+
+def test_the_search_goes_on_past_k_max_while_the_gain_still_rises():
+    # eight tight groups on a circle: with k_max = 4 the best gain is at the edge
+    angles = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    centres = np.column_stack([20 * np.cos(angles), 20 * np.sin(angles)])
+    points, _ = make_blobs(n_samples=800, centers=centres, cluster_std=1.0, random_state=3)
+    table, models, k, rationale = model_selection.search(
+        points, 2, 4, 12, random_state=0, n_init=4, gap_references=4, stability_resamples=3)
+    assert k == 8
+    assert set(models) == set(table["k"]) and table["k"].max() in (10, 13)
+    assert "The best k was at the upper edge of the range (k_max = 4) and the gain still rose, so the search went" \
+        f" on to k = {table['k'].max()}." in rationale
+    capped = model_selection.search(points, 2, 4, 7, random_state=0, n_init=4, gap_references=4, stability_resamples=3)
+    assert capped[2] == 7 and "(the cap, k_ceiling = 7)" in capped[3] and "k = 7 is the largest k tried" in capped[3]
 
 
 def test_gap_rule_takes_the_smallest_k_within_one_standard_error():
-    table = evaluation_table(gap=[0.1, 0.5, 0.52], gap_sd=[0.01, 0.05, 0.05])
+    table = evaluation_table(gap=[0.1, 0.5, 0.52, 0.53], gap_sd=[0.01, 0.05, 0.05, 0.05])
     assert model_selection.gap_choice(table) == 3
 
 
@@ -198,7 +248,7 @@ def test_scoring_the_candidates_in_parallel_gives_the_same_table_as_one_at_a_tim
     both = model_selection.evaluate_candidates(scaled, range(2, 6), n_jobs=2, **settings)
     assert len(scaled) >= model_selection.PARALLEL_FROM_ROWS
     pd.testing.assert_frame_equal(one, both)
-    assert one.loc[one["votes"].idxmax(), "k"] == 3
+    assert one.loc[one["silhouette_gain"].idxmax(), "k"] == 3
 
 
 def test_silhouettes_of_many_labelings_at_once_equal_scikit_learns():
@@ -249,3 +299,14 @@ def test_the_sql_sum_adds_in_numpys_order_so_distances_agree_to_the_last_bit():
         squares = rng.normal(size=(5_000, 1, width)) ** 2 * 10.0 ** rng.integers(-3, 4, size=width)
         expression = numpy_sum([sql.SQL(f"t[:, 0, {index}]") for index in range(width)]).as_string(None)
         assert eval(expression, {"t": squares}).tolist() == squares.sum(axis=2)[:, 0].tolist(), width
+
+
+def test_a_few_rows_more_or_less_give_the_same_k():
+    # four overlapping groups in five columns, two of which overlap so much that three stand out
+    points, _ = make_blobs(n_samples=800, centers=4, n_features=5, cluster_std=2.5, random_state=11)
+    rng = np.random.default_rng(0)
+    variants = [points, np.delete(points, rng.choice(800, 8, replace=False), axis=0),
+                np.vstack([points, points[rng.choice(800, 8, replace=False)] + rng.normal(0, 0.1, (8, 5))])]
+    chosen = {model_selection.search(variant, 2, 10, 12, random_state=42, n_init=5, gap_references=5,
+                                     stability_resamples=4)[2] for variant in variants}
+    assert chosen == {3}

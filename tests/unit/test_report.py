@@ -16,6 +16,10 @@ from segmentation.report import data as report_data
 from segmentation.dataset import MALL, Column, Dataset
 from segmentation.palette import segment_color
 
+# Each test renders a report with matplotlib (seconds each): left to the full suite, out of the
+# fast subset (`-m "not slow"`); run this file itself when working on the report.
+pytestmark = pytest.mark.slow
+
 BANK = Dataset(
     id_column="account_no",
     id_type="text",
@@ -44,9 +48,10 @@ def images(page: str) -> list[str]:
 def mall_customers(rng: np.random.Generator, segment_ids: list[int], per_segment: int = 60) -> pd.DataFrame:
     frames = []
     for position, segment_id in enumerate(segment_ids):
+        female = 0.3 + 0.2 * (position % 3)  # up to three distinct mixes, repeated for more segments
         frames.append(pd.DataFrame({
             "segment_id": segment_id,
-            "gender": rng.choice(["Female", "Male"], per_segment, p=[0.3 + 0.2 * position, 0.7 - 0.2 * position]),
+            "gender": rng.choice(["Female", "Male"], per_segment, p=[female, 1 - female]),
             "age": rng.integers(18, 70, per_segment).astype(float),
             "annual_income_k": rng.normal(30 + 40 * position, 8, per_segment).clip(1),
             "spending_score": rng.normal(80 - 30 * position, 8, per_segment).clip(1, 100).round(),
@@ -224,7 +229,7 @@ def test_a_pruned_run_renders_with_a_note():
     empty = customers.iloc[0:0]
     page = render_report(make_data(MALL, ["annual_income_k", "spending_score"], customers, sample=empty,
                                    previous_run_id=None))
-    assert "per-customer rows were pruned" in page
+    assert "customer sample was pruned" in page
     alts = images(page)
     assert len(alts) == 3 and all(alt.strip() for alt in alts)  # k choice, centres, indexes
     assert "first published run" in page
@@ -346,3 +351,172 @@ def render_report(data: report_data.ReportData) -> str:
     page = report.render_report(data)
     assert page.startswith("<!doctype html>") and "http" not in page.split("<body>")[1]
     return page
+
+
+def test_the_profile_table_shows_averages_that_differ_when_they_differ():
+    from segmentation.report.data import _Feature
+    from segmentation.report.sections import profile_table
+
+    profiles = pd.DataFrame({"segment_id": [1, 2], "segment_name": ["A", "B"], "customer_count": [5, 5],
+                             "customer_share": [0.5, 0.5]})
+    features = pd.DataFrame({"segment_id": [1, 2], "feature": ["score", "score"], "category": [None, None],
+                             "mean": [60.51, 60.54], "position": [1, 1]})
+    data = types.SimpleNamespace(profiles=profiles, segment_features=features)
+    table = profile_table(data, [_Feature("score", "score", "numeric")])
+    assert table["Average score"].tolist() == ["60.51", "60.54"]  # one decimal would show 60.5 twice
+
+
+# --- a report for marketers first (issue 23) ----------------------------------------------------
+
+
+def sections_in_order(page: str) -> list[str]:
+    return re.findall(r"<section id='([^']+)'>", page)
+
+
+def test_the_segments_come_before_how_they_were_made():
+    customers = mall_customers(np.random.default_rng(13), [1, 2, 3])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    page = render_report(data)
+    assert sections_in_order(page) == ["the-segments", "segment-averages", "what-changed-since-the-last-run",
+                                       "about-this-run", "the-data", "choosing-the-number-of-segments", "glossary"]
+    body = page.split("<body>")[1]
+    # every segment's name, size, what sets it apart and advice precede the method's first word
+    method = min(body.index(word) for word in ("Scaling", "Seed (random_state)", "Davies-Bouldin", "ARI"))
+    for position in range(1, 4):
+        for text in (f"Group {position}", f"Distinct {position}", f"Recommendation {position}."):
+            assert body.index(text) < method, text
+    assert body.index("Customers segmented") < body.index("<section")  # the run at a glance, first
+
+
+def test_the_forced_reason_and_the_reference_date_stay_at_the_top():
+    customers = mall_customers(np.random.default_rng(14), [1, 2])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    data.run.forced_reason = "no clear structure: silhouette gain 0.031 < 0.05"
+    data.run.as_of = "2024-03-16"
+    body = render_report(data).split("<body>")[1]
+    first_section = body.index("<section")
+    assert "Published despite the health gate (--force-publish)</th><td>no clear structure" in body
+    assert "Reference date (as_of): orders before it count</th><td>2024-03-16" in body
+    assert body.index("no clear structure") < first_section and body.index("2024-03-16") < first_section
+    assert "class='warning'" in body[:first_section]
+
+
+def test_a_fixed_k_draws_no_one_point_charts_and_says_so():
+    customers = mall_customers(np.random.default_rng(15), [1, 2, 3])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    data.run.k_selection = "fixed"
+    data = dataclasses.replace(data, evaluations=data.evaluations[data.evaluations["k"] == 3].reset_index(drop=True))
+    page = render_report(data)
+    alts = images(page)
+    assert not any("model-selection criteria" in alt for alt in alts)
+    # histograms, category shares, pairs, segment scatter, profile indexes: no k chart
+    assert len(alts) == 5
+    choice = page.split("id='choosing-the-number-of-segments'")[1].split("</section>")[0]
+    assert "fixed at 3 (segment run --k 3, or the k setting)" in choice and "no curves to show" in choice
+    assert "Other criteria preferring it" not in choice and "Silhouette" in choice
+    assert "3 (fixed with --k: not chosen by the job)" in page
+    data.run.k_selection = "kept"  # a model kept from a run that stored no candidates
+    kept = render_report(data)
+    assert not any("model-selection criteria" in alt for alt in images(kept))
+    assert "was kept from an earlier run" in kept and "fixed with --k" not in kept
+    # a k chosen among candidates keeps its curves
+    assert sum("model-selection criteria" in alt for alt in images(render_report(make_data(
+        MALL, ["annual_income_k", "spending_score"], customers)))) == 1
+
+
+LONG_APART = ("spending score 66% below average (17.1 vs 50.2); annual income 46% above average (88.2 vs 60.6); "
+              "mostly male (54.3% vs 44.0%)")
+
+
+def test_ten_segments_keep_every_word_of_what_sets_them_apart():
+    ids = list(range(1, 11))
+    customers = mall_customers(np.random.default_rng(16), ids, per_segment=20)
+    data = make_data(MALL, ["annual_income_k", "spending_score", "gender"], customers)
+    data.profiles["distinguishing_features"] = [f"{LONG_APART} [{index}]" for index in ids]
+    data.profiles["recommendation"] = [f"Premium offers: VIP and loyalty programme, early access [{index}]."
+                                       for index in ids]
+    page = render_report(data)
+    cards = re.findall(r"<article class='segment' id='segment-(\d+)'[^>]*>(.*?)</article>", page, re.S)
+    assert [int(segment_id) for segment_id, _ in cards] == ids
+    for (segment_id, card), name in zip(cards, data.profiles["segment_name"]):
+        assert html.escape(f"{LONG_APART} [{segment_id}]") in card  # whole, in its own paragraph
+        assert f"early access [{segment_id}]." in card and html.escape(name) in card
+    # the averages table holds figures only: no sentences squeezed into narrow columns
+    averages = page.split("id='segment-averages'")[1].split("</section>")[0]
+    headers = re.findall(r"<th>([^<]*)</th>", averages)
+    assert headers == ["Segment", "Name", "Customers", "Share of customers", "gender: shares", "Average age (years)",
+                       "Average annual income (k$)", "Average spending score (1-100)"]
+    assert LONG_APART not in averages
+    indexes = next(alt for alt in images(page) if alt.startswith("Bar charts of profile indexes"))
+    assert all(f"segment {segment_id} (Group {segment_id})" in indexes for segment_id in ids)
+
+
+def test_an_extreme_index_is_cut_at_the_axis_edge_with_its_true_figure(monkeypatch):
+    from segmentation.report import plots
+
+    customers = mall_customers(np.random.default_rng(17), [1, 2, 3])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    features = data.segment_features
+    extreme = (features["segment_id"] == 3) & (features["feature"] == "annual_income_k")
+    features.loc[extreme, "index_value"] = 976.0
+    drawn = []
+    original = plots._png
+    monkeypatch.setattr(plots, "_png", lambda figure, alt: drawn.append((figure, alt)) or original(figure, alt))
+    render_report(data)
+    figure, alt = next((figure, alt) for figure, alt in drawn if alt.startswith("Bar charts of profile indexes"))
+    assert "annual income (k$) 976" in alt and "cut and hatched" in alt
+    for axis in figure.axes:
+        left, right = axis.get_xlim()
+        assert right < 400  # the other bars keep a readable scale
+        texts = [text.get_text() for text in axis.texts]
+        for patch in axis.patches:
+            if patch.get_hatch():  # a cut bar ends at the limit and says its true figure
+                assert patch.get_width() == plots.INDEX_AXIS_LIMIT and "976 ▸ cut" in texts
+            else:  # every other bar is as long as its index
+                assert patch.get_width() <= plots.INDEX_AXIS_LIMIT
+    assert sum(bool(patch.get_hatch()) for axis in figure.axes for patch in axis.patches) == 1
+    assert plots.index_axis_limit([976.0, 45.0, 120.0]) == plots.INDEX_AXIS_LIMIT
+    assert plots.index_axis_limit([150.0, 80.0, None]) == 150.0 and plots.index_axis_limit([40.0]) == 100.0
+
+
+def test_index_figures_and_the_run_figures_follow_the_display_rule():
+    from segmentation.report import plots, sections
+
+    # three significant digits (display.decimals), thousands separators
+    assert [plots.index_figure(value) for value in (976.4, 1620.2, 45.34, 8.123, 100.0)] == \
+        ["976", "1,620", "45.3", "8.12", "100"]
+    assert sections._cell(0.0694) == "0.0694" and sections._cell(12345.678) == "12,345.7"
+    assert sections._cell(1234567) == "1,234,567"
+    assert sections._column_figures(pd.Series([269.7, 157.71, 65.6])) == ["269.7", "157.7", "65.6"]
+    # axis ticks: separators from a thousand up, the tick's own digits below
+    assert [plots._tick(value) for value in (12000.0, 2500000.0, 1000.5, 0.30000000000000004, 40.0)] == \
+        ["12,000", "2,500,000", "1,000.5", "0.3", "40"]
+
+
+def test_counts_carry_thousands_separators():
+    customers = mall_customers(np.random.default_rng(18), [1, 2])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    data.profiles["customer_count"] = [12_345, 1_002]
+    data.profiles["previous_customer_count"] = [11_999, 1_500]
+    data.run.n_customers = 1_234_567
+    data.run.n_outliers = 4_321
+    data.transitions["customer_count"] = [1_500, 3, 2_000]
+    page = render_report(data)
+    cells = re.findall(r"<td>([^<]*)</td>", page)
+    for shown in ("12,345", "1,002", "11,999", "1,500", "1,234,567", "4,321", "1,500 (100%)", "2,000 (100%)"):
+        assert shown in cells, shown
+    assert "<strong>12,345</strong> customers" in page
+    assert not re.search(r"<td>\d{4,}</td>", page)  # no count of four digits or more without a separator
+
+
+def test_a_held_run_says_so_at_the_top_and_shows_no_empty_table_of_moves():
+    customers = mall_customers(np.random.default_rng(19), [1, 2])
+    data = make_data(MALL, ["annual_income_k", "spending_score"], customers)
+    data.run.status, data.run.published_at = "held", None
+    data.run.error = "segment sizes drifted: PSI 3.435 is above max_size_psi 0.25"
+    data = dataclasses.replace(data, transitions=data.transitions.iloc[0:0])
+    body = render_report(data).split("<body>")[1]
+    top = body[:body.index("<section")]
+    assert "This run was not published (status held)" in top and "PSI 3.435" in top
+    changes = body.split("id='what-changed-since-the-last-run'")[1].split("</section>")[0]
+    assert "No moves to show" in changes and "<table><thead><tr><th></th></tr>" not in changes

@@ -1,5 +1,7 @@
 """The shipped sample CSV is exactly what the project's generator makes."""
 
+import pytest
+
 from segmentation.sample import packaged_sample, write_sample
 
 
@@ -15,6 +17,7 @@ def test_generator_writes_the_requested_number_of_customers_with_unique_ids(tmp_
     assert len(set(ids)) == 1234
 
 
+@pytest.mark.slow  # writes and reads back a large order log
 def test_order_generator_writes_the_requested_lines_reproducibly_with_refunds(tmp_path):
     from segmentation.sample import ORDER_HEADER, write_order_sample
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 MIGRATION = REPOSITORY / "migrations" / "versions" / "0007_internal_schema.py"
-FOLDERS = ("segmentation", "jobs", "tests", "benchmarks", "sql", "migrations/env.py", "README.md")
+FOLDERS = ("segmentation", "jobs", "tests", "benchmarks", "sql", "migrations/env.py", "README.md", "docs")
 PYTHON_IMPORT = re.compile(r"^\s*(from\s+segmentation[\w.]*\s+import\b|import\s+segmentation\b)")
 
 
