@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from jobs import notify
 from segmentation import db
-from segmentation.errors import Cancelled, DatabaseUnavailable, DatabaseUnreachable
+from segmentation.errors import Cancelled, DatabaseUnavailable, DatabaseUnreachable, stop_in
 from segmentation.settings import Settings
 
 CsvOption = Annotated[
@@ -140,8 +140,9 @@ def _failed_run_id(error: BaseException, engine: Engine | None, since: datetime.
     held = getattr(error, "outcome", None)
     if held is not None:
         return held.run_id
-    lost = isinstance(error, (DatabaseUnavailable, DatabaseUnreachable)) or (
-        isinstance(error, db.DATABASE_ERRORS) and db.connection_lost(error)
+    lost = stop_in(error) is None and (  # a stop mid-command breaks the driver's connection, not the server
+        isinstance(error, (DatabaseUnavailable, DatabaseUnreachable))
+        or (isinstance(error, db.DATABASE_ERRORS) and db.connection_lost(error))
     )
     if engine is None or since is None or lost:
         return None  # no run row yet, or a server that may not answer: do not wait for it

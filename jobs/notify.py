@@ -24,7 +24,7 @@ import urllib.request
 
 from segmentation import db
 from segmentation.display import printable
-from segmentation.errors import Cancelled, RunHeld, SegmentationError, describe
+from segmentation.errors import Cancelled, RunHeld, SegmentationError, describe, stop_in
 from segmentation.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ REASON_CHARACTERS = 2000
 
 def exit_code_of(error: BaseException) -> int:
     """The exit code `segment` ends with after `error` (see docs/operations.md, "Exit codes")."""
+    error = stop_in(error) or error
     if isinstance(error, SegmentationError):
         return error.exit_code
     if isinstance(error, KeyboardInterrupt):
@@ -45,6 +46,7 @@ def exit_code_of(error: BaseException) -> int:
 
 def status_of(error: BaseException) -> str:
     """held, cancelled (SIGTERM, Ctrl-C) or failed."""
+    error = stop_in(error) or error
     if isinstance(error, RunHeld):
         return "held"
     if isinstance(error, (Cancelled, KeyboardInterrupt)):
@@ -54,6 +56,7 @@ def status_of(error: BaseException) -> str:
 
 def reason_of(error: BaseException) -> str:
     """The failure in one line, as `segment` prints it after `error:`; no password."""
+    error = stop_in(error) or error
     if isinstance(error, Cancelled):
         return "stopped by SIGTERM"
     if isinstance(error, KeyboardInterrupt):

@@ -92,6 +92,18 @@ _OS_ADVICE = {
 }
 
 
+def stop_in(error: BaseException) -> BaseException | None:
+    """The SIGTERM (`Cancelled`) or Ctrl-C behind `error`, if any: a stop that lands while the
+    driver is mid-command (a COPY) can leave the connection unable to roll back, so the error
+    that surfaces is the failed rollback, with the stop as its context."""
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, (Cancelled, KeyboardInterrupt)):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
 def describe(error: BaseException) -> str:
     """A failure as the one line a user reads: our own messages as they are; a file system error
     as "PATH: what happened (errno N); what to do"; anything else by its message alone, never

@@ -43,6 +43,7 @@ from segmentation.errors import (
     RunHeld,
     RunLockLost,
     describe,
+    stop_in,
 )
 from segmentation.features import staging
 from segmentation.ingest.filetype import check_readable
@@ -166,7 +167,7 @@ def run_with_retries(
         try:
             return run_once(engine, settings, csv_path, orders_path, new_version)
         except db.DATABASE_ERRORS as error:
-            if not db.connection_lost(error):
+            if stop_in(error) is not None or not db.connection_lost(error):  # a stop is never retried
                 raise
             attempt += 1
             reason = db.redact(" ".join(str(getattr(error, "orig", None) or error).split()))
@@ -269,12 +270,13 @@ def run_once(
             log.info("run %d: %s %d customers, %s (%.1f s)", run_id, status, result.n_customers, assigned.why,
                      time.monotonic() - started)
         except BaseException as error:
-            status = ("cancelled" if isinstance(error, (KeyboardInterrupt, Cancelled))
+            stopped = stop_in(error)
+            status = ("cancelled" if stopped is not None
                       else "held" if isinstance(error, RunHeld) else "failed")
             if isinstance(error, RunLockLost):
                 log.error("run %d: %s", run_id, error)
-            message = ("interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt)
-                       else "stopped by SIGTERM" if isinstance(error, Cancelled) else describe(error))
+            message = ("interrupted (Ctrl-C)" if isinstance(stopped, KeyboardInterrupt)
+                       else "stopped by SIGTERM" if isinstance(stopped, Cancelled) else describe(error))
             try:
                 with engine.begin() as connection:
                     publish.end_run(connection, run_id, status, db.redact(" ".join(message.split())))

@@ -115,3 +115,20 @@ def test_the_database_is_named_without_user_or_password():
     settings = load_settings(database_url="postgresql://etl:s3cret@dbhost:6432/analytics")
     assert notify.where(settings) == ("analytics", "dbhost:6432")
     assert notify.where(load_settings(database_url=None)) == ("postgres", "embedded")
+
+
+def test_a_sigterm_behind_a_failed_rollback_still_ends_the_night_as_cancelled():
+    # SIGTERM landing mid-COPY: the rollback then fails, and that error surfaces with the stop as its context
+    from segmentation.errors import stop_in
+
+    try:
+        try:
+            raise Cancelled()
+        except Cancelled:
+            raise RuntimeError("sending query failed: another command is already in progress")  # noqa: B904
+    except RuntimeError as error:
+        surfaced = error
+    assert isinstance(stop_in(surfaced), Cancelled)
+    assert stop_in(RuntimeError("a plain failure")) is None
+    assert (notify.exit_code_of(surfaced), notify.status_of(surfaced), notify.reason_of(surfaced)) == (
+        143, "cancelled", "stopped by SIGTERM")
