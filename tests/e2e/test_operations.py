@@ -2,6 +2,7 @@
 held night reaches a webhook, the scheduler runs order logs and catches up only a real miss, and
 `segment db reset` starts over."""
 
+import datetime
 import re
 import shlex
 import signal
@@ -157,15 +158,22 @@ def scheduler_lines(env: dict, *args: str, until: str, timeout: float = 180) -> 
 def test_the_scheduler_runs_order_logs_and_catches_up_only_a_night_really_missed(database_url, tmp_path):
     env = environment(DATABASE_URL=database_url, SEGMENT_MISSED_RUN_GRACE_SECONDS="300", **FAST)
     orders = write_order_sample(tmp_path / "orders.csv", 4000)
+    # a daily cron whose time was a few minutes ago: due within the grace, and not due again while
+    # the test runs (a minute cron could start a night just as the test stops the scheduler, which
+    # then waits for that night to end)
+    def daily_at(minutes_ago):
+        due = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=minutes_ago)
+        return f"{due.minute} {due.hour} * * *"
+
     # never run on this database: nothing was missed, whatever the cron says was due
-    first = scheduler_lines(env, "--orders", str(orders), "--cron", "* * * * *", until="scheduler started")
+    first = scheduler_lines(env, "--orders", str(orders), "--cron", daily_at(2), until="scheduler started")
     assert not any("no run has started since" in line for line in first), "".join(first)
     with sa.create_engine(database_url).begin() as connection:  # a night ran, then the scheduler was down
         connection.execute(sa.text(
             "insert into segmentation_internal.runs (segmentation_id, status, started_at, finished_at, error)"
             " select segmentation_id, 'failed', now() - interval '3 minutes', now() - interval '3 minutes',"
             " 'a night before' from segmentation_internal.segmentations where name = 'default'"))
-    caught_up = scheduler_lines(env, "--orders", str(orders), "--cron", "* * * * *", until="catch-up run")
+    caught_up = scheduler_lines(env, "--orders", str(orders), "--cron", daily_at(1), until="catch-up run")
     said = "".join(caught_up)
     assert "no run has started since the one due at" in said
     assert re.search(r"catch-up run \d+ published", said), said
