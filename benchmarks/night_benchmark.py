@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -35,7 +34,9 @@ import sqlalchemy as sa
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-from benchmarks.run_benchmark import NAIVE_CHILD, STAGE_ENDS, limits, our_run  # noqa: E402
+from benchmarks.run_benchmark import (  # noqa: E402
+    NAIVE_CHILD, STAGE_ENDS, drop_database, fresh_database, limits, our_run,
+)
 from segmentation.db import sqlalchemy_url  # noqa: E402
 from segmentation.sample import write_sample  # noqa: E402
 
@@ -79,14 +80,10 @@ def main() -> None:
     admin = sa.create_engine(sqlalchemy_url(arguments.database_url), isolation_level="AUTOCOMMIT")
 
     def fresh() -> str:
-        name = f"segnight_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"create database {name}")
-        return admin.url.set(database=name).render_as_string(hide_password=False)
+        return fresh_database(admin, "segnight")
 
     def drop(url: str) -> None:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"drop database if exists {sa.make_url(url).database} with (force)")
+        drop_database(admin, url)
 
     stages = [name for name, _ in STAGE_ENDS] + ["whole run"]
     summary = ["| customers | changed | first run s | first / limits | night s | night / limits | naive s | naive / night"

@@ -138,6 +138,19 @@ def stage_seconds(log: str) -> tuple[dict[str, float], dict[str, int]]:
     return seconds, peaks
 
 
+def fresh_database(admin: sa.Engine, prefix: str) -> str:
+    """A new empty database (named PREFIX_ and a random suffix) on `admin`'s server; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"create database {name}")
+    return admin.url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin: sa.Engine, url: str) -> None:
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"drop database if exists {sa.make_url(url).database} with (force)")
+
+
 def our_run(url: str, path: Path, data_dir: Path) -> tuple[dict[str, float], dict[str, int], int]:
     env = {**os.environ, "DATABASE_URL": url, "SEGMENT_DATA_DIR": str(data_dir)}
     child = subprocess.run(
@@ -188,14 +201,10 @@ def main() -> None:
     admin = sa.create_engine(sqlalchemy_url(arguments.database_url), isolation_level="AUTOCOMMIT")
 
     def fresh() -> str:
-        name = f"segrun_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"create database {name}")
-        return admin.url.set(database=name).render_as_string(hide_password=False)
+        return fresh_database(admin, "segrun")
 
     def drop(url: str) -> None:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"drop database if exists {sa.make_url(url).database} with (force)")
+        drop_database(admin, url)
 
     curve = []
     for rows in arguments.rows:
